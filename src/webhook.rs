@@ -1,0 +1,312 @@
+//! Webhooks as users configure them (field names follow Sanplex's `zt_webhook`, CONTRACT §4).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a secret looks like in every response: secrets are write-only.
+pub const MASK: &str = "******";
+
+/// Trigger settings: `{objectType: [action, ...]}`.
+pub type Triggers = BTreeMap<String, Vec<String>>;
+
+/// The seven webhook types Sanplex knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookType {
+    /// Custom JSON to any URL ("Others" in Sanplex).
+    #[default]
+    Default,
+    Dinggroup,
+    Dinguser,
+    Wechatgroup,
+    Wechatuser,
+    Feishugroup,
+    Feishuuser,
+}
+
+impl WebhookType {
+    /// Every type, in Sanplex's order.
+    pub const ALL: [WebhookType; 7] = [
+        WebhookType::Default,
+        WebhookType::Dinggroup,
+        WebhookType::Dinguser,
+        WebhookType::Wechatgroup,
+        WebhookType::Wechatuser,
+        WebhookType::Feishugroup,
+        WebhookType::Feishuuser,
+    ];
+
+    /// The wire name (`default`, `dinggroup`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookType::Default => "default",
+            WebhookType::Dinggroup => "dinggroup",
+            WebhookType::Dinguser => "dinguser",
+            WebhookType::Wechatgroup => "wechatgroup",
+            WebhookType::Wechatuser => "wechatuser",
+            WebhookType::Feishugroup => "feishugroup",
+            WebhookType::Feishuuser => "feishuuser",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<WebhookType> {
+        WebhookType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Group-bot and `default` types post to the webhook's own `url`.
+    pub fn needs_url(self) -> bool {
+        matches!(
+            self,
+            WebhookType::Default
+                | WebhookType::Dinggroup
+                | WebhookType::Wechatgroup
+                | WebhookType::Feishugroup
+        )
+    }
+
+    /// Work/app-message types send to bound users.
+    pub fn is_app(self) -> bool {
+        matches!(
+            self,
+            WebhookType::Dinguser | WebhookType::Wechatuser | WebhookType::Feishuuser
+        )
+    }
+}
+
+impl fmt::Display for WebhookType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a webhook's deliveries are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SendType {
+    /// As soon as the delivery is committed.
+    #[default]
+    Sync,
+    /// At the next `async_interval` flush (or `POST /api/v1/outbox/flush`).
+    Async,
+}
+
+/// The payload keys a `default` webhook may send, in Sanplex's fixed order.
+pub const DEFAULT_PARAMS: [&str; 10] = [
+    "objectType",
+    "objectID",
+    "product",
+    "project",
+    "execution",
+    "action",
+    "actor",
+    "date",
+    "comment",
+    "text",
+];
+
+fn yes() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One webhook. Secrets are kept in clear here; [`Webhook::masked`] is what the API shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Assigned by the store; ignored on input.
+    #[serde(default)]
+    pub id: u64,
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: WebhookType,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app_key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app_secret: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wechat_corp_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wechat_corp_secret: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wechat_agent_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub feishu_app_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub feishu_app_secret: String,
+    /// Overrides the `[platforms]` base for app-message types.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_base: String,
+    /// Base URL for object links in this webhook's messages.
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub send_type: SendType,
+    /// Empty = all products.
+    #[serde(default)]
+    pub products: Vec<u64>,
+    /// Empty = all executions.
+    #[serde(default)]
+    pub executions: Vec<u64>,
+    /// `default` type only: payload keys; empty = all of them.
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// `default` type only: the Content-Type header; empty = `application/json`.
+    #[serde(default)]
+    pub content_type: String,
+    /// Per-webhook trigger list; `None` = the global trigger settings; `{}` = nothing fires.
+    #[serde(default)]
+    pub actions: Option<Triggers>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub desc: String,
+    /// The `zt_webhook` row this webhook was imported from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanplex_id: Option<u64>,
+    /// Set when a webhook is deleted: kept only so that in-flight deliveries can say why they stop.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+impl Webhook {
+    /// The secret fields, for masking and keep-on-`"******"` handling.
+    fn secrets_mut(&mut self) -> [&mut String; 4] {
+        [
+            &mut self.secret,
+            &mut self.app_secret,
+            &mut self.wechat_corp_secret,
+            &mut self.feishu_app_secret,
+        ]
+    }
+
+    /// A copy with every secret replaced by [`MASK`].
+    pub fn masked(&self) -> Webhook {
+        let mut w = self.clone();
+        for s in w.secrets_mut() {
+            if !s.is_empty() {
+                *s = MASK.to_string();
+            }
+        }
+        w
+    }
+
+    /// On PUT: a secret sent as `"******"` keeps the stored value.
+    pub fn keep_masked_secrets(&mut self, stored: &Webhook) {
+        let mut stored = stored.clone();
+        let old = stored.secrets_mut();
+        for (new, old) in self.secrets_mut().into_iter().zip(old) {
+            if new == MASK {
+                *new = old.clone();
+            }
+        }
+    }
+
+    /// The payload keys this webhook sends (`default` type), in Sanplex's order, `text` always.
+    pub fn payload_keys(&self) -> Vec<&'static str> {
+        DEFAULT_PARAMS
+            .iter()
+            .copied()
+            .filter(|k| *k == "text" || self.params.is_empty() || self.params.iter().any(|p| p == k))
+            .collect()
+    }
+
+    /// Checks the rules of CONTRACT §4; the error names the field and what to do.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let err = |field: &'static str, message: String| Err(ValidationError { field, message });
+        if self.name.trim().is_empty() {
+            return err("name", "name is required".into());
+        }
+        if self.kind.needs_url() {
+            if self.url.trim().is_empty() {
+                return err("url", format!("url is required for type {}", self.kind));
+            }
+            match reqwest::Url::parse(&self.url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => {
+                    return err(
+                        "url",
+                        format!("url {:?} is not an absolute http(s) URL", self.url),
+                    )
+                }
+            }
+        }
+        let required: &[(&'static str, &String)] = match self.kind {
+            WebhookType::Dinguser => &[
+                ("agentId", &self.agent_id),
+                ("appKey", &self.app_key),
+                ("appSecret", &self.app_secret),
+            ],
+            WebhookType::Wechatuser => &[
+                ("wechatCorpId", &self.wechat_corp_id),
+                ("wechatCorpSecret", &self.wechat_corp_secret),
+                ("wechatAgentId", &self.wechat_agent_id),
+            ],
+            WebhookType::Feishuuser => &[
+                ("feishuAppId", &self.feishu_app_id),
+                ("feishuAppSecret", &self.feishu_app_secret),
+            ],
+            _ => &[],
+        };
+        for (field, value) in required {
+            if value.trim().is_empty() {
+                return err(field, format!("{field} is required for type {}", self.kind));
+            }
+        }
+        for (field, value) in [("agentId", &self.agent_id), ("wechatAgentId", &self.wechat_agent_id)] {
+            if !value.is_empty() && value.trim().parse::<u64>().is_err() {
+                return err(field, format!("{field} must be a number, got {value:?}"));
+            }
+        }
+        if self.kind == WebhookType::Dinggroup && self.send_type == SendType::Async {
+            return err(
+                "sendType",
+                "dinggroup webhooks are always sync (DingTalk group bot delivery cannot be changed to async)".into(),
+            );
+        }
+        if !self.api_base.is_empty() {
+            if !self.kind.is_app() {
+                return err("apiBase", format!("apiBase applies to app-message types only, not {}", self.kind));
+            }
+            if reqwest::Url::parse(&self.api_base).is_err() {
+                return err("apiBase", format!("apiBase {:?} is not an absolute URL", self.api_base));
+            }
+        }
+        if !self.domain.is_empty() && reqwest::Url::parse(&self.domain).is_err() {
+            return err("domain", format!("domain {:?} is not an absolute URL", self.domain));
+        }
+        if self.kind == WebhookType::Default {
+            for p in &self.params {
+                if !DEFAULT_PARAMS.contains(&p.as_str()) {
+                    return err(
+                        "params",
+                        format!("unknown param {p:?}; allowed: {}", DEFAULT_PARAMS.join(", ")),
+                    );
+                }
+            }
+        } else if !self.params.is_empty() {
+            return err("params", format!("params apply to type default only, not {}", self.kind));
+        }
+        Ok(())
+    }
+}
+
+/// Why a webhook was refused: the field and a message that says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    /// The offending field, as named on the wire.
+    pub field: &'static str,
+    pub message: String,
+}
