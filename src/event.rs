@@ -36,6 +36,7 @@ pub struct ActionEvent {
     /// `opened`, `resolved`, ...
     pub action: String,
     /// `YYYY-MM-DD HH:MM:SS`, Sanplex server local time; filled with the ingestion time when absent.
+    #[serde(default)]
     pub date: String,
     /// May contain HTML.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -80,3 +81,32 @@ impl ActionEvent {
         s
     }
 }
+
+// TEMP-STUB-BEGIN (replaced by the parsing branch)
+/// How a body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Auto,
+    Ndjson,
+}
+/// Error for a body.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BodyError {
+    pub index: Option<usize>,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+/// Parses a body.
+pub fn parse_body(body: &mut [u8], _f: BodyFormat, now: &str) -> Result<Vec<ActionEvent>, BodyError> {
+    let mut out = vec![];
+    for (i, l) in body.split(|b| *b == b'\n').enumerate() {
+        if l.iter().all(|b| b.is_ascii_whitespace()) { continue; }
+        let mut ev: ActionEvent = serde_json::from_slice(l).map_err(|e| BodyError { index: None, line: Some(i + 1), key: None, message: e.to_string() })?;
+        if ev.date.is_empty() { ev.date = now.to_string(); }
+        out.push(ev);
+    }
+    Ok(out)
+}
+// TEMP-STUB-END

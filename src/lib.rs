@@ -1,11 +1,43 @@
 //! sanhook: a webhook dispatch engine for Sanplex (ZenTao) action logs.
+//!
+//! It takes action events ("alice resolved bug #12"), decides which webhooks fire, and delivers
+//! JSON notifications to generic endpoints and chat platforms: durably, in order per object,
+//! signed, with retries.
+//!
+//! # Layout
+//! An event travels one way: **ingest → route → dispatch → deliver**, with **store** underneath.
+//! - [`event`]: the typed action event and its tolerant parsing.
+//! - [`ingest`]: sources (HTTP intake, ...); each ends in [`ingest::Intake::submit`].
+//! - [`route`]: trigger settings and the rule index (pure) plus the router actor.
+//! - [`dispatch`]: per-destination actors: ordering, retry timing, async flushes.
+//! - [`deliver`]: bodies, signatures, sending, classifying replies.
+//! - [`store`]: redb; the only code that touches it.
+//! - [`api`]: the HTTP API; [`engine`]: wiring; [`config`]: configuration.
+//!
+//! # Embedding
+//! ```no_run
+//! # async fn demo() -> Result<(), sanhook::Error> {
+//! let cfg = sanhook::Config::load(None).map_err(|e| sanhook::Error::Config(e.to_string()))?;
+//! let engine = sanhook::Engine::start(cfg).await?; // inside an actix System
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 pub mod api;
 pub mod config;
 pub mod deliver;
 pub mod dispatch;
+pub mod engine;
+pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod metrics;
 pub mod route;
 pub mod store;
 pub mod webhook;
+
+pub use config::Config;
+pub use engine::Engine;
+pub use error::Error;
+pub use event::ActionEvent;
+pub use webhook::Webhook;

@@ -116,7 +116,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// One webhook. Secrets are kept in clear here; [`Webhook::masked`] is what the API shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     /// Assigned by the store; ignored on input.
@@ -178,6 +178,39 @@ pub struct Webhook {
     /// Set when a webhook is deleted: kept only so that in-flight deliveries can say why they stop.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deleted: bool,
+}
+
+impl Default for Webhook {
+    /// An enabled, sync `default` webhook with every other field empty.
+    fn default() -> Webhook {
+        Webhook {
+            id: 0,
+            name: String::new(),
+            kind: WebhookType::Default,
+            url: String::new(),
+            secret: String::new(),
+            agent_id: String::new(),
+            app_key: String::new(),
+            app_secret: String::new(),
+            wechat_corp_id: String::new(),
+            wechat_corp_secret: String::new(),
+            wechat_agent_id: String::new(),
+            feishu_app_id: String::new(),
+            feishu_app_secret: String::new(),
+            api_base: String::new(),
+            domain: String::new(),
+            send_type: SendType::Sync,
+            products: vec![],
+            executions: vec![],
+            params: vec![],
+            content_type: String::new(),
+            actions: None,
+            enabled: true,
+            desc: String::new(),
+            sanplex_id: None,
+            deleted: false,
+        }
+    }
 }
 
 impl Webhook {

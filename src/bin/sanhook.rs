@@ -1,1 +1,120 @@
-fn main(){}
+//! The `sanhook` command: thin over the library (clap, tracing, signals).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sanhook::{Config, Engine};
+
+#[derive(Parser)]
+#[command(name = "sanhook", version, about = "Webhook dispatch engine for Sanplex (ZenTao) action logs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine: HTTP API + ingestion + delivery, until SIGINT/SIGTERM.
+    Serve {
+        /// Config file (default ./config.toml; missing default = built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config and print the effective values (secrets masked).
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match load(config) {
+            Ok(cfg) => {
+                print!("{}", cfg.render_effective());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sanhook: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            init_tracing();
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("sanhook: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(msg) = cfg.token_required_error() {
+                eprintln!("sanhook: {msg}");
+                return ExitCode::from(2);
+            }
+            match actix_rt::System::new().block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sanhook: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Config, String> {
+    let cfg = Config::load(path.as_deref()).map_err(|e| e.to_string())?;
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SANHOOK_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("SANHOOK_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(cfg: Config) -> Result<(), String> {
+    let listen = cfg.server.listen.clone();
+    let listener = std::net::TcpListener::bind(&listen)
+        .map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
+    let engine = Engine::start(cfg).await.map_err(|e| e.to_string())?;
+    let server = sanhook::api::serve(engine.clone(), listener).map_err(|e| e.to_string())?;
+    let handle = server.handle();
+    tracing::info!(%listen, version = env!("CARGO_PKG_VERSION"), "sanhook serving");
+    let running = actix_rt::spawn(server);
+    wait_for_signal().await;
+    tracing::info!("shutting down: intake stopped, draining sends");
+    handle.stop(true).await;
+    let _ = running.await;
+    engine.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,7 +1,431 @@
 //! Delivery: build the body, sign it, send it, classify the reply. The only code that makes
 //! outbound HTTP.
+//!
+//! A deliverer makes one attempt and says what happened ([`Outcome`]); when to try again is the
+//! dispatcher's business.
 
 pub mod chat;
 pub mod payload;
 pub mod sign;
 pub mod text;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::event::ActionEvent;
+use crate::store::{RequestLog, ResponseLog};
+use crate::webhook::{Webhook, WebhookType};
+
+/// Bodies kept in the delivery log are cut to this many bytes.
+pub const LOG_BODY_MAX: usize = 4096;
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The destination accepted it.
+    Delivered,
+    /// Try again later; `after` is the destination's own wait (Retry-After and the like), which
+    /// replaces the scheduled delay.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// Never going to work as it stands: give up now and say why.
+    Dead(String),
+    /// Nothing to send, on purpose (and not an error).
+    Skipped(String),
+}
+
+/// One attempt, as the log keeps it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub request: Option<RequestLog>,
+    pub response: Option<ResponseLog>,
+    /// Progress to keep for the next attempt (recipients already served, ...).
+    pub progress: Option<serde_json::Value>,
+}
+
+impl Attempt {
+    fn failed_before_send(outcome: Outcome) -> Attempt {
+        Attempt {
+            outcome,
+            request: None,
+            response: None,
+            progress: None,
+        }
+    }
+}
+
+/// Sends deliveries. One per engine; cheap to clone.
+#[derive(Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    cfg: Arc<Config>,
+    /// The store's instance id: part of every `webhook-id`, so ids never repeat across stores.
+    instance: Arc<str>,
+}
+
+/// The `User-Agent` of every outgoing request.
+pub fn user_agent() -> String {
+    format!("sanhook/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Installs the rustls crypto provider once per process (reqwest is built without one).
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Builds the one outgoing HTTP client: TLS verified, redirects not followed.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(user_agent())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+impl Deliverer {
+    /// A deliverer for this configuration.
+    pub fn new(cfg: Arc<Config>, instance: &str) -> Result<Deliverer, String> {
+        Ok(Deliverer {
+            client: http_client(cfg.delivery.timeout)?,
+            cfg,
+            instance: instance.into(),
+        })
+    }
+
+    /// The Standard Webhooks `webhook-id` of a delivery: stable across retries and restarts.
+    pub fn message_id(&self, delivery_id: u64) -> String {
+        format!("msg_{}_{}", self.instance, delivery_id)
+    }
+
+    /// Makes one attempt to deliver `ev` to `wh`.
+    pub async fn attempt(
+        &self,
+        wh: &Webhook,
+        ev: &ActionEvent,
+        delivery_id: u64,
+        _progress: Option<&serde_json::Value>,
+    ) -> Attempt {
+        match wh.kind {
+            WebhookType::Default => self.send_default(wh, ev, delivery_id).await,
+            other => Attempt::failed_before_send(Outcome::Dead(format!(
+                "webhook type {other} is not supported by this build yet"
+            ))),
+        }
+    }
+
+    async fn send_default(&self, wh: &Webhook, ev: &ActionEvent, delivery_id: u64) -> Attempt {
+        let rendered = text::render(
+            ev,
+            &wh.domain,
+            &self.cfg.sanplex.base_url,
+            self.cfg.sanplex.lang,
+        );
+        let body = payload::default_payload(ev, &wh.payload_keys(), &rendered.text);
+        let content_type = if wh.content_type.is_empty() {
+            "application/json"
+        } else {
+            wh.content_type.as_str()
+        };
+        let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+        if !wh.secret.is_empty() {
+            let id = self.message_id(delivery_id);
+            let ts = chrono::Utc::now().timestamp();
+            let sig = payload::standard_webhooks_signature(&wh.secret, &id, ts, &body);
+            headers.push(("webhook-id".into(), id));
+            headers.push(("webhook-timestamp".into(), ts.to_string()));
+            headers.push(("webhook-signature".into(), sig));
+        }
+        let sent = self.post(&wh.url, headers, body).await;
+        let outcome = match &sent.result {
+            Err(e) => Outcome::Retry {
+                after: None,
+                error: e.clone(),
+            },
+            Ok((status, resp_headers, _)) => {
+                classify_default(*status, resp_headers, self.cfg.delivery.max_retry_after)
+            }
+        };
+        sent.into_attempt(outcome)
+    }
+
+    /// POSTs `body` to `url`, recording the request and response for the log.
+    pub async fn post(&self, url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Sent {
+        let request = RequestLog {
+            url: mask_url(url),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("authorization") {
+                        crate::webhook::MASK.to_string()
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            body: cut(&body),
+        };
+        let result = self.post_raw(url, &headers, body).await;
+        Sent { request, result }
+    }
+
+    async fn post_raw(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?;
+        if !self.cfg.delivery.allow_private {
+            check_public(&parsed).await?;
+        }
+        let mut req = self.client.post(parsed);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = req.body(body).send().await.map_err(describe_reqwest)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(describe_reqwest)?;
+        Ok((status, headers, bytes.to_vec()))
+    }
+}
+
+/// A request that was made (or tried), with what came back.
+pub struct Sent {
+    pub request: RequestLog,
+    /// `(status, headers, body)`, or why no answer came.
+    pub result: Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String>,
+}
+
+impl Sent {
+    /// The attempt for the log, with `outcome` decided by the caller.
+    pub fn into_attempt(self, outcome: Outcome) -> Attempt {
+        let response = self.result.as_ref().ok().map(|(status, _, body)| ResponseLog {
+            status: *status,
+            body: cut(body),
+        });
+        Attempt {
+            outcome,
+            request: Some(self.request),
+            response,
+            progress: None,
+        }
+    }
+}
+
+/// Classifies a `default` webhook's answer per CONTRACT §5.
+pub fn classify_default(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    max_retry_after: Duration,
+) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        410 => Outcome::Dead("HTTP 410 Gone: the endpoint says it no longer exists".into()),
+        300..=399 => {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            Outcome::Retry {
+                after: None,
+                error: format!("HTTP {status}: redirect to {} not followed", mask_url(to)),
+            }
+        }
+        429 | 503 => Outcome::Retry {
+            after: headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+                .map(|d| d.min(max_retry_after)),
+            error: format!("HTTP {status}"),
+        },
+        _ => Outcome::Retry {
+            after: None,
+            error: format!("HTTP {status}"),
+        },
+    }
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date.
+pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn describe_reqwest(e: reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+async fn check_public(url: &reqwest::Url) -> Result<(), String> {
+    let host = url.host_str().ok_or("URL has no host")?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    for ip in addrs {
+        if is_private(ip) {
+            return Err(format!(
+                "{host} resolves to {ip}, a private address; refused because delivery.allow_private = false"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Cuts a body for the log at a character boundary.
+pub fn cut(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    if s.len() <= LOG_BODY_MAX {
+        return s.into_owned();
+    }
+    let mut end = LOG_BODY_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[cut, {} bytes in all]", &s[..end], body.len())
+}
+
+/// Masks credentials inside a URL: `access_token`, `key`, `token`, `sign` (and any `*token*` /
+/// `*secret*`) query values, and the token of a Lark/Feishu bot hook path.
+pub fn mask_url(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return url.to_string();
+    };
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let lk = k.to_ascii_lowercase();
+            let secret = matches!(lk.as_str(), "key" | "sign" | "access_token" | "token")
+                || lk.contains("token")
+                || lk.contains("secret");
+            (
+                k.into_owned(),
+                if secret {
+                    crate::webhook::MASK.to_string()
+                } else {
+                    v.into_owned()
+                },
+            )
+        })
+        .collect();
+    if !pairs.is_empty() {
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    if let Some(idx) = u.path().find("/bot/v2/hook/") {
+        let prefix = u.path()[..idx + "/bot/v2/hook/".len()].to_string();
+        u.set_path(&format!("{prefix}{}", crate::webhook::MASK));
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some(crate::webhook::MASK));
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_credentials_in_urls() {
+        let m = mask_url("https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz");
+        assert!(!m.contains("abc123") && !m.contains("xyz"), "{m}");
+        assert!(m.contains("timestamp=1"), "{m}");
+        let m = mask_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K-1");
+        assert!(!m.contains("K-1"), "{m}");
+        let m = mask_url("https://open.feishu.cn/open-apis/bot/v2/hook/tok-123");
+        assert!(!m.contains("tok-123"), "{m}");
+        assert_eq!(mask_url("http://h/x?a=1"), "http://h/x?a=1");
+    }
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn classification_of_default_answers() {
+        let h = reqwest::header::HeaderMap::new();
+        let cap = Duration::from_secs(3600);
+        assert_eq!(classify_default(204, &h, cap), Outcome::Delivered);
+        assert!(matches!(classify_default(410, &h, cap), Outcome::Dead(_)));
+        assert!(matches!(classify_default(500, &h, cap), Outcome::Retry { after: None, .. }));
+        assert!(matches!(classify_default(302, &h, cap), Outcome::Retry { .. }));
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "99999".parse().unwrap());
+        assert_eq!(
+            classify_default(429, &h, cap),
+            Outcome::Retry { after: Some(cap), error: "HTTP 429".into() }
+        );
+    }
+
+    #[test]
+    fn private_addresses() {
+        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.1.1", "::1", "fd00::1", "100.64.0.1"] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

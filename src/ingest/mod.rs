@@ -1,1 +1,83 @@
-//! TODO
+//! Ingestion sources. Every source ends in [`Intake::submit`]: route, commit, dispatch.
+
+pub mod http;
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::dispatch::{Dispatcher, Enqueue};
+use crate::event::ActionEvent;
+use crate::metrics::Metrics;
+use crate::route::{RouteBatch, Router};
+use crate::store::{Checkpoint, IngestBatch, QuarantineItem, Status, Store};
+use crate::Error;
+
+/// What one submitted batch came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct IngestSummary {
+    /// New events, durably queued.
+    pub accepted: usize,
+    /// Events already seen (by `id`), including repeats inside the batch.
+    pub duplicates: usize,
+    /// (event, webhook) deliveries created.
+    pub deliveries: usize,
+}
+
+/// The one path every source's events take into the outbox.
+#[derive(Clone)]
+pub struct Intake {
+    pub(crate) store: Store,
+    pub(crate) router: Addr<Router>,
+    pub(crate) dispatcher: Addr<Dispatcher>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Intake {
+    /// Routes `events`, commits them with their deliveries (and the source's checkpoint and
+    /// rejected input) in one durable transaction, then hands the deliveries to dispatch.
+    /// Returns only after the commit.
+    pub async fn submit(
+        &self,
+        source: &str,
+        events: Vec<ActionEvent>,
+        checkpoint: Option<Checkpoint>,
+        quarantine: Vec<QuarantineItem>,
+    ) -> Result<IngestSummary, Error> {
+        let (events, routes) = if events.is_empty() {
+            (events, vec![])
+        } else {
+            self.router.send(RouteBatch(events)).await?
+        };
+        let quarantined = quarantine.len() as u64;
+        let metric_source = source.split(':').next().unwrap_or(source).to_string();
+        let res = self
+            .store
+            .ingest(IngestBatch {
+                source: source.to_string(),
+                events,
+                routes,
+                checkpoint,
+                quarantine,
+            })
+            .await?;
+        self.metrics.ingested(&metric_source, res.accepted as u64);
+        if quarantined > 0 {
+            self.metrics.quarantined(&metric_source, quarantined);
+        }
+        let summary = IngestSummary {
+            accepted: res.accepted,
+            duplicates: res.duplicates,
+            deliveries: res.deliveries.len(),
+        };
+        if !res.deliveries.is_empty() {
+            self.metrics
+                .delivery(Status::Pending, res.deliveries.len() as u64);
+            self.dispatcher.do_send(Enqueue {
+                deliveries: res.deliveries,
+                now: false,
+            });
+        }
+        Ok(summary)
+    }
+}

@@ -1,1 +1,894 @@
-//! TODO
+//! The one embedded database (redb) and the only code that touches it.
+//!
+//! Writes go through one writer thread that merges whatever is waiting into one durable commit
+//! (group commit): concurrent intake requests, delivery-state updates and API changes share the
+//! ~250 µs fsync instead of paying it each. Reads open their own MVCC snapshot on the caller's
+//! thread.
+//!
+//! Tables: `meta` (schema version, counters), `webhooks`, `settings`, `batches` (one row per
+//! intake batch: its events and deliveries), `seen` (one row per batch: its event ids, for the
+//! dedupe index), `open` (batch → deliveries not yet final), `states` (delivery → state, absent =
+//! pending), `checkpoints`, `quarantine`, `bindings`.
+
+mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+pub use records::*;
+
+use crate::event::ActionEvent;
+use crate::webhook::{Triggers, Webhook};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const WEBHOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhooks");
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
+const SEEN: TableDefinition<u64, &[u8]> = TableDefinition::new("seen");
+const OPEN: TableDefinition<u64, u64> = TableDefinition::new("open");
+const STATES: TableDefinition<u64, &[u8]> = TableDefinition::new("states");
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
+const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
+const BINDINGS: TableDefinition<(u64, &str), &str> = TableDefinition::new("bindings");
+
+/// The schema this build writes. A store written by a newer schema is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Most ops merged into one commit: bounds the latency a large group adds to the first op.
+const MAX_OPS_PER_COMMIT: usize = 256;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0} (is the disk full or the file damaged?)")]
+    Db(#[from] redb::Error),
+    #[error("could not open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("corrupt record in table {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("the store is shut down")]
+    Closed,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One intake batch to commit: the events of one request (or one read of a source), how each
+/// was routed, and optionally the source's new read position and its rejected input.
+#[derive(Debug, Default)]
+pub struct IngestBatch {
+    pub source: String,
+    pub events: Vec<ActionEvent>,
+    /// Webhook ids per event (same length as `events`).
+    pub routes: Vec<Vec<u64>>,
+    pub checkpoint: Option<Checkpoint>,
+    pub quarantine: Vec<QuarantineItem>,
+}
+
+/// What a committed intake batch produced.
+#[derive(Debug, Default)]
+pub struct IngestResult {
+    /// New events.
+    pub accepted: usize,
+    /// Events whose `id` was already seen (including repeats inside the batch).
+    pub duplicates: usize,
+    /// The deliveries created, to hand to the dispatcher.
+    pub deliveries: Vec<OpenDelivery>,
+}
+
+/// A state change for one delivery.
+#[derive(Debug, Clone)]
+pub struct StateUpdate {
+    pub id: u64,
+    pub state: DeliveryState,
+    /// Whether the delivery was final before this update (keeps the open-batch counts exact).
+    pub was_final: bool,
+}
+
+/// Filter for the delivery log.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub webhook: Option<u64>,
+    pub status: Option<Status>,
+    pub limit: usize,
+    /// Only ids below this (paging backwards).
+    pub before: Option<u64>,
+}
+
+enum Op {
+    Ingest(IngestBatch, oneshot::Sender<Result<IngestResult>>),
+    States(Vec<StateUpdate>, oneshot::Sender<Result<()>>),
+    PutWebhook(Webhook, oneshot::Sender<Result<Webhook>>),
+    PutTriggers(Triggers, oneshot::Sender<Result<()>>),
+    PutBindings(u64, Vec<(String, Option<String>)>, oneshot::Sender<Result<()>>),
+    Prune(i64, oneshot::Sender<Result<PruneStats>>),
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PruneStats {
+    pub batches: usize,
+    pub quarantine: usize,
+}
+
+/// Handle to the store. Cheap to clone; the writer thread stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    tx: mpsc::UnboundedSender<Op>,
+    instance: Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("instance", &self.instance).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, creating parent directories.
+    pub fn open(path: &Path) -> Result<Store> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            }
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => open_err(
+                "it is already open in another process (only one `sanhook serve` may use a store)"
+                    .into(),
+            ),
+            other => open_err(other.to_string()),
+        })?;
+        let db = Arc::new(db);
+        let (instance, state) = init(&db)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let wdb = db.clone();
+        std::thread::Builder::new()
+            .name("sanhook-store".into())
+            .spawn(move || writer_loop(wdb, rx, state))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Store {
+            db,
+            tx,
+            instance: instance.into(),
+        })
+    }
+
+    /// A random id made when the store was created: makes `webhook-id`s unique across stores.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits an intake batch durably; returns once it is on disk.
+    pub async fn ingest(&self, batch: IngestBatch) -> Result<IngestResult> {
+        if batch.events.len() != batch.routes.len() {
+            return Err(StoreError::Invalid("routes do not match events".into()));
+        }
+        self.call(|tx| Op::Ingest(batch, tx)).await
+    }
+
+    /// Commits delivery state changes durably.
+    pub async fn update_states(&self, updates: Vec<StateUpdate>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.call(|tx| Op::States(updates, tx)).await
+    }
+
+    /// Inserts (id 0: a new id is assigned) or replaces a webhook; returns it as stored.
+    pub async fn put_webhook(&self, wh: Webhook) -> Result<Webhook> {
+        self.call(|tx| Op::PutWebhook(wh, tx)).await
+    }
+
+    /// Replaces the global trigger settings.
+    pub async fn put_triggers(&self, t: Triggers) -> Result<()> {
+        self.call(|tx| Op::PutTriggers(t, tx)).await
+    }
+
+    /// Binds (`Some(userid)`) or unbinds (`None`) accounts of one webhook.
+    pub async fn put_bindings(
+        &self,
+        webhook: u64,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<()> {
+        self.call(|tx| Op::PutBindings(webhook, changes, tx)).await
+    }
+
+    /// Drops finished batches created before `cutoff_ms` (with their states and seen ids) and
+    /// quarantine entries older than it.
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<PruneStats> {
+        self.call(|tx| Op::Prune(cutoff_ms, tx)).await
+    }
+
+    /// Waits until every op queued before this call is committed (or failed).
+    pub async fn sync(&self) -> Result<()> {
+        self.update_states(vec![]).await?;
+        self.call(|tx| Op::States(vec![], tx)).await
+    }
+
+    /// Every webhook, deleted ones excluded.
+    pub fn webhooks(&self) -> Result<Vec<Webhook>> {
+        let r = self.db.begin_read()?;
+        let t = match r.open_table(WEBHOOKS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = vec![];
+        for row in t.iter()? {
+            let (_, v) = row?;
+            let wh: Webhook = serde_json::from_slice(v.value()).map_err(|e| corrupt("webhooks", e))?;
+            if !wh.deleted {
+                out.push(wh);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored global trigger settings, if ever set.
+    pub fn triggers(&self) -> Result<Option<Triggers>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(SETTINGS)?;
+        match t.get("triggers")? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice(v.value()).map_err(|e| corrupt("settings", e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The bindings of one webhook: `(account, userid)` sorted by account.
+    pub fn bindings(&self, webhook: u64) -> Result<Vec<(String, String)>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BINDINGS)?;
+        let mut out = vec![];
+        for row in t.range((webhook, "")..)? {
+            let (k, v) = row?;
+            let (w, account) = k.value();
+            if w != webhook {
+                break;
+            }
+            out.push((account.to_string(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// A source's checkpoint.
+    pub fn checkpoint(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CHECKPOINTS)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every checkpoint whose key starts with `prefix`.
+    pub fn checkpoints(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CHECKPOINTS)?;
+        let mut out = vec![];
+        for row in t.range(prefix..)? {
+            let (k, v) = row?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Newest quarantine entries first.
+    pub fn quarantine(&self, limit: usize) -> Result<Vec<QuarantineItem>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(QUARANTINE)?;
+        let mut out = vec![];
+        for row in t.iter()?.rev().take(limit) {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value()).map_err(|e| corrupt("quarantine", e))?);
+        }
+        Ok(out)
+    }
+
+    /// Every delivery that is not final, oldest first: what the dispatcher resumes on start.
+    pub fn open_deliveries(&self) -> Result<Vec<OpenDelivery>> {
+        let r = self.db.begin_read()?;
+        let open = r.open_table(OPEN)?;
+        let batches = r.open_table(BATCHES)?;
+        let states = r.open_table(STATES)?;
+        let mut out = vec![];
+        for row in open.iter()? {
+            let (seq, _) = row?;
+            let seq = seq.value();
+            let Some(raw) = batches.get(seq)? else {
+                continue;
+            };
+            let batch: BatchRecord =
+                serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
+            let st = batch_states(&states, seq)?;
+            let events: Vec<Arc<ActionEvent>> = batch.events.into_iter().map(Arc::new).collect();
+            for (i, (wh, ev)) in batch.deliveries.iter().enumerate() {
+                let id = delivery_id(seq, i);
+                let state = st.get(&id).cloned().unwrap_or_default();
+                if state.status.is_final() {
+                    continue;
+                }
+                let Some(event) = events.get(*ev as usize) else {
+                    return Err(corrupt("batches", format!("batch {seq}: event index {ev}")));
+                };
+                out.push(OpenDelivery {
+                    id,
+                    webhook_id: *wh,
+                    event: event.clone(),
+                    created_at: batch.created_at,
+                    state,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One delivery.
+    pub fn delivery(&self, id: u64) -> Result<Option<DeliveryRecord>> {
+        let (seq, idx) = split_delivery_id(id);
+        let r = self.db.begin_read()?;
+        let batches = r.open_table(BATCHES)?;
+        let states = r.open_table(STATES)?;
+        let Some(raw) = batches.get(seq)? else {
+            return Ok(None);
+        };
+        let batch: BatchRecord =
+            serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
+        let Some((wh, ev)) = batch.deliveries.get(idx).copied() else {
+            return Ok(None);
+        };
+        let state = match states.get(id)? {
+            Some(v) => serde_json::from_slice(v.value()).map_err(|e| corrupt("states", e))?,
+            None => DeliveryState::default(),
+        };
+        let event = batch
+            .events
+            .into_iter()
+            .nth(ev as usize)
+            .ok_or_else(|| corrupt("batches", format!("batch {seq}: event index {ev}")))?;
+        Ok(Some(DeliveryRecord {
+            id,
+            webhook_id: wh,
+            event: Arc::new(event),
+            created_at: batch.created_at,
+            state,
+        }))
+    }
+
+    /// The delivery log, newest first.
+    pub fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRecord>> {
+        let r = self.db.begin_read()?;
+        let batches = r.open_table(BATCHES)?;
+        let states = r.open_table(STATES)?;
+        let upper = q.before.map(split_delivery_id);
+        let range = match upper {
+            Some((seq, _)) => batches.range(..=seq)?,
+            None => batches.range(0..)?,
+        };
+        let mut out = vec![];
+        for row in range.rev() {
+            if out.len() >= q.limit {
+                break;
+            }
+            let (seq, raw) = row?;
+            let seq = seq.value();
+            let batch: BatchRecord =
+                serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
+            if batch.deliveries.is_empty() {
+                continue;
+            }
+            if let Some(w) = q.webhook {
+                if !batch.deliveries.iter().any(|(wh, _)| *wh == w) {
+                    continue;
+                }
+            }
+            let st = batch_states(&states, seq)?;
+            let events: Vec<Arc<ActionEvent>> = batch.events.into_iter().map(Arc::new).collect();
+            for (i, (wh, ev)) in batch.deliveries.iter().enumerate().rev() {
+                let id = delivery_id(seq, i);
+                if q.before.is_some_and(|b| id >= b) || q.webhook.is_some_and(|w| w != *wh) {
+                    continue;
+                }
+                let state = st.get(&id).cloned().unwrap_or_default();
+                if q.status.is_some_and(|s| s != state.status) {
+                    continue;
+                }
+                let Some(event) = events.get(*ev as usize) else {
+                    return Err(corrupt("batches", format!("batch {seq}: event index {ev}")));
+                };
+                out.push(DeliveryRecord {
+                    id,
+                    webhook_id: *wh,
+                    event: event.clone(),
+                    created_at: batch.created_at,
+                    state,
+                });
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn batch_states(
+    states: &impl ReadableTable<u64, &'static [u8]>,
+    seq: u64,
+) -> Result<HashMap<u64, DeliveryState>> {
+    let mut out = HashMap::new();
+    for row in states.range(delivery_id(seq, 0)..delivery_id(seq + 1, 0))? {
+        let (k, v) = row?;
+        out.insert(
+            k.value(),
+            serde_json::from_slice(v.value()).map_err(|e| corrupt("states", e))?,
+        );
+    }
+    Ok(out)
+}
+
+/// What the writer keeps in memory between commits.
+struct WriterState {
+    next_batch: u64,
+    next_webhook: u64,
+    next_quarantine: u64,
+    /// Event id → batch that holds it: the dedupe index (persisted per batch in `seen`).
+    seen: HashMap<u64, u64>,
+    /// Batch → deliveries not yet final (persisted in `open`).
+    open: HashMap<u64, u64>,
+}
+
+fn init(db: &Database) -> Result<(String, WriterState)> {
+    let w = db.begin_write()?;
+    let instance;
+    {
+        let mut meta = w.open_table(META)?;
+        let version = meta.get("schema_version")?.map(|v| v.value());
+        let version: Option<u64> = version;
+        match version {
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Invalid(format!(
+                    "the store was written by a newer sanhook (schema {v}, this build knows {SCHEMA_VERSION}); upgrade sanhook"
+                )));
+            }
+            Some(_) => {}
+        }
+        let existing = meta.get("instance")?.map(|v| v.value());
+        let inst = match existing {
+            Some(i) => i,
+            None => {
+                let i = rand::random::<u64>() >> 1;
+                meta.insert("instance", i)?;
+                i
+            }
+        };
+        instance = format!("{inst:x}");
+        // Create every table so readers never meet a missing one.
+        w.open_table(WEBHOOKS)?;
+        w.open_table(SETTINGS)?;
+        w.open_table(BATCHES)?;
+        w.open_table(SEEN)?;
+        w.open_table(OPEN)?;
+        w.open_table(STATES)?;
+        w.open_table(CHECKPOINTS)?;
+        w.open_table(QUARANTINE)?;
+        w.open_table(BINDINGS)?;
+    }
+    w.commit()?;
+
+    let r = db.begin_read()?;
+    let meta = r.open_table(META)?;
+    let next_webhook = meta.get("next_webhook_id")?.map(|v| v.value()).unwrap_or(1);
+    let next_batch = r
+        .open_table(BATCHES)?
+        .last()?
+        .map(|(k, _)| k.value() + 1)
+        .unwrap_or(1)
+        .max(r.open_table(SEEN)?.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1));
+    let next_quarantine = r
+        .open_table(QUARANTINE)?
+        .last()?
+        .map(|(k, _)| k.value() + 1)
+        .unwrap_or(1);
+    let mut seen = HashMap::new();
+    for row in r.open_table(SEEN)?.iter()? {
+        let (k, v) = row?;
+        let seq = k.value();
+        for chunk in v.value().chunks_exact(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            seen.insert(u64::from_le_bytes(b), seq);
+        }
+    }
+    let mut open = HashMap::new();
+    for row in r.open_table(OPEN)?.iter()? {
+        let (k, v) = row?;
+        open.insert(k.value(), v.value());
+    }
+    Ok((
+        instance,
+        WriterState {
+            next_batch,
+            next_webhook,
+            next_quarantine,
+            seen,
+            open,
+        },
+    ))
+}
+
+/// Reply senders of one commit group, answered after the commit.
+enum Reply {
+    Ingest(oneshot::Sender<Result<IngestResult>>, IngestResult),
+    Unit(oneshot::Sender<Result<()>>),
+    Webhook(oneshot::Sender<Result<Webhook>>, Webhook),
+    Prune(oneshot::Sender<Result<PruneStats>>, PruneStats),
+}
+
+impl Reply {
+    fn fail(self, e: &StoreError) {
+        let msg = || StoreError::Invalid(format!("commit failed: {e}"));
+        match self {
+            Reply::Ingest(tx, _) => drop(tx.send(Err(msg()))),
+            Reply::Unit(tx) => drop(tx.send(Err(msg()))),
+            Reply::Webhook(tx, _) => drop(tx.send(Err(msg()))),
+            Reply::Prune(tx, _) => drop(tx.send(Err(msg()))),
+        }
+    }
+    fn ok(self) {
+        match self {
+            Reply::Ingest(tx, r) => drop(tx.send(Ok(r))),
+            Reply::Unit(tx) => drop(tx.send(Ok(()))),
+            Reply::Webhook(tx, w) => drop(tx.send(Ok(w))),
+            Reply::Prune(tx, p) => drop(tx.send(Ok(p))),
+        }
+    }
+}
+
+/// Staged changes to the writer's memory, applied only once the commit succeeded.
+#[derive(Default)]
+struct Staged {
+    seen: HashMap<u64, u64>,
+    seen_removed: Vec<u64>,
+    open: BTreeMap<u64, u64>,
+    next_batch: u64,
+    next_webhook: u64,
+    next_quarantine: u64,
+}
+
+fn writer_loop(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Op>, mut st: WriterState) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_OPS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut staged = Staged {
+            next_batch: st.next_batch,
+            next_webhook: st.next_webhook,
+            next_quarantine: st.next_quarantine,
+            ..Default::default()
+        };
+        let mut replies = Vec::with_capacity(ops.len());
+        let result = commit_group(&db, &st, &mut staged, ops, &mut replies);
+        match result {
+            Ok(()) => {
+                for k in staged.seen_removed {
+                    st.seen.remove(&k);
+                }
+                st.seen.extend(staged.seen);
+                for (k, v) in staged.open {
+                    if v == 0 {
+                        st.open.remove(&k);
+                    } else {
+                        st.open.insert(k, v);
+                    }
+                }
+                st.next_batch = staged.next_batch;
+                st.next_webhook = staged.next_webhook;
+                st.next_quarantine = staged.next_quarantine;
+                for r in replies {
+                    r.ok();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                for r in replies {
+                    r.fail(&e);
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(
+    db: &Database,
+    st: &WriterState,
+    staged: &mut Staged,
+    ops: Vec<Op>,
+    replies: &mut Vec<Reply>,
+) -> Result<()> {
+    let w = db.begin_write()?;
+    {
+        let mut batches = w.open_table(BATCHES)?;
+        let mut seen = w.open_table(SEEN)?;
+        let mut open = w.open_table(OPEN)?;
+        let mut states = w.open_table(STATES)?;
+        let mut checkpoints = w.open_table(CHECKPOINTS)?;
+        let mut quarantine = w.open_table(QUARANTINE)?;
+        let mut webhooks = w.open_table(WEBHOOKS)?;
+        let mut settings = w.open_table(SETTINGS)?;
+        let mut meta = w.open_table(META)?;
+        let mut bindings = w.open_table(BINDINGS)?;
+        let now = now_ms();
+        let open_count = |staged: &Staged, seq: u64| {
+            staged
+                .open
+                .get(&seq)
+                .copied()
+                .or_else(|| st.open.get(&seq).copied())
+                .unwrap_or(0)
+        };
+        for op in ops {
+            match op {
+                Op::Ingest(batch, tx) => {
+                    let IngestBatch {
+                        source,
+                        events,
+                        routes,
+                        checkpoint,
+                        quarantine: bad,
+                    } = batch;
+                    let mut res = IngestResult::default();
+                    let seq = staged.next_batch;
+                    let mut kept = Vec::with_capacity(events.len());
+                    let mut deliveries = Vec::new();
+                    let mut ids = Vec::new();
+                    for (ev, route) in events.into_iter().zip(routes) {
+                        if let Some(id) = ev.id {
+                            let dup = staged.seen.contains_key(&id)
+                                || (st.seen.contains_key(&id)
+                                    && !staged.seen_removed.contains(&id));
+                            if dup {
+                                res.duplicates += 1;
+                                continue;
+                            }
+                            staged.seen.insert(id, seq);
+                            ids.extend_from_slice(&id.to_le_bytes());
+                        }
+                        let idx = kept.len() as u32;
+                        for wh in route {
+                            deliveries.push((wh, idx));
+                        }
+                        kept.push(ev);
+                    }
+                    if deliveries.len() > MAX_DELIVERIES_PER_BATCH {
+                        // Roll back this op's staged ids; the rest of the group goes on.
+                        staged.seen.retain(|_, s| *s != seq);
+                        let _ = tx.send(Err(StoreError::Invalid(format!(
+                            "one request may create at most {MAX_DELIVERIES_PER_BATCH} deliveries; split the body"
+                        ))));
+                        continue;
+                    }
+                    res.accepted = kept.len();
+                    if !kept.is_empty() {
+                        let rec = BatchRecord {
+                            created_at: now,
+                            source,
+                            events: kept,
+                            deliveries,
+                        };
+                        let raw = serde_json::to_vec(&rec).map_err(|e| corrupt("batches", e))?;
+                        batches.insert(seq, raw.as_slice())?;
+                        if !ids.is_empty() {
+                            seen.insert(seq, ids.as_slice())?;
+                        }
+                        if !rec.deliveries.is_empty() {
+                            open.insert(seq, rec.deliveries.len() as u64)?;
+                            staged.open.insert(seq, rec.deliveries.len() as u64);
+                        }
+                        staged.next_batch += 1;
+                        let events: Vec<Arc<ActionEvent>> =
+                            rec.events.into_iter().map(Arc::new).collect();
+                        res.deliveries = rec
+                            .deliveries
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (wh, ev))| OpenDelivery {
+                                id: delivery_id(seq, i),
+                                webhook_id: *wh,
+                                event: events[*ev as usize].clone(),
+                                created_at: now,
+                                state: DeliveryState::default(),
+                            })
+                            .collect();
+                    }
+                    if let Some(cp) = checkpoint {
+                        checkpoints.insert(cp.key.as_str(), cp.value.as_slice())?;
+                    }
+                    for mut q in bad {
+                        q.id = staged.next_quarantine;
+                        q.at = now;
+                        staged.next_quarantine += 1;
+                        let raw = serde_json::to_vec(&q).map_err(|e| corrupt("quarantine", e))?;
+                        quarantine.insert(q.id, raw.as_slice())?;
+                    }
+                    replies.push(Reply::Ingest(tx, res));
+                }
+                Op::States(updates, tx) => {
+                    for u in updates {
+                        let raw = serde_json::to_vec(&u.state).map_err(|e| corrupt("states", e))?;
+                        states.insert(u.id, raw.as_slice())?;
+                        let (seq, _) = split_delivery_id(u.id);
+                        let delta: i64 = match (u.was_final, u.state.status.is_final()) {
+                            (false, true) => -1,
+                            (true, false) => 1,
+                            _ => 0,
+                        };
+                        if delta != 0 {
+                            let n = (open_count(staged, seq) as i64 + delta).max(0) as u64;
+                            if n == 0 {
+                                open.remove(seq)?;
+                            } else {
+                                open.insert(seq, n)?;
+                            }
+                            staged.open.insert(seq, n);
+                        }
+                    }
+                    replies.push(Reply::Unit(tx));
+                }
+                Op::PutWebhook(mut wh, tx) => {
+                    if wh.id == 0 {
+                        wh.id = staged.next_webhook;
+                        staged.next_webhook += 1;
+                        meta.insert("next_webhook_id", staged.next_webhook)?;
+                    } else if wh.id >= staged.next_webhook {
+                        staged.next_webhook = wh.id + 1;
+                        meta.insert("next_webhook_id", staged.next_webhook)?;
+                    }
+                    let raw = serde_json::to_vec(&wh).map_err(|e| corrupt("webhooks", e))?;
+                    webhooks.insert(wh.id, raw.as_slice())?;
+                    if wh.deleted {
+                        let keys: Vec<String> = bindings
+                            .range((wh.id, "")..)?
+                            .map_while(|r| {
+                                r.ok().and_then(|(k, _)| {
+                                    let (w, a) = k.value();
+                                    (w == wh.id).then(|| a.to_string())
+                                })
+                            })
+                            .collect();
+                        for a in keys {
+                            bindings.remove((wh.id, a.as_str()))?;
+                        }
+                    }
+                    replies.push(Reply::Webhook(tx, wh));
+                }
+                Op::PutTriggers(t, tx) => {
+                    let raw = serde_json::to_vec(&t).map_err(|e| corrupt("settings", e))?;
+                    settings.insert("triggers", raw.as_slice())?;
+                    replies.push(Reply::Unit(tx));
+                }
+                Op::PutBindings(webhook, changes, tx) => {
+                    for (account, userid) in changes {
+                        match userid {
+                            Some(u) => {
+                                bindings.insert((webhook, account.as_str()), u.as_str())?;
+                            }
+                            None => {
+                                bindings.remove((webhook, account.as_str()))?;
+                            }
+                        }
+                    }
+                    replies.push(Reply::Unit(tx));
+                }
+                Op::Prune(cutoff, tx) => {
+                    let mut stats = PruneStats::default();
+                    let mut doomed = vec![];
+                    for row in batches.iter()? {
+                        let (k, v) = row?;
+                        let seq = k.value();
+                        if open_count(staged, seq) > 0 {
+                            continue;
+                        }
+                        let rec: BatchRecord =
+                            serde_json::from_slice(v.value()).map_err(|e| corrupt("batches", e))?;
+                        if rec.created_at >= cutoff {
+                            break;
+                        }
+                        doomed.push(seq);
+                    }
+                    for seq in doomed {
+                        batches.remove(seq)?;
+                        if let Some(ids) = seen.remove(seq)? {
+                            for chunk in ids.value().chunks_exact(8) {
+                                let mut b = [0u8; 8];
+                                b.copy_from_slice(chunk);
+                                let id = u64::from_le_bytes(b);
+                                if st.seen.get(&id) == Some(&seq) {
+                                    staged.seen_removed.push(id);
+                                }
+                            }
+                        }
+                        let keys: Vec<u64> = states
+                            .range(delivery_id(seq, 0)..delivery_id(seq + 1, 0))?
+                            .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+                            .collect();
+                        for k in keys {
+                            states.remove(k)?;
+                        }
+                        stats.batches += 1;
+                    }
+                    let mut old_q = vec![];
+                    for row in quarantine.iter()? {
+                        let (k, v) = row?;
+                        let q: QuarantineItem = serde_json::from_slice(v.value())
+                            .map_err(|e| corrupt("quarantine", e))?;
+                        if q.at >= cutoff {
+                            break;
+                        }
+                        old_q.push(k.value());
+                    }
+                    for k in old_q {
+                        quarantine.remove(k)?;
+                        stats.quarantine += 1;
+                    }
+                    replies.push(Reply::Prune(tx, stats));
+                }
+            }
+        }
+    }
+    w.commit()?;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `GET`/`PUT /api/v1/settings/triggers`.
+
+use actix_web::{web, HttpResponse};
+use serde_json::Value;
+
+use super::{parse_json, read_body, ApiError, AppState};
+use crate::webhook::Triggers;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/settings/triggers", web::get().to(get_triggers))
+        .route("/settings/triggers", web::put().to(put_triggers));
+}
+
+async fn get_triggers(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.engine.triggers())
+}
+
+/// Checks a `{objectType: [action, ...]}` object, naming the offending key.
+pub fn parse_triggers(v: &Value, what: &str) -> Result<Triggers, ApiError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad(format!("{what} must be an object {{objectType: [action, ...]}}")))?;
+    let mut out = Triggers::new();
+    for (k, list) in obj {
+        let arr = list
+            .as_array()
+            .ok_or_else(|| ApiError::bad(format!("{what}.{k} must be an array of action names, got {list}")))?;
+        let mut actions = Vec::with_capacity(arr.len());
+        for a in arr {
+            match a.as_str() {
+                Some(s) if !s.is_empty() => actions.push(s.to_string()),
+                _ => return Err(ApiError::bad(format!("{what}.{k}: action names must be non-empty strings, got {a}"))),
+            }
+        }
+        out.insert(k.clone(), actions);
+    }
+    Ok(out)
+}
+
+async fn put_triggers(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, state.engine.config().server.max_body).await?;
+    let t = parse_triggers(&parse_json(&body)?, "triggers")?;
+    state.engine.set_triggers(t).await?;
+    Ok(HttpResponse::Ok().json(state.engine.triggers()))
+}

@@ -1,0 +1,388 @@
+//! One destination: per-object queues, a bounded number of sends in flight, retry timers.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rand::Rng;
+
+use super::{DispatchCtx, Flush, Job, Purge};
+use crate::deliver::{Attempt, Outcome};
+use crate::store::{DeliveryState, StateUpdate, Status};
+
+/// Sends one destination may have under way at once (each for a different object).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// How long to wait before trying again when the store could not record an outcome.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Objects are identified by type and id: their events are delivered in ingestion order.
+type ObjectKey = (Arc<str>, u64);
+
+/// Jobs for this destination.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Jobs(pub Vec<Job>);
+
+/// The actor of one destination.
+pub struct Destination {
+    name: String,
+    ctx: Arc<DispatchCtx>,
+    queues: HashMap<ObjectKey, VecDeque<Job>>,
+    /// Objects whose head may be sent now (checked again when popped).
+    ready: VecDeque<ObjectKey>,
+    /// Objects whose head waits for a time (checked again when due).
+    timers: BTreeMap<(Instant, u64), ObjectKey>,
+    timer_seq: u64,
+    /// Objects whose head is held for the async flush.
+    held: HashSet<ObjectKey>,
+    in_flight: HashSet<ObjectKey>,
+    /// The wake-up currently scheduled, if any.
+    wake: Option<(Instant, SpawnHandle)>,
+}
+
+impl Destination {
+    pub(super) fn new(name: String, ctx: Arc<DispatchCtx>) -> Destination {
+        Destination {
+            name,
+            ctx,
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            held: HashSet::new(),
+            in_flight: HashSet::new(),
+            wake: None,
+        }
+    }
+
+    /// Files the head of `key`'s queue under ready, a timer, or held.
+    fn classify(&mut self, key: ObjectKey, now: Instant) {
+        if self.in_flight.contains(&key) {
+            return;
+        }
+        let Some(head) = self.queues.get(&key).and_then(|q| q.front()) else {
+            self.queues.remove(&key);
+            return;
+        };
+        match head.not_before {
+            None => {
+                self.held.insert(key);
+            }
+            Some(t) if t <= now => self.ready.push_back(key),
+            Some(t) => {
+                self.timer_seq += 1;
+                self.timers.insert((t, self.timer_seq), key);
+            }
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            self.classify(key, now);
+        }
+        if !self.ctx.draining.load(Ordering::SeqCst) {
+            while self.in_flight.len() < MAX_IN_FLIGHT {
+                let Some(key) = self.ready.pop_front() else {
+                    break;
+                };
+                if self.in_flight.contains(&key) {
+                    continue;
+                }
+                let due = self
+                    .queues
+                    .get(&key)
+                    .and_then(|q| q.front())
+                    .map(|j| j.not_before);
+                match due {
+                    Some(Some(t)) if t <= now => self.start(key, ctx),
+                    Some(_) => self.classify(key, now),
+                    None => {}
+                }
+            }
+        }
+        // Wake up for the earliest timer.
+        if let Some(((at, _), _)) = self.timers.first_key_value() {
+            let at = *at;
+            let rescheduled = match &self.wake {
+                Some((t, _)) if *t <= at && *t > now => false,
+                _ => true,
+            };
+            if rescheduled {
+                if let Some((_, h)) = self.wake.take() {
+                    ctx.cancel_future(h);
+                }
+                let h = ctx.run_later(at.saturating_duration_since(now), |act, ctx| {
+                    act.wake = None;
+                    act.pump(ctx);
+                });
+                self.wake = Some((at, h));
+            }
+        }
+    }
+
+    fn start(&mut self, key: ObjectKey, ctx: &mut Context<Self>) {
+        let Some(job) = self.queues.get(&key).and_then(|q| q.front()) else {
+            return;
+        };
+        let d = job.delivery.clone();
+        self.in_flight.insert(key.clone());
+        self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+        let shared = self.ctx.clone();
+        let fut = async move {
+            let webhook = shared.webhooks.get(&d.webhook_id).map(|w| w.clone());
+            let attempt = match webhook {
+                Some(wh) if !wh.deleted => {
+                    shared
+                        .deliverer
+                        .attempt(&wh, &d.event, d.id, d.state.progress.as_ref())
+                        .await
+                }
+                _ => Attempt {
+                    outcome: Outcome::Skipped("webhook deleted".into()),
+                    request: None,
+                    response: None,
+                    progress: None,
+                },
+            };
+            let (state, delay) = next_state(&shared, &d.state, attempt);
+            let update = StateUpdate {
+                id: d.id,
+                state: state.clone(),
+                was_final: d.state.status.is_final(),
+            };
+            let saved = shared.store.update_states(vec![update]).await;
+            (state, delay, saved.map_err(|e| e.to_string()), d)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(state, delay, saved, d), act, ctx| {
+            act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
+            act.in_flight.remove(&key);
+            act.finished(key, d, state, delay, saved);
+            act.pump(ctx);
+        }));
+    }
+
+    fn finished(
+        &mut self,
+        key: ObjectKey,
+        d: crate::store::OpenDelivery,
+        state: DeliveryState,
+        delay: Option<Duration>,
+        saved: Result<(), String>,
+    ) {
+        let now = Instant::now();
+        let metrics = &self.ctx.metrics;
+        if let Err(e) = saved {
+            // The outcome is not on disk: keep the job as it was and try again shortly. If the
+            // send succeeded it may repeat, with the same webhook-id.
+            tracing::error!(delivery = d.id, error = %e, "could not record a delivery outcome");
+            if let Some(head) = self.queues.get_mut(&key).and_then(|q| q.front_mut()) {
+                head.not_before = Some(now + STORE_RETRY);
+            }
+            self.classify(key, now);
+            return;
+        }
+        metrics.attempt(match state.status {
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+            Status::Skipped => "skipped",
+            _ => "retry",
+        });
+        if state.status.is_final() {
+            metrics.delivery(state.status, 1);
+            metrics.queue(-1);
+            if state.status == Status::Delivered {
+                let waited = chrono::Utc::now().timestamp_millis() - d.created_at;
+                metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
+            }
+            if let Some(q) = self.queues.get_mut(&key) {
+                q.pop_front();
+            }
+            if state.status == Status::Dead {
+                tracing::warn!(
+                    destination = %self.name,
+                    delivery = d.id,
+                    error = state.last_error.as_deref().unwrap_or(""),
+                    "delivery dead"
+                );
+            }
+        } else if let Some(head) = self.queues.get_mut(&key).and_then(|q| q.front_mut()) {
+            if head.delivery.state.status != Status::Retrying {
+                metrics.delivery(Status::Retrying, 1);
+            }
+            head.delivery.state = state;
+            head.not_before = Some(now + delay.unwrap_or(Duration::ZERO));
+        }
+        self.classify(key, now);
+    }
+}
+
+/// The state after an attempt, and when to try again (for `retrying`).
+fn next_state(
+    ctx: &DispatchCtx,
+    prev: &DeliveryState,
+    attempt: Attempt,
+) -> (DeliveryState, Option<Duration>) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let attempted = attempt.request.is_some();
+    let mut s = DeliveryState {
+        status: Status::Pending,
+        attempts: prev.attempts + u32::from(attempted),
+        last_attempt_at: if attempted { Some(now) } else { prev.last_attempt_at },
+        next_attempt_at: None,
+        last_status: attempt.response.as_ref().map(|r| r.status),
+        last_error: None,
+        request: attempt.request.or_else(|| prev.request.clone()),
+        response: attempt.response,
+        progress: attempt.progress.or_else(|| prev.progress.clone()),
+    };
+    let mut delay = None;
+    match attempt.outcome {
+        Outcome::Delivered => s.status = Status::Delivered,
+        Outcome::Dead(e) => {
+            s.status = Status::Dead;
+            s.last_error = Some(e);
+        }
+        Outcome::Skipped(r) => {
+            s.status = Status::Skipped;
+            s.last_error = Some(r);
+        }
+        Outcome::Retry { after, error } => {
+            let schedule = &ctx.cfg.delivery.retry_schedule;
+            // Retry k (1-based) waits schedule[k-1]; after the last one the delivery is dead.
+            let retry_no = s.attempts.max(1) as usize;
+            if retry_no > schedule.len() {
+                s.status = Status::Dead;
+                s.last_error = Some(format!(
+                    "gave up after {} attempts; last error: {error}",
+                    s.attempts
+                ));
+            } else {
+                let d = match after {
+                    Some(a) => a.min(ctx.cfg.delivery.max_retry_after),
+                    None => jitter(schedule[retry_no - 1]),
+                };
+                s.status = Status::Retrying;
+                s.last_error = Some(error);
+                s.next_attempt_at = Some(now + d.as_millis() as i64);
+                delay = Some(d);
+            }
+        }
+    }
+    (s, delay)
+}
+
+/// ±20 % jitter, so that many deliveries failing together do not retry together.
+fn jitter(d: Duration) -> Duration {
+    let f: f64 = rand::rng().random_range(0.8..=1.2);
+    d.mul_f64(f)
+}
+
+impl Actor for Destination {
+    type Context = Context<Self>;
+}
+
+impl Handler<Jobs> for Destination {
+    type Result = ();
+
+    fn handle(&mut self, msg: Jobs, ctx: &mut Self::Context) {
+        let now = Instant::now();
+        for job in msg.0 {
+            let ev = &job.delivery.event;
+            let key: ObjectKey = (Arc::from(ev.object_type.as_str()), ev.object_id);
+            let q = self.queues.entry(key.clone()).or_default();
+            let was_empty = q.is_empty();
+            q.push_back(job);
+            if was_empty {
+                self.classify(key, now);
+            }
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Flush> for Destination {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        let now = Instant::now();
+        for q in self.queues.values_mut() {
+            for j in q.iter_mut() {
+                if j.not_before.is_none() {
+                    j.not_before = Some(now);
+                }
+            }
+        }
+        for key in std::mem::take(&mut self.held) {
+            self.classify(key, now);
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Purge> for Destination {
+    type Result = ();
+
+    fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
+        let mut purged = vec![];
+        for (key, q) in self.queues.iter_mut() {
+            let busy = self.in_flight.contains(key);
+            let mut i = 0;
+            q.retain(|j| {
+                let keep = (busy && i == 0) || j.delivery.webhook_id != msg.0;
+                i += 1;
+                if !keep {
+                    purged.push(j.delivery.clone());
+                }
+                keep
+            });
+        }
+        if purged.is_empty() {
+            return;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let updates: Vec<StateUpdate> = purged
+            .iter()
+            .map(|d| StateUpdate {
+                id: d.id,
+                was_final: false,
+                state: DeliveryState {
+                    status: Status::Skipped,
+                    last_error: Some("webhook deleted".into()),
+                    next_attempt_at: None,
+                    last_attempt_at: d.state.last_attempt_at.or(Some(now_ms)),
+                    ..d.state.clone()
+                },
+            })
+            .collect();
+        let n = updates.len() as u64;
+        self.ctx.metrics.delivery(Status::Skipped, n);
+        self.ctx.metrics.queue(-(n as i64));
+        let store = self.ctx.store.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.update_states(updates).await {
+                    tracing::error!(error = %e, "could not record purged deliveries");
+                }
+            }
+            .into_actor(self),
+        );
+        // Heads may have changed: re-file every object.
+        let keys: Vec<ObjectKey> = self.queues.keys().cloned().collect();
+        self.ready.clear();
+        self.held.clear();
+        self.timers.clear();
+        let now = Instant::now();
+        for k in keys {
+            self.classify(k, now);
+        }
+        self.pump(ctx);
+    }
+}

@@ -1,0 +1,331 @@
+//! Builds and starts the actors; [`Engine`] is the handle the API, the binary and embedders use.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use crate::config::Config;
+use crate::deliver::Deliverer;
+use crate::dispatch::{DispatchCtx, Dispatcher, Drain, Enqueue, Flush, Purge};
+use crate::event::ActionEvent;
+use crate::ingest::{IngestSummary, Intake};
+use crate::metrics::Metrics;
+use crate::route::{default_triggers, Router, RuleIndex, SetTriggers, UpsertRule};
+use crate::store::{
+    DeliveryQuery, DeliveryRecord, DeliveryState, OpenDelivery, StateUpdate, Status, Store,
+};
+use crate::webhook::{Triggers, Webhook};
+use crate::Error;
+
+/// How often finished deliveries past `storage.retention` are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long a graceful shutdown waits for sends in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running engine. Cheap to clone. Must be started inside an actix `System`
+/// (`#[actix_web::main]`, `#[actix_rt::test]`, or `actix_rt::System::new().block_on(..)`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<Config>,
+    store: Store,
+    webhooks: Arc<DashMap<u64, Arc<Webhook>>>,
+    triggers: std::sync::RwLock<Triggers>,
+    router: Addr<Router>,
+    dispatcher: Addr<Dispatcher>,
+    intake: Intake,
+    metrics: Arc<Metrics>,
+    /// Serialises webhook changes so that the store, the registry and the index agree.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    /// Opens the store, loads webhooks and settings, starts the router and the dispatcher, and
+    /// resumes every delivery left pending.
+    pub async fn start(cfg: Config) -> Result<Engine, Error> {
+        let cfg = Arc::new(cfg);
+        let path = cfg.storage.path.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .map_err(|e| Error::Config(format!("store: {e}")))??;
+        let metrics = Arc::new(Metrics::new());
+        let webhooks: Arc<DashMap<u64, Arc<Webhook>>> = Arc::new(DashMap::new());
+        let triggers = store.triggers()?.unwrap_or_else(default_triggers);
+        let index = RuleIndex::new(triggers.clone());
+        for wh in store.webhooks()? {
+            let wh = Arc::new(wh);
+            index.upsert(wh.clone());
+            webhooks.insert(wh.id, wh);
+        }
+        let router = Router::start_in_arbiter(&Arbiter::new().handle(), move |_| Router::new(index));
+        let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
+        let ctx = Arc::new(DispatchCtx {
+            cfg: cfg.clone(),
+            store: store.clone(),
+            deliverer,
+            webhooks: webhooks.clone(),
+            metrics: metrics.clone(),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        });
+        let dispatcher =
+            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(ctx));
+        let pending = {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.open_deliveries())
+                .await
+                .map_err(|e| Error::Config(format!("store: {e}")))??
+        };
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "resuming pending deliveries");
+            dispatcher.do_send(Enqueue {
+                deliveries: pending,
+                now: false,
+            });
+        }
+        let intake = Intake {
+            store: store.clone(),
+            router: router.clone(),
+            dispatcher: dispatcher.clone(),
+            metrics: metrics.clone(),
+        };
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                webhooks,
+                triggers: std::sync::RwLock::new(triggers),
+                router,
+                dispatcher,
+                intake,
+                metrics,
+                changes: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let weak = Arc::downgrade(&engine.inner);
+        actix::spawn(async move {
+            loop {
+                tokio::time::sleep(PRUNE_EVERY).await;
+                let Some(inner) = weak.upgrade() else { break };
+                let cutoff = chrono::Utc::now().timestamp_millis()
+                    - inner.cfg.storage.retention.as_millis() as i64;
+                match inner.store.prune(cutoff).await {
+                    Ok(s) => tracing::info!(batches = s.batches, quarantine = s.quarantine, "retention pass"),
+                    Err(e) => tracing::error!(error = %e, "retention pass failed"),
+                }
+            }
+        });
+        Ok(engine)
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// The store (for sources that commit checkpoints with their events).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The intake path every source ends in.
+    pub fn intake(&self) -> &Intake {
+        &self.inner.intake
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Submits already-parsed events from `source`; returns once they are durably queued.
+    pub async fn submit(&self, source: &str, events: Vec<ActionEvent>) -> Result<IngestSummary, Error> {
+        self.inner.intake.submit(source, events, None, vec![]).await
+    }
+
+    /// Every webhook, by id.
+    pub fn webhooks(&self) -> Vec<Webhook> {
+        let mut v: Vec<Webhook> = self.inner.webhooks.iter().map(|w| (**w).clone()).collect();
+        v.sort_by_key(|w| w.id);
+        v
+    }
+
+    /// One webhook.
+    pub fn webhook(&self, id: u64) -> Result<Webhook, Error> {
+        self.inner
+            .webhooks
+            .get(&id)
+            .map(|w| (**w).clone())
+            .ok_or_else(|| Error::NotFound(format!("webhook {id} not found")))
+    }
+
+    /// Creates a webhook; returns it with its id.
+    pub async fn create_webhook(&self, mut wh: Webhook) -> Result<Webhook, Error> {
+        wh.id = 0;
+        wh.deleted = false;
+        wh.validate()?;
+        let _guard = self.inner.changes.lock().await;
+        if let Some(sid) = wh.sanplex_id {
+            if let Some(other) = self.inner.webhooks.iter().find(|w| w.sanplex_id == Some(sid)) {
+                return Err(Error::Conflict(format!(
+                    "webhook {} already holds sanplexId {sid}; update it with PUT /api/v1/webhooks/{}",
+                    other.id, other.id
+                )));
+            }
+        }
+        let stored = self.inner.store.put_webhook(wh).await?;
+        self.install(stored.clone()).await?;
+        Ok(stored)
+    }
+
+    /// Replaces a webhook; secrets sent as `"******"` keep their stored value.
+    pub async fn update_webhook(&self, id: u64, mut wh: Webhook) -> Result<Webhook, Error> {
+        let _guard = self.inner.changes.lock().await;
+        let old = self.webhook(id)?;
+        wh.id = id;
+        wh.deleted = false;
+        wh.keep_masked_secrets(&old);
+        wh.validate()?;
+        if let Some(sid) = wh.sanplex_id {
+            if let Some(other) = self
+                .inner
+                .webhooks
+                .iter()
+                .find(|w| w.sanplex_id == Some(sid) && w.id != id)
+            {
+                return Err(Error::Conflict(format!(
+                    "webhook {} already holds sanplexId {sid}",
+                    other.id
+                )));
+            }
+        }
+        let stored = self.inner.store.put_webhook(wh).await?;
+        self.install(stored.clone()).await?;
+        Ok(stored)
+    }
+
+    /// Deletes a webhook; its queued deliveries end `skipped` ("webhook deleted").
+    pub async fn delete_webhook(&self, id: u64) -> Result<(), Error> {
+        let _guard = self.inner.changes.lock().await;
+        let mut wh = self.webhook(id)?;
+        wh.deleted = true;
+        let stored = self.inner.store.put_webhook(wh).await?;
+        self.install(stored).await?;
+        self.inner.dispatcher.send(Purge(id)).await?;
+        Ok(())
+    }
+
+    async fn install(&self, wh: Webhook) -> Result<(), Error> {
+        let wh = Arc::new(wh);
+        if wh.deleted {
+            self.inner.webhooks.remove(&wh.id);
+        } else {
+            self.inner.webhooks.insert(wh.id, wh.clone());
+        }
+        self.inner.router.send(UpsertRule(wh)).await?;
+        Ok(())
+    }
+
+    /// The global trigger settings.
+    pub fn triggers(&self) -> Triggers {
+        self.inner
+            .triggers
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the global trigger settings.
+    pub async fn set_triggers(&self, t: Triggers) -> Result<(), Error> {
+        let _guard = self.inner.changes.lock().await;
+        self.inner.store.put_triggers(t.clone()).await?;
+        if let Ok(mut cur) = self.inner.triggers.write() {
+            *cur = t.clone();
+        }
+        self.inner.router.send(SetTriggers(t)).await?;
+        Ok(())
+    }
+
+    /// The delivery log, newest first.
+    pub async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRecord>, Error> {
+        let store = self.inner.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.deliveries(&q))
+            .await
+            .map_err(|_| Error::Unavailable)??)
+    }
+
+    /// One delivery.
+    pub async fn delivery(&self, id: u64) -> Result<DeliveryRecord, Error> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.delivery(id))
+            .await
+            .map_err(|_| Error::Unavailable)??
+            .ok_or_else(|| Error::NotFound(format!("delivery {id} not found")))
+    }
+
+    /// Re-queues a dead, skipped or delivered delivery to be sent now.
+    pub async fn retry_delivery(&self, id: u64) -> Result<DeliveryRecord, Error> {
+        let rec = self.delivery(id).await?;
+        if !rec.state.status.is_final() {
+            return Err(Error::Conflict(format!(
+                "delivery {id} is already queued (status {})",
+                rec.state.status.as_str()
+            )));
+        }
+        if !self.inner.webhooks.contains_key(&rec.webhook_id) {
+            return Err(Error::Conflict(format!(
+                "delivery {id} belongs to webhook {}, which was deleted",
+                rec.webhook_id
+            )));
+        }
+        let state = DeliveryState {
+            status: Status::Pending,
+            next_attempt_at: None,
+            ..rec.state.clone()
+        };
+        self.inner
+            .store
+            .update_states(vec![StateUpdate {
+                id,
+                state: state.clone(),
+                was_final: true,
+            }])
+            .await?;
+        self.inner.metrics.delivery(Status::Pending, 1);
+        self.inner.dispatcher.do_send(Enqueue {
+            deliveries: vec![OpenDelivery {
+                id,
+                webhook_id: rec.webhook_id,
+                event: rec.event.clone(),
+                created_at: rec.created_at,
+                state: state.clone(),
+            }],
+            now: true,
+        });
+        Ok(DeliveryRecord { state, ..rec })
+    }
+
+    /// Sends every queued async delivery now.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.inner.dispatcher.send(Flush).await?;
+        Ok(())
+    }
+
+    /// Stops starting sends, waits for those in flight (bounded), and makes sure every queued
+    /// store write is committed. Pending deliveries stay in the outbox for the next start.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.dispatcher.send(Drain(DRAIN_TIMEOUT)).await {
+            tracing::warn!(error = %e, "dispatcher gone before drain");
+        }
+        if let Err(e) = self.inner.store.sync().await {
+            tracing::error!(error = %e, "store sync at shutdown failed");
+        }
+    }
+}

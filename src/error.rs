@@ -1,0 +1,39 @@
+//! The crate's error: each stage's error folded into one, so embedders match on one type.
+
+use crate::store::StoreError;
+use crate::webhook::ValidationError;
+
+/// Anything the engine can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is wrong; the message names the key.
+    #[error("config: {0}")]
+    Config(String),
+    /// The store failed (disk full, damaged file, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A webhook was refused; the error names the field.
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    /// Input was refused for another reason (the message says which and why).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such thing (the message names it).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what is stored (the message names both sides).
+    #[error("{0}")]
+    Conflict(String),
+    /// The engine is shutting down or an actor is gone.
+    #[error("the engine is shutting down")]
+    Unavailable,
+    /// A platform or other outside service failed.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+impl From<actix::MailboxError> for Error {
+    fn from(_: actix::MailboxError) -> Self {
+        Error::Unavailable
+    }
+}

@@ -1,0 +1,1 @@
+//! HTTP intake (see api::events).

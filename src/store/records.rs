@@ -1,0 +1,173 @@
+//! What the store keeps, in the form it keeps it (compact JSON values in redb tables).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::ActionEvent;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Queued, not yet attempted (or re-queued by hand).
+    #[default]
+    Pending,
+    /// At least one attempt failed; another is scheduled.
+    Retrying,
+    /// The destination accepted it.
+    Delivered,
+    /// Given up: permanent failure or retries exhausted (`last_error` says why).
+    Dead,
+    /// Not sent on purpose: webhook deleted, nobody to send to (`last_error` says why).
+    Skipped,
+}
+
+impl Status {
+    /// Every status, for metrics families.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Retrying,
+        Status::Delivered,
+        Status::Dead,
+        Status::Skipped,
+    ];
+
+    /// Delivered, dead and skipped deliveries are never sent again unless retried by hand.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Delivered | Status::Dead | Status::Skipped)
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Retrying => "retrying",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// The last request as the log shows it (credentials masked, body cut).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RequestLog {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// The last response as the log shows it (body cut).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResponseLog {
+    pub status: u16,
+    pub body: String,
+}
+
+/// The mutable part of a delivery. Absent from the state table means "pending, never attempted".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryState {
+    pub status: Status,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<i64>,
+    /// Unix milliseconds; set while `retrying`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestLog>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseLog>,
+    /// Deliverer-specific progress that must survive a restart (e.g. recipients already served),
+    /// so a retry never sends twice to those already served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
+}
+
+/// One committed intake batch: its events and the (event, webhook) deliveries routing made.
+///
+/// One row per batch, not per event or delivery: redb's cost is per row and per commit, so a
+/// batch of 1,000 events is one insert. Delivery ids are `batch_seq << DELIVERY_BITS | index`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// Unix milliseconds of the commit.
+    pub created_at: i64,
+    /// `http`, `tail:<path>`, `db`, ...
+    pub source: String,
+    pub events: Vec<ActionEvent>,
+    /// `(webhook id, index into events)` per delivery, in delivery-id order.
+    pub deliveries: Vec<(u64, u32)>,
+}
+
+/// Bits of a delivery id that index a delivery inside its batch.
+pub const DELIVERY_BITS: u32 = 20;
+/// The most deliveries one batch (one request) may create.
+pub const MAX_DELIVERIES_PER_BATCH: usize = 1 << DELIVERY_BITS;
+
+/// Splits a delivery id into (batch seq, index).
+pub fn split_delivery_id(id: u64) -> (u64, usize) {
+    (id >> DELIVERY_BITS, (id & ((1 << DELIVERY_BITS) - 1)) as usize)
+}
+
+/// Joins (batch seq, index) into a delivery id.
+pub fn delivery_id(batch: u64, index: usize) -> u64 {
+    (batch << DELIVERY_BITS) | index as u64
+}
+
+/// A delivery that still has to be sent, as handed to the dispatcher.
+#[derive(Debug, Clone)]
+pub struct OpenDelivery {
+    pub id: u64,
+    pub webhook_id: u64,
+    pub event: Arc<ActionEvent>,
+    /// Unix milliseconds of the commit that created it.
+    pub created_at: i64,
+    pub state: DeliveryState,
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub id: u64,
+    pub webhook_id: u64,
+    pub event: Arc<ActionEvent>,
+    pub created_at: i64,
+    pub state: DeliveryState,
+}
+
+/// A line or row that could not be ingested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineItem {
+    #[serde(default)]
+    pub id: u64,
+    pub source: String,
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub offset: u64,
+    pub reason: String,
+    /// The raw input, cut to a few KB (lossy UTF-8).
+    pub raw: String,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub at: i64,
+}
+
+/// A source's read position, committed with the deliveries it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub key: String,
+    pub value: Vec<u8>,
+}

@@ -1,0 +1,140 @@
+//! The real binary, killed with SIGKILL mid-run, loses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::receiver::Receiver;
+
+const EVENTS: u64 = 1000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_sanhook"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SANHOOK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start sanhook")
+}
+
+async fn wait_healthy(base: &str, child: &mut Child) {
+    let client = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sanhook exited early: {status}");
+        }
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < until, "sanhook did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn sigkill_mid_run_loses_nothing() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let r = Receiver::start(move |_, _| {
+        if h.load(Ordering::SeqCst) {
+            (200, vec![], "ok".into())
+        } else {
+            (500, vec![], "down".into())
+        }
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\n[delivery]\nretry_schedule = [{}]\n",
+            dir.path().join("data/sanhook.redb").display(),
+            vec!["\"300ms\""; 40].join(", ")
+        ),
+    )
+    .expect("write config");
+    let mut child = spawn(&config, &dir.path().join("run1.log"));
+    wait_healthy(&base, &mut child).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}/api/v1/webhooks"))
+        .json(&json!({"name": "crash", "url": r.url, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+        .send()
+        .await
+        .expect("create webhook");
+    assert_eq!(resp.status().as_u16(), 201);
+    for chunk in (1..=EVENTS).collect::<Vec<_>>().chunks(100) {
+        let body: Vec<String> = chunk
+            .iter()
+            .map(|i| crate::support::event(*i, *i, "opened").to_string())
+            .collect();
+        let resp = client
+            .post(format!("{base}/api/v1/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body.join("\n"))
+            .send()
+            .await
+            .expect("post events");
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    // Let some attempts fail, then kill it hard.
+    let until = Instant::now() + Duration::from_secs(10);
+    while r.received().len() < 200 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let failed_before = r.received().len();
+    healthy.store(true, Ordering::SeqCst);
+
+    let mut child = spawn(&config, &dir.path().join("run2.log"));
+    wait_healthy(&base, &mut child).await;
+    let until = Instant::now() + Duration::from_secs(60);
+    let (ok_ids, oks) = loop {
+        let got = r.received();
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut events = HashSet::new();
+        for g in got.iter().skip(failed_before) {
+            if let Some(id) = g.header("webhook-id") {
+                *ids.entry(id.to_string()).or_default() += 1;
+                events.insert(g.json()["objectID"].as_str().unwrap_or("").to_string());
+            }
+        }
+        if events.len() as u64 >= EVENTS || Instant::now() > until {
+            let oks: usize = ids.values().sum();
+            break (events, oks);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let lost: Vec<u64> = (1..=EVENTS)
+        .filter(|i| !ok_ids.contains(&i.to_string()))
+        .collect();
+    println!(
+        "crash test: {} delivered after restart, {} lost, {} duplicate sends",
+        ok_ids.len(),
+        lost.len(),
+        oks - ok_ids.len()
+    );
+    assert!(lost.is_empty(), "lost {} events, e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: behaviour through the HTTP API against real sockets.
+
+mod support;
+
+mod api;
+mod crash;
+mod delivery;
