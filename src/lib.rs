@@ -24,6 +24,7 @@
 //! ```
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod deliver;
 pub mod dispatch;

@@ -122,6 +122,7 @@ pub struct Webhook {
     /// Assigned by the store; ignored on input.
     #[serde(default)]
     pub id: u64,
+    #[serde(default)]
     pub name: String,
     #[serde(rename = "type", default)]
     pub kind: WebhookType,

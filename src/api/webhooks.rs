@@ -40,8 +40,25 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ApiError> {
         }
     }
     obj.remove("id");
+    let fields = obj.clone();
     serde_json::from_value::<Webhook>(v).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("invalid webhook: {e}"), Value::Null)
+        // serde does not say which field failed: find it by parsing each field alone.
+        let culprit = fields.iter().find(|(k, val)| {
+            let mut one = serde_json::Map::new();
+            one.insert((*k).clone(), (*val).clone());
+            serde_json::from_value::<Webhook>(Value::Object(one)).is_err()
+        });
+        match culprit {
+            Some((k, val)) => {
+                let shown: String = val.to_string().chars().take(100).collect();
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid value for {k}: {shown}: {e}"),
+                    json!({"field": k}),
+                )
+            }
+            None => ApiError::new(StatusCode::BAD_REQUEST, format!("invalid webhook: {e}"), Value::Null),
+        }
     })
 }
 

@@ -1,6 +1,8 @@
 //! Ingestion sources. Every source ends in [`Intake::submit`]: route, commit, dispatch.
 
 pub mod http;
+pub mod sanplex_db;
+pub mod tail;
 
 use std::sync::Arc;
 

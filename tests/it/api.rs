@@ -178,3 +178,14 @@ async fn trigger_settings_and_per_webhook_actions() {
     assert_eq!(o.len(), 1);
     assert_eq!(o[0]["eventId"], 3);
 }
+
+#[actix_rt::test]
+async fn wrong_field_types_name_the_field() {
+    let s = TestServer::start("").await;
+    let (status, v) = s
+        .call("POST", "/api/v1/webhooks", Some(json!({"name": "a", "url": "http://x/", "products": "1,2"})))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["field"], "products", "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("\"1,2\""), "{v}");
+}

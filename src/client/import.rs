@@ -1,0 +1,1 @@
+//! `sanhook import-sanplex` (placeholder: being built).

@@ -1,0 +1,1 @@
+//! `sanhook replay` (placeholder: being built).

@@ -1,0 +1,1 @@
+//! `[sanplex_db]` source (placeholder: being built).

@@ -1,0 +1,1 @@
+//! `[[tail]]` file tailer (placeholder: being built).
