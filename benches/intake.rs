@@ -25,7 +25,8 @@ fn start_server(dir: &std::path::Path) -> String {
     let path = dir.join("bench.redb");
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            let mut cfg = Config::from_toml_str("[delivery]\nasync_interval = \"1h\"\n").expect("config");
+            let mut cfg =
+                Config::from_toml_str("[delivery]\nasync_interval = \"1h\"\n").expect("config");
             cfg.storage.path = path;
             let engine = Engine::start(cfg).await.expect("engine");
             for p in 1..=10u64 {
@@ -65,7 +66,22 @@ fn intake(c: &mut Criterion) {
             e["action"] = "edited".into();
             // `edited` is a trigger of every type below; anything else becomes a bug.
             let t = e["objectType"].as_str().unwrap_or("");
-            if !["bug", "task", "story", "case", "productplan", "product", "project", "testtask", "todo", "doc", "release", "kanbancard"].contains(&t) {
+            if ![
+                "bug",
+                "task",
+                "story",
+                "case",
+                "productplan",
+                "product",
+                "project",
+                "testtask",
+                "todo",
+                "doc",
+                "release",
+                "kanbancard",
+            ]
+            .contains(&t)
+            {
                 e["objectType"] = "bug".into();
             }
             out.push_str(&e.to_string());

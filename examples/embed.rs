@@ -35,7 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         };
         let summary = engine.submit("embed", vec![event]).await?;
-        println!("webhook {} got {} deliveries queued", wh.id, summary.deliveries);
+        println!(
+            "webhook {} got {} deliveries queued",
+            wh.id, summary.deliveries
+        );
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         for d in engine.deliveries(Default::default()).await? {
             println!("delivery {}: {:?}", d.id, d.state.status);

@@ -64,7 +64,8 @@ impl Engine {
             index.upsert(wh.clone());
             webhooks.insert(wh.id, wh);
         }
-        let router = Router::start_in_arbiter(&Arbiter::new().handle(), move |_| Router::new(index));
+        let router =
+            Router::start_in_arbiter(&Arbiter::new().handle(), move |_| Router::new(index));
         let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
@@ -109,6 +110,8 @@ impl Engine {
                 changes: tokio::sync::Mutex::new(()),
             }),
         };
+        crate::ingest::tail::start(&engine)?;
+        crate::ingest::sanplex_db::start(&engine)?;
         let weak = Arc::downgrade(&engine.inner);
         actix::spawn(async move {
             loop {
@@ -117,7 +120,11 @@ impl Engine {
                 let cutoff = chrono::Utc::now().timestamp_millis()
                     - inner.cfg.storage.retention.as_millis() as i64;
                 match inner.store.prune(cutoff).await {
-                    Ok(s) => tracing::info!(batches = s.batches, quarantine = s.quarantine, "retention pass"),
+                    Ok(s) => tracing::info!(
+                        batches = s.batches,
+                        quarantine = s.quarantine,
+                        "retention pass"
+                    ),
                     Err(e) => tracing::error!(error = %e, "retention pass failed"),
                 }
             }
@@ -146,7 +153,11 @@ impl Engine {
     }
 
     /// Submits already-parsed events from `source`; returns once they are durably queued.
-    pub async fn submit(&self, source: &str, events: Vec<ActionEvent>) -> Result<IngestSummary, Error> {
+    pub async fn submit(
+        &self,
+        source: &str,
+        events: Vec<ActionEvent>,
+    ) -> Result<IngestSummary, Error> {
         self.inner.intake.submit(source, events, None, vec![]).await
     }
 
@@ -173,7 +184,12 @@ impl Engine {
         wh.validate()?;
         let _guard = self.inner.changes.lock().await;
         if let Some(sid) = wh.sanplex_id {
-            if let Some(other) = self.inner.webhooks.iter().find(|w| w.sanplex_id == Some(sid)) {
+            if let Some(other) = self
+                .inner
+                .webhooks
+                .iter()
+                .find(|w| w.sanplex_id == Some(sid))
+            {
                 return Err(Error::Conflict(format!(
                     "webhook {} already holds sanplexId {sid}; update it with PUT /api/v1/webhooks/{}",
                     other.id, other.id
@@ -230,6 +246,59 @@ impl Engine {
             self.inner.webhooks.insert(wh.id, wh.clone());
         }
         self.inner.router.send(UpsertRule(wh)).await?;
+        Ok(())
+    }
+
+    /// The bindings of a webhook: `(account, platform user id)`, by account.
+    pub async fn bindings(&self, webhook: u64) -> Result<Vec<(String, String)>, Error> {
+        let store = self.inner.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.bindings(webhook))
+            .await
+            .map_err(|_| Error::Unavailable)??)
+    }
+
+    /// Binds or re-binds accounts to platform users. Within one webhook a platform user is bound
+    /// to at most one account: binding it to a second is a conflict naming both.
+    pub async fn bind(&self, webhook: u64, changes: Vec<(String, String)>) -> Result<(), Error> {
+        self.webhook(webhook)?;
+        let _guard = self.inner.changes.lock().await;
+        let current = self.bindings(webhook).await?;
+        let mut owner: std::collections::HashMap<String, String> = current
+            .into_iter()
+            .map(|(account, userid)| (userid, account))
+            .collect();
+        // Accounts being re-bound release their old user first.
+        let rebinding: std::collections::HashSet<&str> =
+            changes.iter().map(|(a, _)| a.as_str()).collect();
+        owner.retain(|_, a| !rebinding.contains(a.as_str()));
+        for (account, userid) in &changes {
+            if let Some(other) = owner.get(userid) {
+                if other != account {
+                    return Err(Error::Conflict(format!(
+                        "platform user {userid} is already bound to account {other}; cannot also bind it to {account} (unbind {other} first)"
+                    )));
+                }
+            }
+            owner.insert(userid.clone(), account.clone());
+        }
+        let changes = changes.into_iter().map(|(a, u)| (a, Some(u))).collect();
+        self.inner.store.put_bindings(webhook, changes).await?;
+        Ok(())
+    }
+
+    /// Removes an account's binding.
+    pub async fn unbind(&self, webhook: u64, account: &str) -> Result<(), Error> {
+        let _guard = self.inner.changes.lock().await;
+        let current = self.bindings(webhook).await?;
+        if !current.iter().any(|(a, _)| a == account) {
+            return Err(Error::NotFound(format!(
+                "account {account} is not bound on webhook {webhook}"
+            )));
+        }
+        self.inner
+            .store
+            .put_bindings(webhook, vec![(account.to_string(), None)])
+            .await?;
         Ok(())
     }
 

@@ -99,12 +99,25 @@ pub struct BodyError {
     pub message: String,
 }
 /// Parses a body.
-pub fn parse_body(body: &mut [u8], _f: BodyFormat, now: &str) -> Result<Vec<ActionEvent>, BodyError> {
+pub fn parse_body(
+    body: &mut [u8],
+    _f: BodyFormat,
+    now: &str,
+) -> Result<Vec<ActionEvent>, BodyError> {
     let mut out = vec![];
     for (i, l) in body.split(|b| *b == b'\n').enumerate() {
-        if l.iter().all(|b| b.is_ascii_whitespace()) { continue; }
-        let mut ev: ActionEvent = serde_json::from_slice(l).map_err(|e| BodyError { index: None, line: Some(i + 1), key: None, message: e.to_string() })?;
-        if ev.date.is_empty() { ev.date = now.to_string(); }
+        if l.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let mut ev: ActionEvent = serde_json::from_slice(l).map_err(|e| BodyError {
+            index: None,
+            line: Some(i + 1),
+            key: None,
+            message: e.to_string(),
+        })?;
+        if ev.date.is_empty() {
+            ev.date = now.to_string();
+        }
         out.push(ev);
     }
     Ok(out)

@@ -11,7 +11,8 @@ use crate::store::Status;
 
 /// Upper bounds (seconds) of the `sanhook_delivery_seconds` buckets.
 const BUCKETS: [f64; 16] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+    3600.0,
 ];
 
 /// Attempt outcomes counted in `sanhook_attempts_total{outcome}`.
@@ -100,13 +101,23 @@ impl Metrics {
         let family = |o: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        family(&mut o, "sanhook_events_ingested_total", "counter", "New action events committed, by source.");
+        family(
+            &mut o,
+            "sanhook_events_ingested_total",
+            "counter",
+            "New action events committed, by source.",
+        );
         if let Ok(m) = self.ingested.lock() {
             for (k, v) in m.iter() {
                 let _ = writeln!(o, "sanhook_events_ingested_total{{source=\"{k}\"}} {v}");
             }
         }
-        family(&mut o, "sanhook_deliveries_total", "counter", "Deliveries that reached each status.");
+        family(
+            &mut o,
+            "sanhook_deliveries_total",
+            "counter",
+            "Deliveries that reached each status.",
+        );
         for (i, s) in Status::ALL.iter().enumerate() {
             let _ = writeln!(
                 o,
@@ -115,7 +126,12 @@ impl Metrics {
                 self.deliveries[i].load(Ordering::Relaxed)
             );
         }
-        family(&mut o, "sanhook_attempts_total", "counter", "Send attempts, by outcome.");
+        family(
+            &mut o,
+            "sanhook_attempts_total",
+            "counter",
+            "Send attempts, by outcome.",
+        );
         for (i, name) in OUTCOMES.iter().enumerate() {
             let _ = writeln!(
                 o,
@@ -123,9 +139,19 @@ impl Metrics {
                 self.attempts[i].load(Ordering::Relaxed)
             );
         }
-        family(&mut o, "sanhook_queue_depth", "gauge", "Deliveries queued or waiting to retry.");
+        family(
+            &mut o,
+            "sanhook_queue_depth",
+            "gauge",
+            "Deliveries queued or waiting to retry.",
+        );
         let _ = writeln!(o, "sanhook_queue_depth {}", self.queue_depth());
-        family(&mut o, "sanhook_quarantined_total", "counter", "Inputs that could not be ingested, by source.");
+        family(
+            &mut o,
+            "sanhook_quarantined_total",
+            "counter",
+            "Inputs that could not be ingested, by source.",
+        );
         if let Ok(m) = self.quarantined.lock() {
             for (k, v) in m.iter() {
                 let _ = writeln!(o, "sanhook_quarantined_total{{source=\"{k}\"}} {v}");

@@ -252,7 +252,9 @@ impl Webhook {
         DEFAULT_PARAMS
             .iter()
             .copied()
-            .filter(|k| *k == "text" || self.params.is_empty() || self.params.iter().any(|p| p == k))
+            .filter(|k| {
+                *k == "text" || self.params.is_empty() || self.params.iter().any(|p| p == k)
+            })
             .collect()
     }
 
@@ -298,7 +300,10 @@ impl Webhook {
                 return err(field, format!("{field} is required for type {}", self.kind));
             }
         }
-        for (field, value) in [("agentId", &self.agent_id), ("wechatAgentId", &self.wechat_agent_id)] {
+        for (field, value) in [
+            ("agentId", &self.agent_id),
+            ("wechatAgentId", &self.wechat_agent_id),
+        ] {
             if !value.is_empty() && value.trim().parse::<u64>().is_err() {
                 return err(field, format!("{field} must be a number, got {value:?}"));
             }
@@ -311,26 +316,44 @@ impl Webhook {
         }
         if !self.api_base.is_empty() {
             if !self.kind.is_app() {
-                return err("apiBase", format!("apiBase applies to app-message types only, not {}", self.kind));
+                return err(
+                    "apiBase",
+                    format!(
+                        "apiBase applies to app-message types only, not {}",
+                        self.kind
+                    ),
+                );
             }
             if reqwest::Url::parse(&self.api_base).is_err() {
-                return err("apiBase", format!("apiBase {:?} is not an absolute URL", self.api_base));
+                return err(
+                    "apiBase",
+                    format!("apiBase {:?} is not an absolute URL", self.api_base),
+                );
             }
         }
         if !self.domain.is_empty() && reqwest::Url::parse(&self.domain).is_err() {
-            return err("domain", format!("domain {:?} is not an absolute URL", self.domain));
+            return err(
+                "domain",
+                format!("domain {:?} is not an absolute URL", self.domain),
+            );
         }
         if self.kind == WebhookType::Default {
             for p in &self.params {
                 if !DEFAULT_PARAMS.contains(&p.as_str()) {
                     return err(
                         "params",
-                        format!("unknown param {p:?}; allowed: {}", DEFAULT_PARAMS.join(", ")),
+                        format!(
+                            "unknown param {p:?}; allowed: {}",
+                            DEFAULT_PARAMS.join(", ")
+                        ),
                     );
                 }
             }
         } else if !self.params.is_empty() {
-            return err("params", format!("params apply to type default only, not {}", self.kind));
+            return err(
+                "params",
+                format!("params apply to type default only, not {}", self.kind),
+            );
         }
         Ok(())
     }

@@ -36,7 +36,10 @@ pub fn delivery_json(d: &DeliveryRecord) -> Value {
             .collect();
         json!({"url": r.url, "headers": headers, "body": r.body})
     });
-    let response = s.response.as_ref().map(|r| json!({"status": r.status, "body": r.body}));
+    let response = s
+        .response
+        .as_ref()
+        .map(|r| json!({"status": r.status, "body": r.body}));
     json!({
         "id": d.id,
         "webhookId": d.webhook_id,

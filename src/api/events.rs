@@ -28,7 +28,11 @@ async fn post_events(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonlines"));
-    let format = if ndjson { BodyFormat::Ndjson } else { BodyFormat::Auto };
+    let format = if ndjson {
+        BodyFormat::Ndjson
+    } else {
+        BodyFormat::Auto
+    };
     let events = parse_body(&mut body, format, &local_now()).map_err(|e| {
         let mut details = json!({});
         if let Some(i) = e.index {

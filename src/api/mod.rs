@@ -1,5 +1,6 @@
 //! The HTTP API (CONTRACT §4): actix-web handlers, one file per resource.
 
+mod bindings;
 mod deliveries;
 mod events;
 mod ops;
@@ -66,7 +67,11 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let status = match &e {
             Error::Invalid(v) => {
-                return ApiError::new(StatusCode::BAD_REQUEST, v.message.clone(), json!({ "field": v.field }))
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    v.message.clone(),
+                    json!({ "field": v.field }),
+                )
             }
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -151,22 +156,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(auth))
                 .configure(events::routes)
                 .configure(webhooks::routes)
+                .configure(bindings::routes)
                 .configure(settings::routes)
                 .configure(deliveries::routes),
         )
         .default_service(web::to(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", Value::Null)
-                .error_response()
+            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", Value::Null).error_response()
         }));
 }
 
 /// Starts the HTTP server on `listener` (signals are the caller's business).
 pub fn serve(engine: Engine, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(AppState { engine });
-    Ok(HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run())
+    Ok(
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+            .workers(2)
+            .disable_signals()
+            .shutdown_timeout(10)
+            .listen(listener)?
+            .run(),
+    )
 }

@@ -17,19 +17,27 @@ async fn get_triggers(state: web::Data<AppState>) -> HttpResponse {
 
 /// Checks a `{objectType: [action, ...]}` object, naming the offending key.
 pub fn parse_triggers(v: &Value, what: &str) -> Result<Triggers, ApiError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad(format!("{what} must be an object {{objectType: [action, ...]}}")))?;
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError::bad(format!(
+            "{what} must be an object {{objectType: [action, ...]}}"
+        ))
+    })?;
     let mut out = Triggers::new();
     for (k, list) in obj {
-        let arr = list
-            .as_array()
-            .ok_or_else(|| ApiError::bad(format!("{what}.{k} must be an array of action names, got {list}")))?;
+        let arr = list.as_array().ok_or_else(|| {
+            ApiError::bad(format!(
+                "{what}.{k} must be an array of action names, got {list}"
+            ))
+        })?;
         let mut actions = Vec::with_capacity(arr.len());
         for a in arr {
             match a.as_str() {
                 Some(s) if !s.is_empty() => actions.push(s.to_string()),
-                _ => return Err(ApiError::bad(format!("{what}.{k}: action names must be non-empty strings, got {a}"))),
+                _ => {
+                    return Err(ApiError::bad(format!(
+                        "{what}.{k}: action names must be non-empty strings, got {a}"
+                    )))
+                }
             }
         }
         out.insert(k.clone(), actions);

@@ -29,7 +29,10 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ApiError> {
             let names: Vec<&str> = WebhookType::ALL.iter().map(|t| t.as_str()).collect();
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("unknown webhook type {other}; expected one of {}", names.join(", ")),
+                format!(
+                    "unknown webhook type {other}; expected one of {}",
+                    names.join(", ")
+                ),
                 json!({"field": "type"}),
             ));
         }
@@ -57,19 +60,31 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ApiError> {
                     json!({"field": k}),
                 )
             }
-            None => ApiError::new(StatusCode::BAD_REQUEST, format!("invalid webhook: {e}"), Value::Null),
+            None => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid webhook: {e}"),
+                Value::Null,
+            ),
         }
     })
 }
 
-async fn create(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn create(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.engine.config().server.max_body).await?;
     let wh = state.engine.create_webhook(parse_webhook(&body)?).await?;
     Ok(HttpResponse::Created().json(wh.masked()))
 }
 
 async fn list(state: web::Data<AppState>) -> HttpResponse {
-    let all: Vec<Webhook> = state.engine.webhooks().iter().map(Webhook::masked).collect();
+    let all: Vec<Webhook> = state
+        .engine
+        .webhooks()
+        .iter()
+        .map(Webhook::masked)
+        .collect();
     HttpResponse::Ok().json(all)
 }
 
@@ -83,7 +98,10 @@ async fn replace(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.engine.config().server.max_body).await?;
-    let wh = state.engine.update_webhook(*id, parse_webhook(&body)?).await?;
+    let wh = state
+        .engine
+        .update_webhook(*id, parse_webhook(&body)?)
+        .await?;
     Ok(HttpResponse::Ok().json(wh.masked()))
 }
 

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use sanhook::{Config, Engine};
 
 #[derive(Parser)]
-#[command(name = "sanhook", version, about = "Webhook dispatch engine for Sanplex (ZenTao) action logs")]
+#[command(
+    name = "sanhook",
+    version,
+    about = "Webhook dispatch engine for Sanplex (ZenTao) action logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +30,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Send NDJSON action files once to the running server (backfill).
+    Replay {
+        /// NDJSON files, one action event per line.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Import webhooks, bindings and trigger settings from Sanplex's database into the running server.
+    ImportSanplex {
+        /// e.g. mysql://reader:pw@127.0.0.1:3306/zentao
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +56,20 @@ fn main() -> ExitCode {
                 print!("{}", cfg.render_effective());
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("sanhook: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Replay { files, config } => match load(config) {
+            Ok(cfg) => ExitCode::from(sanhook::client::replay::run(&cfg, &files) as u8),
+            Err(e) => {
+                eprintln!("sanhook: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::ImportSanplex { db, config } => match load(config) {
+            Ok(cfg) => ExitCode::from(sanhook::client::import::run(&cfg, &db) as u8),
             Err(e) => {
                 eprintln!("sanhook: {e}");
                 ExitCode::from(2)
@@ -77,7 +111,9 @@ fn init_tracing() {
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("SANHOOK_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

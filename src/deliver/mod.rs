@@ -187,7 +187,8 @@ impl Deliverer {
         headers: &[(String, String)],
         body: Vec<u8>,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?;
         if !self.cfg.delivery.allow_private {
             check_public(&parsed).await?;
         }
@@ -213,10 +214,14 @@ pub struct Sent {
 impl Sent {
     /// The attempt for the log, with `outcome` decided by the caller.
     pub fn into_attempt(self, outcome: Outcome) -> Attempt {
-        let response = self.result.as_ref().ok().map(|(status, _, body)| ResponseLog {
-            status: *status,
-            body: cut(body),
-        });
+        let response = self
+            .result
+            .as_ref()
+            .ok()
+            .map(|(status, _, body)| ResponseLog {
+                status: *status,
+                body: cut(body),
+            });
         Attempt {
             outcome,
             request: Some(self.request),
@@ -324,7 +329,9 @@ fn is_private(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
@@ -384,7 +391,9 @@ mod tests {
 
     #[test]
     fn masks_credentials_in_urls() {
-        let m = mask_url("https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz");
+        let m = mask_url(
+            "https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz",
+        );
         assert!(!m.contains("abc123") && !m.contains("xyz"), "{m}");
         assert!(m.contains("timestamp=1"), "{m}");
         let m = mask_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K-1");
@@ -399,7 +408,10 @@ mod tests {
         let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -409,19 +421,36 @@ mod tests {
         let cap = Duration::from_secs(3600);
         assert_eq!(classify_default(204, &h, cap), Outcome::Delivered);
         assert!(matches!(classify_default(410, &h, cap), Outcome::Dead(_)));
-        assert!(matches!(classify_default(500, &h, cap), Outcome::Retry { after: None, .. }));
-        assert!(matches!(classify_default(302, &h, cap), Outcome::Retry { .. }));
+        assert!(matches!(
+            classify_default(500, &h, cap),
+            Outcome::Retry { after: None, .. }
+        ));
+        assert!(matches!(
+            classify_default(302, &h, cap),
+            Outcome::Retry { .. }
+        ));
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "99999".parse().unwrap());
         assert_eq!(
             classify_default(429, &h, cap),
-            Outcome::Retry { after: Some(cap), error: "HTTP 429".into() }
+            Outcome::Retry {
+                after: Some(cap),
+                error: "HTTP 429".into()
+            }
         );
     }
 
     #[test]
     fn private_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.1.1", "::1", "fd00::1", "100.64.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "2606:4700::1111"] {

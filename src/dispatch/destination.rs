@@ -161,12 +161,15 @@ impl Destination {
             let saved = shared.store.update_states(vec![update]).await;
             (state, delay, saved.map_err(|e| e.to_string()), d)
         };
-        ctx.spawn(fut.into_actor(self).map(move |(state, delay, saved, d), act, ctx| {
-            act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
-            act.in_flight.remove(&key);
-            act.finished(key, d, state, delay, saved);
-            act.pump(ctx);
-        }));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(state, delay, saved, d), act, ctx| {
+                    act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    act.in_flight.remove(&key);
+                    act.finished(key, d, state, delay, saved);
+                    act.pump(ctx);
+                }),
+        );
     }
 
     fn finished(
@@ -235,7 +238,11 @@ fn next_state(
     let mut s = DeliveryState {
         status: Status::Pending,
         attempts: prev.attempts + u32::from(attempted),
-        last_attempt_at: if attempted { Some(now) } else { prev.last_attempt_at },
+        last_attempt_at: if attempted {
+            Some(now)
+        } else {
+            prev.last_attempt_at
+        },
         next_attempt_at: None,
         last_status: attempt.response.as_ref().map(|r| r.status),
         last_error: None,

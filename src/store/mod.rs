@@ -122,7 +122,11 @@ enum Op {
     States(Vec<StateUpdate>, oneshot::Sender<Result<()>>),
     PutWebhook(Webhook, oneshot::Sender<Result<Webhook>>),
     PutTriggers(Triggers, oneshot::Sender<Result<()>>),
-    PutBindings(u64, Vec<(String, Option<String>)>, oneshot::Sender<Result<()>>),
+    PutBindings(
+        u64,
+        Vec<(String, Option<String>)>,
+        oneshot::Sender<Result<()>>,
+    ),
     Prune(i64, oneshot::Sender<Result<PruneStats>>),
 }
 
@@ -143,7 +147,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("instance", &self.instance).finish()
+        f.debug_struct("Store")
+            .field("instance", &self.instance)
+            .finish()
     }
 }
 
@@ -261,7 +267,8 @@ impl Store {
         let mut out = vec![];
         for row in t.iter()? {
             let (_, v) = row?;
-            let wh: Webhook = serde_json::from_slice(v.value()).map_err(|e| corrupt("webhooks", e))?;
+            let wh: Webhook =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt("webhooks", e))?;
             if !wh.deleted {
                 out.push(wh);
             }
@@ -533,7 +540,12 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
         .last()?
         .map(|(k, _)| k.value() + 1)
         .unwrap_or(1)
-        .max(r.open_table(SEEN)?.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1));
+        .max(
+            r.open_table(SEEN)?
+                .last()?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1),
+        );
     let next_quarantine = r
         .open_table(QUARANTINE)?
         .last()?

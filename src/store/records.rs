@@ -118,7 +118,10 @@ pub const MAX_DELIVERIES_PER_BATCH: usize = 1 << DELIVERY_BITS;
 
 /// Splits a delivery id into (batch seq, index).
 pub fn split_delivery_id(id: u64) -> (u64, usize) {
-    (id >> DELIVERY_BITS, (id & ((1 << DELIVERY_BITS) - 1)) as usize)
+    (
+        id >> DELIVERY_BITS,
+        (id & ((1 << DELIVERY_BITS) - 1)) as usize,
+    )
 }
 
 /// Joins (batch seq, index) into a delivery id.

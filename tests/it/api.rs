@@ -9,33 +9,84 @@ use crate::support::{event, TestServer};
 async fn webhook_validation_names_the_field() {
     let s = TestServer::start("").await;
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"type": "default", "url": "http://x/"}), "name", "name is required"),
-        (json!({"name": "a", "type": "default"}), "url", "url is required"),
-        (json!({"name": "a", "type": "slack", "url": "http://x/"}), "type", "slack"),
-        (json!({"name": "a", "type": "dinggroup", "url": "http://x/", "sendType": "async"}), "sendType", "always sync"),
-        (json!({"name": "a", "type": "dinguser", "appKey": "k", "appSecret": "s"}), "agentId", "agentId is required"),
-        (json!({"name": "a", "type": "wechatuser", "wechatCorpId": "c", "wechatAgentId": "1"}), "wechatCorpSecret", "required"),
-        (json!({"name": "a", "type": "feishuuser", "feishuAppId": "c"}), "feishuAppSecret", "required"),
-        (json!({"name": "a", "type": "default", "url": "ftp://x/"}), "url", "http"),
-        (json!({"name": "a", "type": "default", "url": "http://x/", "params": ["bogus"]}), "params", "bogus"),
+        (
+            json!({"type": "default", "url": "http://x/"}),
+            "name",
+            "name is required",
+        ),
+        (
+            json!({"name": "a", "type": "default"}),
+            "url",
+            "url is required",
+        ),
+        (
+            json!({"name": "a", "type": "slack", "url": "http://x/"}),
+            "type",
+            "slack",
+        ),
+        (
+            json!({"name": "a", "type": "dinggroup", "url": "http://x/", "sendType": "async"}),
+            "sendType",
+            "always sync",
+        ),
+        (
+            json!({"name": "a", "type": "dinguser", "appKey": "k", "appSecret": "s"}),
+            "agentId",
+            "agentId is required",
+        ),
+        (
+            json!({"name": "a", "type": "wechatuser", "wechatCorpId": "c", "wechatAgentId": "1"}),
+            "wechatCorpSecret",
+            "required",
+        ),
+        (
+            json!({"name": "a", "type": "feishuuser", "feishuAppId": "c"}),
+            "feishuAppSecret",
+            "required",
+        ),
+        (
+            json!({"name": "a", "type": "default", "url": "ftp://x/"}),
+            "url",
+            "http",
+        ),
+        (
+            json!({"name": "a", "type": "default", "url": "http://x/", "params": ["bogus"]}),
+            "params",
+            "bogus",
+        ),
     ];
     for (body, field, msg) in cases {
         let (status, v) = s.call("POST", "/api/v1/webhooks", Some(body.clone())).await;
         assert_eq!(status, 400, "{body} → {v}");
         let err = v["error"].as_str().unwrap_or("");
-        assert!(err.contains(msg), "{body}: error {err:?} should contain {msg:?}");
+        assert!(
+            err.contains(msg),
+            "{body}: error {err:?} should contain {msg:?}"
+        );
         if field != "type" || v.get("field").is_some() {
             assert_eq!(v["field"], field, "{body} → {v}");
         }
     }
     let (status, v) = s
-        .call("POST", "/api/v1/webhooks", Some(json!({"name": "a", "actions": {"bug": "opened"}, "url": "http://x/"})))
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            Some(json!({"name": "a", "actions": {"bug": "opened"}, "url": "http://x/"})),
+        )
         .await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("actions.bug"), "{v}");
-    let (status, v) = s.post_raw("/api/v1/webhooks", "application/json", "{not json".into()).await;
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("actions.bug"),
+        "{v}"
+    );
+    let (status, v) = s
+        .post_raw("/api/v1/webhooks", "application/json", "{not json".into())
+        .await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap_or("").contains("invalid JSON"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("invalid JSON"),
+        "{v}"
+    );
 }
 
 #[actix_rt::test]
@@ -51,7 +102,9 @@ async fn secrets_are_masked_and_kept_on_put() {
     assert_eq!(v["type"], "default");
     let mut put = v.clone();
     put["name"] = json!("renamed");
-    let (status, v) = s.call("PUT", &format!("/api/v1/webhooks/{id}"), Some(put)).await;
+    let (status, v) = s
+        .call("PUT", &format!("/api/v1/webhooks/{id}"), Some(put))
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["name"], "renamed");
     let stored = s.engine.webhook(id).expect("exists");
@@ -59,8 +112,13 @@ async fn secrets_are_masked_and_kept_on_put() {
     let (status, list) = s.call("GET", "/api/v1/webhooks", None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(|a| a.len()), Some(1));
-    assert!(!list.to_string().contains("MfKQ9r8"), "secret leaked: {list}");
-    let (status, _) = s.call("DELETE", &format!("/api/v1/webhooks/{id}"), None).await;
+    assert!(
+        !list.to_string().contains("MfKQ9r8"),
+        "secret leaked: {list}"
+    );
+    let (status, _) = s
+        .call("DELETE", &format!("/api/v1/webhooks/{id}"), None)
+        .await;
     assert_eq!(status, 204);
     let (status, _) = s.call("GET", &format!("/api/v1/webhooks/{id}"), None).await;
     assert_eq!(status, 404);
@@ -75,7 +133,11 @@ async fn bearer_token_is_required_when_set() {
     cfg.server.token = "s3cret".into();
     let s = TestServer::start_with(cfg, dir).await;
     let anon = reqwest::Client::new();
-    let resp = anon.get(format!("{}/api/v1/webhooks", s.base)).send().await.expect("req");
+    let resp = anon
+        .get(format!("{}/api/v1/webhooks", s.base))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(resp.status().as_u16(), 401);
     let resp = anon
         .get(format!("{}/api/v1/webhooks", s.base))
@@ -87,9 +149,17 @@ async fn bearer_token_is_required_when_set() {
     let (status, _) = s.call("GET", "/api/v1/webhooks", None).await;
     assert_eq!(status, 200);
     // Health and metrics need no token.
-    let resp = anon.get(format!("{}/healthz", s.base)).send().await.expect("req");
+    let resp = anon
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(resp.status().as_u16(), 200);
-    let resp = anon.get(format!("{}/metrics", s.base)).send().await.expect("req");
+    let resp = anon
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("req");
     let text = resp.text().await.expect("text");
     for family in [
         "sanhook_events_ingested_total",
@@ -99,7 +169,10 @@ async fn bearer_token_is_required_when_set() {
         "sanhook_quarantined_total",
         "sanhook_delivery_seconds",
     ] {
-        assert!(text.contains(&format!("# TYPE {family}")), "missing {family}");
+        assert!(
+            text.contains(&format!("# TYPE {family}")),
+            "missing {family}"
+        );
     }
 }
 
@@ -116,8 +189,14 @@ async fn intake_is_atomic_and_dedupes() {
     assert!(v.get("key").is_some(), "{v}");
     assert!(s.deliveries(wh).await.is_empty());
     // NDJSON with a bad line 3.
-    let nd = format!("{}\n{}\nnot json\n", event(1, 10, "opened"), event(2, 11, "opened"));
-    let (status, v) = s.post_raw("/api/v1/events", "application/x-ndjson", nd).await;
+    let nd = format!(
+        "{}\n{}\nnot json\n",
+        event(1, 10, "opened"),
+        event(2, 11, "opened")
+    );
+    let (status, v) = s
+        .post_raw("/api/v1/events", "application/x-ndjson", nd)
+        .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["line"], 3, "{v}");
     assert!(s.deliveries(wh).await.is_empty());
@@ -128,11 +207,15 @@ async fn intake_is_atomic_and_dedupes() {
     let (status, v) = s.call("POST", "/api/v1/events", Some(body)).await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v, json!({"accepted": 2, "duplicates": 1, "deliveries": 2}));
-    let (status, v) = s.call("POST", "/api/v1/events", Some(event(1051, 12, "closed"))).await;
+    let (status, v) = s
+        .call("POST", "/api/v1/events", Some(event(1051, 12, "closed")))
+        .await;
     assert_eq!(status, 202);
     assert_eq!(v, json!({"accepted": 0, "duplicates": 1, "deliveries": 0}));
     // An event no trigger covers is accepted with no delivery.
-    let (status, v) = s.call("POST", "/api/v1/events", Some(event(1052, 12, "deleted"))).await;
+    let (status, v) = s
+        .call("POST", "/api/v1/events", Some(event(1052, 12, "deleted")))
+        .await;
     assert_eq!(status, 202);
     assert_eq!(v, json!({"accepted": 1, "duplicates": 0, "deliveries": 0}));
     s.wait_deliveries(wh, std::time::Duration::from_secs(10), "2 delivered", |d| {
@@ -148,7 +231,9 @@ async fn oversized_body_gets_413() {
     cfg.server.max_body = 2048;
     let s = TestServer::start_with(cfg, dir).await;
     let big: Vec<String> = (0..50).map(|i| event(i, i, "opened").to_string()).collect();
-    let (status, v) = s.post_raw("/api/v1/events", "application/x-ndjson", big.join("\n")).await;
+    let (status, v) = s
+        .post_raw("/api/v1/events", "application/x-ndjson", big.join("\n"))
+        .await;
     assert_eq!(status, 413, "{v}");
 }
 
@@ -158,17 +243,34 @@ async fn trigger_settings_and_per_webhook_actions() {
     let s = TestServer::start("").await;
     let (status, t) = s.call("GET", "/api/v1/settings/triggers", None).await;
     assert_eq!(status, 200);
-    assert!(t["bug"].as_array().is_some_and(|a| a.contains(&json!("resolved"))), "{t}");
+    assert!(
+        t["bug"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("resolved"))),
+        "{t}"
+    );
     let global = s.webhook(json!({"name": "global", "url": r.url})).await;
     let own = s
         .webhook(json!({"name": "own", "url": r.url, "actions": {"bug": ["deleted"]}}))
         .await;
     let (status, _) = s
-        .call("PUT", "/api/v1/settings/triggers", Some(json!({"bug": ["closed"]})))
+        .call(
+            "PUT",
+            "/api/v1/settings/triggers",
+            Some(json!({"bug": ["closed"]})),
+        )
         .await;
     assert_eq!(status, 200);
     let (_, v) = s
-        .call("POST", "/api/v1/events", Some(json!([event(1, 1, "resolved"), event(2, 1, "closed"), event(3, 1, "deleted")])))
+        .call(
+            "POST",
+            "/api/v1/events",
+            Some(json!([
+                event(1, 1, "resolved"),
+                event(2, 1, "closed"),
+                event(3, 1, "deleted")
+            ])),
+        )
         .await;
     assert_eq!(v["deliveries"], 2, "{v}");
     let g = s.deliveries(global).await;
@@ -183,7 +285,11 @@ async fn trigger_settings_and_per_webhook_actions() {
 async fn wrong_field_types_name_the_field() {
     let s = TestServer::start("").await;
     let (status, v) = s
-        .call("POST", "/api/v1/webhooks", Some(json!({"name": "a", "url": "http://x/", "products": "1,2"})))
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            Some(json!({"name": "a", "url": "http://x/", "products": "1,2"})),
+        )
         .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["field"], "products", "{v}");

@@ -136,5 +136,10 @@ async fn sigkill_mid_run_loses_nothing() {
         lost.len(),
         oks - ok_ids.len()
     );
-    assert!(lost.is_empty(), "lost {} events, e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "lost {} events, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
 }

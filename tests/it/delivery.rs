@@ -15,11 +15,20 @@ fn all(d: &[Value], n: usize, status: &str) -> bool {
 
 #[actix_rt::test]
 async fn retries_until_the_receiver_recovers() {
-    let r = Receiver::start(|_, n| if n < 2 { (500, vec![], "boom".into()) } else { (200, vec![], "ok".into()) });
+    let r = Receiver::start(|_, n| {
+        if n < 2 {
+            (500, vec![], "boom".into())
+        } else {
+            (200, vec![], "ok".into())
+        }
+    });
     let s = TestServer::start("").await;
     let wh = s.webhook(json!({"name": "flaky", "url": r.url})).await;
-    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened"))).await;
-    let d = s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered")).await;
+    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened")))
+        .await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
+        .await;
     assert_eq!(d[0]["attempts"], 3, "{}", d[0]);
     assert_eq!(d[0]["lastStatus"], 200);
     assert_eq!(d[0]["response"]["body"], "ok");
@@ -31,8 +40,11 @@ async fn retries_exhausted_end_dead_with_the_last_error() {
     let r = Receiver::fixed(502);
     let s = TestServer::start("").await;
     let wh = s.webhook(json!({"name": "down", "url": r.url})).await;
-    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened"))).await;
-    let d = s.wait_deliveries(wh, WAIT, "dead", |d| all(d, 1, "dead")).await;
+    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened")))
+        .await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "dead", |d| all(d, 1, "dead"))
+        .await;
     // One first attempt plus one per entry of the retry schedule (3).
     assert_eq!(d[0]["attempts"], 4, "{}", d[0]);
     let err = d[0]["lastError"].as_str().unwrap_or("");
@@ -45,18 +57,34 @@ async fn gone_410_is_dead_at_once() {
     let r = Receiver::fixed(410);
     let s = TestServer::start("").await;
     let wh = s.webhook(json!({"name": "gone", "url": r.url})).await;
-    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened"))).await;
-    let d = s.wait_deliveries(wh, WAIT, "dead", |d| all(d, 1, "dead")).await;
+    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened")))
+        .await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "dead", |d| all(d, 1, "dead"))
+        .await;
     assert_eq!(d[0]["attempts"], 1);
-    assert!(d[0]["lastError"].as_str().unwrap_or("").contains("410"), "{}", d[0]);
+    assert!(
+        d[0]["lastError"].as_str().unwrap_or("").contains("410"),
+        "{}",
+        d[0]
+    );
     // Retry by hand re-queues it.
     r.set_script(|_, _| (200, vec![], "back".into()));
     let id = d[0]["id"].as_u64().expect("id");
-    let (status, v) = s.call("POST", &format!("/api/v1/deliveries/{id}/retry"), None).await;
+    let (status, v) = s
+        .call("POST", &format!("/api/v1/deliveries/{id}/retry"), None)
+        .await;
     assert_eq!(status, 202, "{v}");
-    let (status, _) = s.call("POST", &format!("/api/v1/deliveries/{id}/retry"), None).await;
-    assert!(status == 409 || status == 202, "a queued delivery is not re-queued twice");
-    let d = s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered")).await;
+    let (status, _) = s
+        .call("POST", &format!("/api/v1/deliveries/{id}/retry"), None)
+        .await;
+    assert!(
+        status == 409 || status == 202,
+        "a queued delivery is not re-queued twice"
+    );
+    let d = s
+        .wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
+        .await;
     assert_eq!(d[0]["attempts"], 2);
 }
 
@@ -64,21 +92,34 @@ async fn gone_410_is_dead_at_once() {
 async fn retry_after_replaces_the_schedule() {
     let r = Receiver::start(|_, n| {
         if n == 0 {
-            (429, vec![("Retry-After".into(), "2".into())], "slow down".into())
+            (
+                429,
+                vec![("Retry-After".into(), "2".into())],
+                "slow down".into(),
+            )
         } else {
             (200, vec![], "ok".into())
         }
     });
     let s = TestServer::start("").await;
     let wh = s.webhook(json!({"name": "limited", "url": r.url})).await;
-    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened"))).await;
-    let d = s.wait_deliveries(wh, WAIT, "retrying", |d| all(d, 1, "retrying")).await;
-    let last = chrono::DateTime::parse_from_rfc3339(d[0]["lastAttemptAt"].as_str().expect("last")).expect("ts");
-    let next = chrono::DateTime::parse_from_rfc3339(d[0]["nextAttemptAt"].as_str().expect("next")).expect("ts");
+    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened")))
+        .await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "retrying", |d| all(d, 1, "retrying"))
+        .await;
+    let last = chrono::DateTime::parse_from_rfc3339(d[0]["lastAttemptAt"].as_str().expect("last"))
+        .expect("ts");
+    let next = chrono::DateTime::parse_from_rfc3339(d[0]["nextAttemptAt"].as_str().expect("next"))
+        .expect("ts");
     let wait = (next - last).num_milliseconds();
     // The schedule says 100 ms ±20 %; Retry-After says 2 s and is never shortened by jitter.
-    assert!((2000..2500).contains(&wait), "next attempt {wait} ms after the last");
-    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered")).await;
+    assert!(
+        (2000..2500).contains(&wait),
+        "next attempt {wait} ms after the last"
+    );
+    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
+        .await;
     let got = r.received();
     assert_eq!(got.len(), 2);
     assert!(got[1].at.duration_since(got[0].at) >= Duration::from_millis(1900));
@@ -108,7 +149,8 @@ async fn per_object_order_holds_across_a_retry() {
         event(5, 7, "resolved"),
     ]);
     s.call("POST", "/api/v1/events", Some(body)).await;
-    s.wait_deliveries(wh, WAIT, "5 delivered", |d| all(d, 5, "delivered")).await;
+    s.wait_deliveries(wh, WAIT, "5 delivered", |d| all(d, 5, "delivered"))
+        .await;
     let got = r.received();
     let seq = |obj: &str| -> Vec<String> {
         got.iter()
@@ -117,27 +159,46 @@ async fn per_object_order_holds_across_a_retry() {
             .map(|v| v["action"].as_str().unwrap_or("").to_string())
             .collect()
     };
-    assert_eq!(seq("7"), ["opened", "opened", "opened", "edited", "resolved"]);
+    assert_eq!(
+        seq("7"),
+        ["opened", "opened", "opened", "edited", "resolved"]
+    );
     assert_eq!(seq("8"), ["opened", "edited"]);
     // Bug 8 was not held up by bug 7's retries.
-    let first_8_done = got.iter().position(|g| g.json()["objectID"] == "8" && g.json()["action"] == "edited");
+    let first_8_done = got
+        .iter()
+        .position(|g| g.json()["objectID"] == "8" && g.json()["action"] == "edited");
     let last_7 = got.iter().rposition(|g| g.json()["objectID"] == "7");
-    assert!(first_8_done < last_7, "bug 8 should finish before bug 7's retries end");
+    assert!(
+        first_8_done < last_7,
+        "bug 8 should finish before bug 7's retries end"
+    );
 }
 
 #[actix_rt::test]
 async fn async_webhooks_wait_for_the_flush() {
     let r = Receiver::fixed(200);
     let s = TestServer::start("").await;
-    let wh = s.webhook(json!({"name": "batch", "url": r.url, "sendType": "async"})).await;
-    s.call("POST", "/api/v1/events", Some(json!([event(1, 1, "opened"), event(2, 2, "opened")]))).await;
+    let wh = s
+        .webhook(json!({"name": "batch", "url": r.url, "sendType": "async"}))
+        .await;
+    s.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!([event(1, 1, "opened"), event(2, 2, "opened")])),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(r.received().is_empty(), "async deliveries must wait for the flush");
+    assert!(
+        r.received().is_empty(),
+        "async deliveries must wait for the flush"
+    );
     let d = s.deliveries(wh).await;
     assert!(all(&d, 2, "pending"), "{}", Value::Array(d));
     let (status, _) = s.call("POST", "/api/v1/outbox/flush", None).await;
     assert_eq!(status, 202);
-    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 2, "delivered")).await;
+    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 2, "delivered"))
+        .await;
     assert_eq!(r.received().len(), 2);
 }
 
@@ -152,7 +213,8 @@ async fn payload_text_and_signature() {
     let mut e = event(77, 12, "resolved");
     e["product"] = json!([1, 2]);
     s.call("POST", "/api/v1/events", Some(e)).await;
-    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered")).await;
+    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
+        .await;
     let got = r.received();
     let g = &got[0];
     assert_eq!(
@@ -160,9 +222,15 @@ async fn payload_text_and_signature() {
         r#"{"objectID":"12","product":",1,2,","action":"resolved","text":"Alice resolved Bug [#12::Login fails](http://pm.example.com/bug-view-12.html)"}"#
     );
     assert_eq!(g.header("content-type"), Some("application/vnd.test+json"));
-    assert!(g.header("user-agent").is_some_and(|u| u.starts_with("sanhook/")));
+    assert!(g
+        .header("user-agent")
+        .is_some_and(|u| u.starts_with("sanhook/")));
     let id = g.header("webhook-id").expect("webhook-id");
-    let ts: i64 = g.header("webhook-timestamp").expect("ts").parse().expect("int");
+    let ts: i64 = g
+        .header("webhook-timestamp")
+        .expect("ts")
+        .parse()
+        .expect("int");
     let want = sanhook::deliver::payload::standard_webhooks_signature(secret, id, ts, &g.body);
     assert_eq!(g.header("webhook-signature"), Some(want.as_str()));
 }
@@ -171,11 +239,22 @@ async fn payload_text_and_signature() {
 async fn deleting_a_webhook_skips_its_queue() {
     let r = Receiver::fixed(200);
     let s = TestServer::start("").await;
-    let wh = s.webhook(json!({"name": "later", "url": r.url, "sendType": "async"})).await;
-    s.call("POST", "/api/v1/events", Some(json!([event(1, 1, "opened"), event(2, 1, "edited")]))).await;
-    let (status, _) = s.call("DELETE", &format!("/api/v1/webhooks/{wh}"), None).await;
+    let wh = s
+        .webhook(json!({"name": "later", "url": r.url, "sendType": "async"}))
+        .await;
+    s.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!([event(1, 1, "opened"), event(2, 1, "edited")])),
+    )
+    .await;
+    let (status, _) = s
+        .call("DELETE", &format!("/api/v1/webhooks/{wh}"), None)
+        .await;
     assert_eq!(status, 204);
-    let d = s.wait_deliveries(wh, WAIT, "skipped", |d| all(d, 2, "skipped")).await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "skipped", |d| all(d, 2, "skipped"))
+        .await;
     assert_eq!(d[0]["lastError"], "webhook deleted");
     s.call("POST", "/api/v1/outbox/flush", None).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -190,11 +269,22 @@ async fn pending_deliveries_resume_after_a_restart() {
     cfg.delivery.retry_schedule = vec![Duration::from_secs(2); 3];
     let s = TestServer::start_with(cfg, dir).await;
     let wh = s.webhook(json!({"name": "resume", "url": r.url})).await;
-    s.call("POST", "/api/v1/events", Some(json!([event(1, 1, "opened"), event(2, 2, "opened")]))).await;
-    s.wait_deliveries(wh, WAIT, "retrying", |d| d.len() == 2 && d.iter().all(|x| x["attempts"].as_u64() >= Some(1))).await;
+    s.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!([event(1, 1, "opened"), event(2, 2, "opened")])),
+    )
+    .await;
+    s.wait_deliveries(wh, WAIT, "retrying", |d| {
+        d.len() == 2 && d.iter().all(|x| x["attempts"].as_u64() >= Some(1))
+    })
+    .await;
     let dir = s.stop().await;
     r.set_script(|_, _| (200, vec![], "ok".into()));
     let cfg = crate::support::test_config(dir.path(), "");
     let s = TestServer::start_with(cfg, dir).await;
-    s.wait_deliveries(wh, WAIT, "delivered after restart", |d| all(d, 2, "delivered")).await;
+    s.wait_deliveries(wh, WAIT, "delivered after restart", |d| {
+        all(d, 2, "delivered")
+    })
+    .await;
 }

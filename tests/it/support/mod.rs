@@ -78,7 +78,9 @@ impl TestServer {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, format!("{}{}", self.base, path));
+        let r = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if self.token.is_empty() {
             r
         } else {
@@ -91,7 +93,9 @@ impl TestServer {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut r = self.req(m, path);
         if let Some(b) = body {
-            r = r.header("content-type", "application/json").body(b.to_string());
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let resp = r.send().await.expect("request");
         let status = resp.status().as_u16();
@@ -128,7 +132,11 @@ impl TestServer {
     /// The delivery log for one webhook.
     pub async fn deliveries(&self, webhook: u64) -> Vec<Value> {
         let (s, v) = self
-            .call("GET", &format!("/api/v1/deliveries?webhook={webhook}&limit=1000"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/deliveries?webhook={webhook}&limit=1000"),
+                None,
+            )
             .await;
         assert_eq!(s, 200, "{v}");
         v.as_array().cloned().unwrap_or_default()
@@ -149,7 +157,10 @@ impl TestServer {
                 return d;
             }
             if Instant::now() > until {
-                panic!("timed out waiting for {what}; deliveries: {}", Value::Array(d));
+                panic!(
+                    "timed out waiting for {what}; deliveries: {}",
+                    Value::Array(d)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -63,7 +63,9 @@ impl Receiver {
                         headers: req
                             .headers()
                             .iter()
-                            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                            .map(|(k, v)| {
+                                (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                            })
                             .collect(),
                         body: body.to_vec(),
                         at: std::time::Instant::now(),
