@@ -26,6 +26,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a graceful shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a graceful shutdown waits for sources to finish the batch they are committing.
+const SOURCES_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running engine. Cheap to clone. Must be started inside an actix `System`
 /// (`#[actix_web::main]`, `#[actix_rt::test]`, or `actix_rt::System::new().block_on(..)`).
 #[derive(Clone)]
@@ -44,6 +47,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Serialises webhook changes so that the store, the registry and the index agree.
     changes: tokio::sync::Mutex<()>,
+    /// Set at shutdown; each source holds a receiver and drops it once it has stopped.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -108,6 +113,7 @@ impl Engine {
                 intake,
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
+                stop: tokio::sync::watch::Sender::new(false),
             }),
         };
         crate::ingest::tail::start(&engine)?;
@@ -150,6 +156,12 @@ impl Engine {
     /// The engine's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// A source's stop signal: it turns `true` at shutdown. A source stops reading, finishes the
+    /// batch it is committing, and drops the receiver; shutdown waits for that (bounded).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stop.subscribe()
     }
 
     /// Submits already-parsed events from `source`; returns once they are durably queued.
@@ -387,9 +399,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops starting sends, waits for those in flight (bounded), and makes sure every queued
-    /// store write is committed. Pending deliveries stay in the outbox for the next start.
+    /// Stops the sources, stops starting sends, waits for those in flight (bounded), and makes
+    /// sure every queued store write is committed. Pending deliveries stay in the outbox for the
+    /// next start.
     pub async fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        if tokio::time::timeout(SOURCES_TIMEOUT, self.inner.stop.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a source did not stop in time");
+        }
         if let Err(e) = self.inner.dispatcher.send(Drain(DRAIN_TIMEOUT)).await {
             tracing::warn!(error = %e, "dispatcher gone before drain");
         }
