@@ -1,1 +1,22 @@
-//! TODO
+//! Routing: which webhooks fire for an action event.
+//!
+//! Pure: no IO, no clocks. The rules are SANPLEX.md "Trigger actions" and "Scope filters" plus
+//! the per-webhook `actions` override of CONTRACT §4:
+//!
+//! - [`default_triggers`] is Sanplex's own default trigger table (every object type, every action);
+//! - [`matches`] is the reference semantics for one webhook, written to be obviously right;
+//! - [`RuleIndex`] answers the same question for all webhooks at once without scanning them, and is
+//!   what ingestion calls for every event.
+//!
+//! The tests hold `RuleIndex::route` to agree with `matches` on the fixture table
+//! (`fixtures/routing/cases.json`) and on randomised webhooks, events and updates.
+
+mod fxhash;
+mod index;
+mod triggers;
+
+#[cfg(test)]
+mod tests;
+
+pub use index::RuleIndex;
+pub use triggers::{default_triggers, matches};
