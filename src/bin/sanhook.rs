@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sanhook::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match load(config) {
