@@ -75,7 +75,7 @@ fn sigterm_stops_gracefully() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    let mut child = sanhook()
+    let child = sanhook()
         .args(["serve"])
         .env("SANHOOK_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("SANHOOK_STORAGE_PATH", dir.path().join("s.redb"))
