@@ -11,6 +11,8 @@
 //! pending), `checkpoints`, `quarantine`, `bindings`.
 
 mod records;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
