@@ -49,6 +49,8 @@ struct Inner {
     changes: tokio::sync::Mutex<()>,
     /// Set at shutdown; each source holds a receiver and drops it once it has stopped.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The router's and the dispatcher's threads, stopped at shutdown so the store is released.
+    arbiters: Vec<ArbiterHandle>,
 }
 
 impl Engine {
@@ -69,8 +71,8 @@ impl Engine {
             index.upsert(wh.clone());
             webhooks.insert(wh.id, wh);
         }
-        let router =
-            Router::start_in_arbiter(&Arbiter::new().handle(), move |_| Router::new(index));
+        let router_arbiter = Arbiter::new().handle();
+        let router = Router::start_in_arbiter(&router_arbiter, move |_| Router::new(index));
         let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
@@ -81,8 +83,9 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         });
+        let dispatch_arbiter = Arbiter::new().handle();
         let dispatcher =
-            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(ctx));
+            Dispatcher::start_in_arbiter(&dispatch_arbiter, move |_| Dispatcher::new(ctx));
         let pending = {
             let s = store.clone();
             tokio::task::spawn_blocking(move || s.open_deliveries())
@@ -114,6 +117,7 @@ impl Engine {
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
                 stop: tokio::sync::watch::Sender::new(false),
+                arbiters: vec![router_arbiter, dispatch_arbiter],
             }),
         };
         crate::ingest::tail::start(&engine)?;
@@ -415,6 +419,9 @@ impl Engine {
         }
         if let Err(e) = self.inner.store.sync().await {
             tracing::error!(error = %e, "store sync at shutdown failed");
+        }
+        for a in &self.inner.arbiters {
+            a.stop();
         }
     }
 }
