@@ -734,3 +734,130 @@ mod model {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `sanhook replay`: the real binary against a running server.
+
+/// Runs `sanhook replay FILES --config <file pointing at base>`; returns (exit code, stdout, stderr).
+async fn replay(base: &str, token: &str, files: &[PathBuf]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let listen = base.trim_start_matches("http://");
+    let config = dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"{listen}\"\ntoken = \"{token}\"\n"),
+    )
+    .expect("write config");
+    let files = files.to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sanhook"))
+            .arg("replay")
+            .args(&files)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run sanhook replay")
+    })
+    .await
+    .expect("join");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[actix_rt::test]
+async fn replay_reports_rejected_lines_with_their_numbers() {
+    let r = Receiver::fixed(200);
+    let s = TestServer::start("").await;
+    let wh = s.webhook(json!({"name": "replay", "url": r.url})).await;
+    let file = s.dir.path().join("backfill.ndjson");
+    let text = [
+        line(1),
+        "\n".to_string(),
+        "{bad\n".to_string(),
+        line(2),
+        line(1),
+        "{\"id\":9,\"objectID\":9}\n".to_string(),
+        line(3).trim_end().to_string(),
+    ]
+    .concat();
+    std::fs::write(&file, text).expect("write");
+    let (code, out, err) = replay(&s.base, "", std::slice::from_ref(&file)).await;
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    let name = file.display().to_string();
+    assert!(
+        out.contains("6 lines: 3 events accepted, 1 duplicates"),
+        "{out}"
+    );
+    assert!(out.contains("2 rejected"), "{out}");
+    assert!(out.contains(&format!("{name}:3 (")), "{out}");
+    assert!(out.contains(&format!("{name}:6 (")), "{out}");
+    assert!(err.contains(&format!("{name}:3: rejected: ")), "{err}");
+    assert!(err.contains(&format!("{name}:6: rejected: ")), "{err}");
+    // The last line, without a newline, counted; every good line queued exactly once.
+    wait_ingested(&s, wh, &[1, 2, 3]).await;
+}
+
+#[actix_rt::test]
+async fn replay_twice_accepts_then_counts_duplicates_and_exits_0() {
+    let s = TestServer::start("").await;
+    let a = s.dir.path().join("a.ndjson");
+    let b = s.dir.path().join("b.ndjson");
+    std::fs::write(&a, lines(1..=1500)).expect("write");
+    std::fs::write(&b, lines(1501..=1600)).expect("write");
+    let files = [a, b];
+    let (code, out, err) = replay(&s.base, "", &files).await;
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("2 files, 1600 lines: 1600 events accepted, 0 duplicates"),
+        "{out}"
+    );
+    assert!(out.contains("0 rejected"), "{out}");
+    let (code, out, _) = replay(&s.base, "", &files).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1600 lines: 0 events accepted, 1600 duplicates"),
+        "{out}"
+    );
+}
+
+#[actix_rt::test]
+async fn replay_splits_bodies_the_server_finds_too_large() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = test_config(dir.path(), "");
+    cfg.server.max_body = 4096;
+    let s = TestServer::start_with(cfg, dir).await;
+    let file = s.dir.path().join("big.ndjson");
+    let mut long = event(99, 99, "opened");
+    long["comment"] = "y".repeat(5000).into();
+    let text = format!("{}{long}\n{}", lines(1..=40), lines(41..=60));
+    std::fs::write(&file, text).expect("write");
+    // The client's config keeps the default max_body: the server's 413s make it split.
+    let (code, out, err) = replay(&s.base, "", std::slice::from_ref(&file)).await;
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("61 lines: 60 events accepted"), "{out}");
+    assert!(out.contains(&format!("{}:41 (", file.display())), "{out}");
+}
+
+#[actix_rt::test]
+async fn replay_without_a_server_or_with_a_wrong_token_exits_2() {
+    let file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(file.path(), line(1)).expect("write");
+    let files = [file.path().to_path_buf()];
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let (code, _, err) = replay(&base, "", &files).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no server answers at"), "{err}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = test_config(dir.path(), "");
+    cfg.server.token = "right-token".into();
+    let s = TestServer::start_with(cfg, dir).await;
+    let (code, _, err) = replay(&s.base, "wrong-token", &files).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refused the token"), "{err}");
+    let (code, out, err) = replay(&s.base, "right-token", &files).await;
+    assert_eq!(code, 0, "{out} {err}");
+}
