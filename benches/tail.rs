@@ -97,7 +97,7 @@ fn tail_ingested(engine: &Engine) -> u64 {
 
 /// One pass: a fresh store with the ten webhooks, then an engine tailing `log` until every
 /// action is committed. Returns the time from the engine's start to the last commit.
-fn durable_pass(log: &Path, scratch: &Path) -> Duration {
+fn durable_pass(log: &Path, scratch: &Path, report: bool) -> Duration {
     let dir = tempfile::tempdir_in(scratch).expect("dir");
     let store = dir.path().join("bench.redb");
     actix_rt::System::new().block_on(async {
@@ -107,20 +107,101 @@ fn durable_pass(log: &Path, scratch: &Path) -> Duration {
         }
         engine.shutdown().await;
     });
-    actix_rt::System::new().block_on(async {
-        let start = Instant::now();
-        let engine = Engine::start(config(&store, Some(log)))
-            .await
-            .expect("engine");
+    let before = thread_cpu();
+    let (took, after) = actix_rt::System::new().block_on(async {
+        // The first engine's threads release the store a moment after its shutdown.
+        let (start, engine) = loop {
+            let start = Instant::now();
+            match Engine::start(config(&store, Some(log))).await {
+                Ok(e) => break (start, e),
+                Err(e) if e.to_string().contains("already open") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("engine: {e}"),
+            }
+        };
         let until = Instant::now() + Duration::from_secs(600);
         while tail_ingested(&engine) < ACTIONS {
             assert!(Instant::now() < until, "tail did not finish");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let took = start.elapsed();
+        let after = thread_cpu();
         engine.shutdown().await;
-        took
-    })
+        (took, after)
+    });
+    if report {
+        print_cpu(&before, &after, took);
+    }
+    took
+}
+
+/// CPU seconds used so far by each thread of this process: (thread id, name, seconds).
+fn thread_cpu() -> Vec<(u64, String, f64)> {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let num = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // After the name: state is field 0, utime 11, stime 12.
+        let tid = entry.file_name().to_string_lossy().parse().unwrap_or(0);
+        out.push((tid, name, (num(11) + num(12)) / ticks));
+    }
+    out.sort_by_key(|t| t.0);
+    out
+}
+
+/// Where one pass spent its CPU, by thread: the engine's arbiters start router first, then
+/// dispatcher; the blocking pool reads and parses; `sanhook-store` commits.
+fn print_cpu(before: &[(u64, String, f64)], after: &[(u64, String, f64)], took: Duration) {
+    let mut arbiters = 0;
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    for (tid, name, secs) in after {
+        let was = before
+            .iter()
+            .find(|b| b.0 == *tid)
+            .map(|b| b.2)
+            .unwrap_or(0.0);
+        let used = secs - was;
+        let label = if name.starts_with("actix-rt|system") && !before.iter().any(|b| b.0 == *tid) {
+            arbiters += 1;
+            match arbiters {
+                1 => "router (arbiter)".to_string(),
+                2 => "dispatcher (arbiter)".to_string(),
+                _ => name.clone(),
+            }
+        } else if name.starts_with("tokio") {
+            "tail read+parse (blocking pool)".to_string()
+        } else {
+            name.clone()
+        };
+        match rows.iter_mut().find(|r| r.0 == label) {
+            Some(r) => r.1 += used,
+            None => rows.push((label, used)),
+        }
+    }
+    eprintln!(
+        "tail bench: one durable pass took {:.2} s; CPU seconds by thread:",
+        took.as_secs_f64()
+    );
+    for (label, used) in rows.iter().filter(|r| r.1 >= 0.05) {
+        eprintln!("  {label:<34} {used:>6.2}");
+    }
 }
 
 fn read_parse_pass(log: &Path) -> Duration {
@@ -164,8 +245,16 @@ fn tail(c: &mut Criterion) {
     g.bench_function("read_parse", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| read_parse_pass(&log)).sum())
     });
+    let reported = std::sync::atomic::AtomicBool::new(false);
     g.bench_function("durable_outbox", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| durable_pass(&log, scratch.path())).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let first = !reported.swap(true, std::sync::atomic::Ordering::Relaxed);
+                    durable_pass(&log, scratch.path(), first)
+                })
+                .sum()
+        })
     });
     g.finish();
 }

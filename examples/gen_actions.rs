@@ -32,8 +32,9 @@ pub fn write_actions(mut out: impl Write, count: u64) -> std::io::Result<u64> {
         let mut e = samples[(i % samples.len() as u64) as usize].clone();
         let round = i / samples.len() as u64;
         e["id"] = (FIRST_ID + i).into();
-        // Each pass over the samples touches other objects of the same kinds.
-        let object = e["objectID"].as_u64().unwrap_or(1) + round % 5000 * 1000;
+        // Passes over the samples touch other objects of the same kinds, and come back to them:
+        // about 90,000 objects with a dozen actions each, like a busy year of Sanplex.
+        let object = e["objectID"].as_u64().unwrap_or(1) + round % 300 * 1000;
         e["objectID"] = object.into();
         e["product"] = format!(",{},", i % PRODUCTS + 1).into();
         let ty = e["objectType"].as_str().unwrap_or("bug").to_string();

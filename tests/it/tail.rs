@@ -301,22 +301,34 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn spawn_sanhook(config: &Path, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_sanhook"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SANHOOK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start sanhook")
+/// A `sanhook serve` child, killed when dropped (also when the test panics).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Child) {
+fn spawn_sanhook(config: &Path, log: &Path) -> Running {
+    let log = std::fs::File::create(log).expect("log file");
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_sanhook"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SANHOOK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sanhook"),
+    )
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Running) {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!("sanhook exited early: {status}");
         }
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
@@ -381,20 +393,24 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
                 if id == LINES / 2 + 1 {
                     std::fs::rename(&log, logs.join("actions.ndjson.1")).expect("rotate");
                 }
-                std::thread::sleep(Duration::from_millis(8));
+                std::thread::sleep(Duration::from_millis(20));
             }
             done.store(true, Ordering::SeqCst);
         })
     };
     for k in 1..=KILLS {
         // Kill while lines are flowing: after the writer has moved on a bit.
-        let mark = written.load(Ordering::SeqCst) + LINES / (KILLS as u64 + 2);
+        let mark = k as u64 * LINES / (KILLS as u64 + 1);
         let until = Instant::now() + Duration::from_secs(30);
-        while written.load(Ordering::SeqCst) < mark.min(LINES) && Instant::now() < until {
+        while written.load(Ordering::SeqCst) < mark && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
+        println!(
+            "SIGKILL {k} with {} of {LINES} lines written",
+            written.load(Ordering::SeqCst)
+        );
+        child.0.kill().expect("SIGKILL");
+        let _ = child.0.wait();
         child = spawn_sanhook(&config, &dir.path().join(format!("run{k}.log")));
         wait_healthy(&client, &base, &mut child).await;
     }
@@ -454,8 +470,7 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
         }
         before = Some(last);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let repeated: Vec<(u64, usize)> = counts
         .iter()
         .filter(|(_, n)| **n > 1)

@@ -302,7 +302,7 @@ impl<S: Sink> Tailer<S> {
                         max_lines = (max_lines * 2).min(limits.max_lines);
                     }
                     Err(e) => {
-                        if matches!(e, Error::Unavailable) {
+                        if matches!(e, Error::Unavailable | Error::Store(StoreError::Closed)) {
                             break;
                         }
                         if matches!(e, Error::Store(StoreError::Invalid(_))) && max_lines > 1 {
