@@ -33,6 +33,11 @@ pub(crate) const GONE_RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// a writer that has not yet reopened its log after a rename.
 pub(crate) const DETACHED_LINGER_MS: i64 = 5_000;
 
+/// How long a file's handle stays open after a read found nothing new: an idle file is then
+/// closed (and reopened when a scan sees it grow), so a glob over many old files holds few
+/// descriptors.
+pub(crate) const IDLE_CLOSE_MS: i64 = 30_000;
+
 /// A followed file: its committed-format state and what only this process knows about it.
 #[derive(Debug)]
 pub(crate) struct Tracked {
@@ -47,6 +52,9 @@ pub(crate) struct Tracked {
     pub detached: bool,
     /// When a read last found nothing more in this file (Unix ms); `None` while it has data.
     pub eof_since: Option<i64>,
+    /// The file's size at the last scan: a closed file is opened only when it has grown past
+    /// the offset.
+    pub size: u64,
 }
 
 impl Tracked {
@@ -57,6 +65,14 @@ impl Tracked {
             scanned: 0,
             detached: false,
             eof_since: None,
+            size: u64::MAX,
+        }
+    }
+
+    fn with_size(st: FileState, size: u64) -> Tracked {
+        Tracked {
+            size,
+            ..Tracked::new(st)
         }
     }
 }
@@ -278,6 +294,7 @@ impl Files {
                 t.st.ino = c.ino;
             }
             t.st.path.clone_from(&c.path);
+            t.size = c.size;
             t.st.gone_at = None;
             t.detached = false;
             let len = identity_len(&c.prefix);
@@ -311,16 +328,19 @@ impl Files {
             };
             let len = identity_len(&c.prefix);
             tracing::info!(glob = %self.glob, file = %c.path, offset, "tailing a new file");
-            self.tracked.push(Tracked::new(FileState {
-                seq: self.next_seq,
-                path: c.path.clone(),
-                dev: c.dev,
-                ino: c.ino,
-                fp: fingerprint(&c.prefix[..len]),
-                fp_len: len as u32,
-                offset,
-                gone_at: None,
-            }));
+            self.tracked.push(Tracked::with_size(
+                FileState {
+                    seq: self.next_seq,
+                    path: c.path.clone(),
+                    dev: c.dev,
+                    ino: c.ino,
+                    fp: fingerprint(&c.prefix[..len]),
+                    fp_len: len as u32,
+                    offset,
+                    gone_at: None,
+                },
+                c.size,
+            ));
             self.next_seq += 1;
         }
         self.first_run = false;

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use crate::event::{parse_line, ActionEvent};
 use crate::store::QuarantineItem;
 
-use super::files::{read_full_at, Files, Tracked};
+use super::files::{read_full_at, Files, Tracked, IDLE_CLOSE_MS};
 use super::state::FileState;
 
 /// Read size, and the buffer's size unless a longer (allowed) line needs more.
@@ -79,6 +79,10 @@ impl Files {
                 continue;
             }
             if t.file.is_none() {
+                if t.size <= t.st.offset {
+                    // Nothing new at the last scan: no need to open it.
+                    continue;
+                }
                 match open_same(t) {
                     Ok(Some(f)) => t.file = Some(f),
                     // Renamed or replaced since the scan: the next scan tells which.
@@ -90,6 +94,7 @@ impl Files {
                     }
                 }
             }
+            let before = batch.lines;
             match read_file(t, &mut buf.0, limits, date, &mut batch) {
                 Ok(Stop::Full) => {
                     t.eof_since = None;
@@ -97,7 +102,14 @@ impl Files {
                     break;
                 }
                 Ok(Stop::End) => {
-                    t.eof_since.get_or_insert(now);
+                    if batch.lines > before {
+                        t.eof_since = Some(now);
+                    }
+                    let since = *t.eof_since.get_or_insert(now);
+                    // Closed only with nothing beyond the offset: a partial line keeps it open.
+                    if !t.detached && now - since >= IDLE_CLOSE_MS && t.size <= t.st.offset {
+                        t.file = None;
+                    }
                 }
                 Err(e) => {
                     t.file = None;
@@ -316,6 +328,118 @@ fn find_newline(s: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StartAt;
+
+    fn append(path: &std::path::Path, s: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        f.write_all(s.as_bytes()).expect("append");
+    }
+
+    const LIMITS: Limits = Limits {
+        max_lines: 100,
+        max_bytes: 1 << 20,
+        max_line: 100,
+    };
+
+    fn ids(b: &Batch) -> Vec<u64> {
+        b.events.iter().filter_map(|e| e.id).collect()
+    }
+
+    fn ev(id: u64) -> String {
+        format!(
+            "{{\"id\":{id},\"objectType\":\"bug\",\"objectID\":1,\"actor\":\"a\",\"action\":\"opened\"}}\n"
+        )
+    }
+
+    #[test]
+    fn an_idle_file_is_closed_and_reopened_when_it_grows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("a.log");
+        append(&log, &ev(1));
+        let mut f = Files::new(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+            None,
+        );
+        let mut buf = Buffer::default();
+        f.scan(0);
+        assert_eq!(ids(&f.read_batch(&mut buf, &LIMITS, 0, "d")), vec![1]);
+        assert!(f.tracked[0].file.is_some());
+        f.scan(IDLE_CLOSE_MS);
+        f.read_batch(&mut buf, &LIMITS, IDLE_CLOSE_MS, "d");
+        assert!(f.tracked[0].file.is_none(), "idle: closed");
+        // Not reopened while nothing changed.
+        f.read_batch(&mut buf, &LIMITS, IDLE_CLOSE_MS + 1, "d");
+        assert!(f.tracked[0].file.is_none());
+        append(&log, &ev(2));
+        f.scan(IDLE_CLOSE_MS + 2);
+        assert_eq!(
+            ids(&f.read_batch(&mut buf, &LIMITS, IDLE_CLOSE_MS + 2, "d")),
+            vec![2]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_quarantined_without_holding_them_and_blank_lines_skipped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("a.log");
+        let long = format!("{{\"id\":9,\"pad\":\"{}\"}}\n", "z".repeat(3 * CHUNK));
+        append(&log, &format!("{}\n  \r\n{long}{}", ev(1), ev(2)));
+        let mut f = Files::new(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+            None,
+        );
+        let mut buf = Buffer::default();
+        f.scan(0);
+        let mut b = f.read_batch(&mut buf, &LIMITS, 0, "d");
+        // The long line filled the batch (bytes): the next line comes with the next one.
+        assert!(b.more);
+        let next = f.read_batch(&mut buf, &LIMITS, 0, "d");
+        b.events.extend(next.events);
+        b.lines += next.lines;
+        assert_eq!(ids(&b), vec![1, 2]);
+        assert_eq!(b.lines, 5);
+        assert_eq!(b.quarantine.len(), 1);
+        let q = &b.quarantine[0];
+        assert_eq!(q.offset, (ev(1).len() + 1 + 4) as u64);
+        assert_eq!(q.raw.len(), RAW_MAX);
+        assert!(q.reason.contains("max_line (100 bytes)"), "{}", q.reason);
+        assert!(
+            buf.0.len() <= CHUNK,
+            "the buffer never grew for the long line"
+        );
+    }
+
+    #[test]
+    fn a_long_line_still_being_written_waits_then_is_quarantined() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("a.log");
+        append(&log, &format!("{}{}", ev(1), "y".repeat(2 * CHUNK + 10)));
+        let mut f = Files::new(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+            None,
+        );
+        let mut buf = Buffer::default();
+        f.scan(0);
+        let b = f.read_batch(&mut buf, &LIMITS, 0, "d");
+        assert_eq!((ids(&b), b.quarantine.len()), (vec![1], 0));
+        append(&log, &format!("yyy\n{}", ev(2)));
+        f.scan(1);
+        let mut b = f.read_batch(&mut buf, &LIMITS, 1, "d");
+        b.events
+            .extend(f.read_batch(&mut buf, &LIMITS, 1, "d").events);
+        assert_eq!((ids(&b), b.quarantine.len()), (vec![2], 1));
+        assert!(b.quarantine[0]
+            .reason
+            .contains(&format!("{} bytes", 2 * CHUNK + 13)));
+    }
 
     #[test]
     fn find_newline_finds_the_first() {
