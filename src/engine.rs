@@ -40,6 +40,8 @@ struct Inner {
     triggers: std::sync::RwLock<Triggers>,
     router: Addr<Router>,
     dispatcher: Addr<Dispatcher>,
+    /// For calls to the platforms outside deliveries (directory listings).
+    deliverer: Deliverer,
     intake: Intake,
     metrics: Arc<Metrics>,
     /// Serialises webhook changes so that the store, the registry and the index agree.
@@ -66,11 +68,11 @@ impl Engine {
         }
         let router =
             Router::start_in_arbiter(&Arbiter::new().handle(), move |_| Router::new(index));
-        let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
+        let deliverer = Deliverer::new(cfg.clone(), store.clone()).map_err(Error::Config)?;
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
             store: store.clone(),
-            deliverer,
+            deliverer: deliverer.clone(),
             webhooks: webhooks.clone(),
             metrics: metrics.clone(),
             in_flight: AtomicUsize::new(0),
@@ -105,6 +107,7 @@ impl Engine {
                 triggers: std::sync::RwLock::new(triggers),
                 router,
                 dispatcher,
+                deliverer,
                 intake,
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
@@ -300,6 +303,27 @@ impl Engine {
             .put_bindings(webhook, vec![(account.to_string(), None)])
             .await?;
         Ok(())
+    }
+
+    /// The platform directory of an app-message webhook, live; `unbound` hides users already
+    /// bound to an account of that webhook.
+    pub async fn remote_users(
+        &self,
+        webhook: u64,
+        unbound: bool,
+    ) -> Result<Vec<crate::deliver::RemoteUser>, Error> {
+        let wh = self.webhook(webhook)?;
+        let mut users = self.inner.deliverer.remote_users(&wh).await?;
+        if unbound {
+            let bound: std::collections::HashSet<String> = self
+                .bindings(webhook)
+                .await?
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect();
+            users.retain(|u| !bound.contains(&u.userid));
+        }
+        Ok(users)
     }
 
     /// The global trigger settings.

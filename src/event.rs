@@ -131,8 +131,13 @@ pub struct EventError {
 }
 /// Parses one NDJSON line.
 pub fn parse_line(line: &mut [u8], now: &str) -> Result<ActionEvent, EventError> {
-    let mut ev: ActionEvent = serde_json::from_slice(line).map_err(|e| EventError { key: None, message: e.to_string() })?;
-    if ev.date.is_empty() { ev.date = now.to_string(); }
+    let mut ev: ActionEvent = serde_json::from_slice(line).map_err(|e| EventError {
+        key: None,
+        message: e.to_string(),
+    })?;
+    if ev.date.is_empty() {
+        ev.date = now.to_string();
+    }
     Ok(ev)
 }
 // TEMP-STUB-END
