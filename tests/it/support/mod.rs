@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod fakes;
 pub mod receiver;
 
 use std::net::TcpListener;
