@@ -466,6 +466,22 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// How many of `events` (in order, oldest first) one message to `wh` can carry: for group bots
+/// as many as fit in one digest within the platform's size limit ([`digest_fits`], at least 1:
+/// an event too large even alone is sent alone and refused with the platform's size code);
+/// for every other type 1.
+pub fn digest_capacity(wh: &Webhook, events: &[&ActionEvent], cfg: &Config) -> usize {
+    if events.is_empty() {
+        return 0;
+    }
+    match wh.kind {
+        WebhookType::Dinggroup | WebhookType::Wechatgroup | WebhookType::Feishugroup => {
+            digest_fits(wh.kind, wh, events, &cfg.sanplex.base_url, cfg.sanplex.lang).max(1)
+        }
+        _ => 1,
+    }
+}
+
 /// Cuts a body for the log at a character boundary.
 pub fn cut(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);

@@ -1,24 +1,24 @@
-//! TODO (placeholder until the routing branch lands)
+//! Routing: which webhooks fire for an action event.
+//!
+//! Pure: no IO, no clocks. The rules are SANPLEX.md "Trigger actions" and "Scope filters" plus
+//! the per-webhook `actions` override of CONTRACT §4:
+//!
+//! - [`default_triggers`] is Sanplex's own default trigger table (every object type, every action);
+//! - [`matches`] is the reference semantics for one webhook, written to be obviously right;
+//! - [`RuleIndex`] answers the same question for all webhooks at once without scanning them, and is
+//!   what ingestion calls for every event.
+//!
+//! The tests hold `RuleIndex::route` to agree with `matches` on the fixture table
+//! (`fixtures/routing/cases.json`) and on randomised webhooks, events and updates.
 
 mod actor;
-pub use actor::*;
+mod fxhash;
+mod index;
+mod triggers;
 
-use std::sync::Arc;
+#[cfg(test)]
+mod tests;
 
-use crate::event::ActionEvent;
-use crate::webhook::{Triggers, Webhook};
-
-pub fn default_triggers() -> Triggers {
-    Triggers::new()
-}
-
-pub struct RuleIndex;
-impl RuleIndex {
-    pub fn new(_t: Triggers) -> RuleIndex {
-        RuleIndex
-    }
-    pub fn upsert(&self, _w: Arc<Webhook>) {}
-    pub fn remove(&self, _id: u64) {}
-    pub fn set_triggers(&self, _t: Triggers) {}
-    pub fn route(&self, _ev: &ActionEvent, _out: &mut Vec<u64>) {}
-}
+pub use actor::{RouteBatch, Router, SetTriggers, UpsertRule};
+pub use index::RuleIndex;
+pub use triggers::{default_triggers, matches};
