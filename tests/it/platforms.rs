@@ -46,7 +46,11 @@ fn err_of(d: &Value) -> String {
 
 async fn bind(s: &TestServer, wh: u64, pairs: Value) {
     let (status, v) = s
-        .call("PUT", &format!("/api/v1/webhooks/{wh}/bindings"), Some(pairs))
+        .call(
+            "PUT",
+            &format!("/api/v1/webhooks/{wh}/bindings"),
+            Some(pairs),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
 }
@@ -89,7 +93,10 @@ async fn dinggroup_signed_markdown_with_mentions_arrives() {
     );
     // The log masks the bot's token and the signature.
     let logged = d[0]["request"]["url"].as_str().unwrap_or("");
-    assert!(!logged.contains("bot-tok-1") && logged.contains("timestamp="), "{logged}");
+    assert!(
+        !logged.contains("bot-tok-1") && logged.contains("timestamp="),
+        "{logged}"
+    );
     assert_eq!(d[0]["response"]["body"], r#"{"errcode":0,"errmsg":"ok"}"#);
 }
 
@@ -154,7 +161,10 @@ async fn wechatgroup_bad_key_is_dead_with_93000() {
         .await;
     let e = err_of(&d[0]);
     assert!(e.contains("WeCom errcode 93000"), "{e}");
-    assert!(!d[0]["request"]["url"].as_str().unwrap_or("").contains("no-such-key"));
+    assert!(!d[0]["request"]["url"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no-such-key"));
 }
 
 #[actix_rt::test]
@@ -163,7 +173,9 @@ async fn feishugroup_signed_card_arrives() {
     let url = fs.bot("hook-1", Some("test-secret"));
     let s = TestServer::start("").await;
     let wh = s
-        .webhook(json!({"name": "lark", "type": "feishugroup", "url": url, "secret": "test-secret"}))
+        .webhook(
+            json!({"name": "lark", "type": "feishugroup", "url": url, "secret": "test-secret"}),
+        )
         .await;
     post_events(&s, vec![ev(1, 12, &[], &[])]).await;
     s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
@@ -221,7 +233,12 @@ async fn dinguser_sends_to_bound_users_and_ends_with_the_date() {
     dt.app("key1", "sec1", 2800123);
     let s = TestServer::start(&platforms(&dt.base, NOWHERE, NOWHERE)).await;
     let wh = s.webhook(dinguser("key1", "sec1")).await;
-    bind(&s, wh, json!({"alice": "u-alice", "bob": "u-bob", "carol": "u-carol"})).await;
+    bind(
+        &s,
+        wh,
+        json!({"alice": "u-alice", "bob": "u-bob", "carol": "u-carol"}),
+    )
+    .await;
     // alice acts: she is not notified; dave is not bound.
     post_events(&s, vec![ev(1, 12, &["alice", "bob", "carol", "dave"], &[])]).await;
     let d = s
@@ -243,8 +260,14 @@ async fn dinguser_sends_to_bound_users_and_ends_with_the_date() {
     );
     // The token never shows in the log.
     let logged = d[0]["request"]["url"].as_str().unwrap_or("");
-    assert!(logged.contains("access_token=") && !logged.contains("dt-"), "{logged}");
-    assert_eq!(progress(&s, &d[0]).await["served"], json!(["u-bob", "u-carol"]));
+    assert!(
+        logged.contains("access_token=") && !logged.contains("dt-"),
+        "{logged}"
+    );
+    assert_eq!(
+        progress(&s, &d[0]).await["served"],
+        json!(["u-bob", "u-carol"])
+    );
 }
 
 #[actix_rt::test]
@@ -303,7 +326,11 @@ async fn token_invalidated_mid_run(
         .await;
     let mut objects = received();
     objects.sort_unstable();
-    assert_eq!(objects, (101..=110).collect::<Vec<u64>>(), "each once, none lost");
+    assert_eq!(
+        objects,
+        (101..=110).collect::<Vec<u64>>(),
+        "each once, none lost"
+    );
     assert_eq!(token_calls(), 2, "one refresh shared by every sender");
 }
 
@@ -380,7 +407,8 @@ async fn feishuuser_token_invalidated_mid_run_is_refreshed() {
                 .iter()
                 .map(|m| {
                     let card: Value =
-                        serde_json::from_str(m.body["content"].as_str().unwrap_or("")).unwrap_or_default();
+                        serde_json::from_str(m.body["content"].as_str().unwrap_or(""))
+                            .unwrap_or_default();
                     object_in(card["elements"][0]["content"].as_str().unwrap_or(""))
                 })
                 .collect()
@@ -424,9 +452,18 @@ async fn app_types_with_wrong_secrets_end_dead_with_the_platform_code() {
     fs.app("cli_1", "asec");
     let s = TestServer::start(&platforms(&dt.base, &wc.base, NOWHERE)).await;
     let whs = [
-        (s.webhook(dinguser("key1", "nope")).await, "DingTalk errcode 40089"),
-        (s.webhook(wechatuser("corp1", "nope")).await, "WeCom errcode 40001"),
-        (s.webhook(feishuuser(&fs.base, "cli_1", "nope")).await, "Feishu code 10014"),
+        (
+            s.webhook(dinguser("key1", "nope")).await,
+            "DingTalk errcode 40089",
+        ),
+        (
+            s.webhook(wechatuser("corp1", "nope")).await,
+            "WeCom errcode 40001",
+        ),
+        (
+            s.webhook(feishuuser(&fs.base, "cli_1", "nope")).await,
+            "Feishu code 10014",
+        ),
     ];
     for (wh, _) in &whs {
         bind(&s, *wh, json!({"bob": "someone"})).await;
@@ -459,7 +496,10 @@ async fn wechatuser_ip_not_whitelisted_is_explained() {
         .wait_deliveries(wh, WAIT, "dead", |d| all(d, 1, "dead"))
         .await;
     let e = err_of(&d[0]);
-    assert!(e.contains("WeCom errcode 60020") && e.contains("IP whitelist"), "{e}");
+    assert!(
+        e.contains("WeCom errcode 60020") && e.contains("IP whitelist"),
+        "{e}"
+    );
 }
 
 #[actix_rt::test]
@@ -550,12 +590,20 @@ async fn feishuuser_card_as_string_and_429_reset_honoured() {
 async fn feishuuser_rejected_recipient_is_recorded_without_failing_the_others() {
     let fs = FeishuFake::start();
     fs.app("cli_1", "asec");
-    fs.set_directory(&[], &[("ou_bob", "Bob", &["0"]), ("ou_dave", "Dave", &["0"])]);
+    fs.set_directory(
+        &[],
+        &[("ou_bob", "Bob", &["0"]), ("ou_dave", "Dave", &["0"])],
+    );
     let s = TestServer::start(&platforms(NOWHERE, NOWHERE, &fs.base)).await;
     let wh = s
         .webhook(json!({"name": "feishu app", "type": "feishuuser", "feishuAppId": "cli_1", "feishuAppSecret": "asec"}))
         .await;
-    bind(&s, wh, json!({"bob": "ou_bob", "carol": "ou_gone", "dave": "ou_dave"})).await;
+    bind(
+        &s,
+        wh,
+        json!({"bob": "ou_bob", "carol": "ou_gone", "dave": "ou_dave"}),
+    )
+    .await;
     post_events(&s, vec![ev(1, 12, &["bob", "carol", "dave"], &[])]).await;
     let d = s
         .wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
@@ -592,7 +640,10 @@ async fn app_types_skip_when_nobody_is_bound() {
             .wait_deliveries(wh, WAIT, "skipped", |d| all(d, 1, "skipped"))
             .await;
         let e = err_of(&d[0]);
-        assert!(e.starts_with("no bound recipients:") && e.contains("bob"), "{e}");
+        assert!(
+            e.starts_with("no bound recipients:") && e.contains("bob"),
+            "{e}"
+        );
     }
     assert_eq!(dt.token_calls() + wc.token_calls() + fs.token_calls(), 0);
     assert!(dt.received().is_empty() && wc.received().is_empty() && fs.received().is_empty());
@@ -664,7 +715,11 @@ async fn dingtalk_directory_across_departments_and_pages() {
     assert_eq!(v[0]["name"], "Ann");
     bind(&s, wh, json!({"ann": "u1", "ben": "u2"})).await;
     let (_, v) = s
-        .call("GET", &format!("/api/v1/webhooks/{wh}/remote-users?unbound=true"), None)
+        .call(
+            "GET",
+            &format!("/api/v1/webhooks/{wh}/remote-users?unbound=true"),
+            None,
+        )
         .await;
     let ids: Vec<String> = listed(&v).into_iter().map(|(u, _)| u).collect();
     assert_eq!(ids, vec!["u3", "u4", "u5", "u6"]);
@@ -677,7 +732,11 @@ async fn wecom_directory_across_departments() {
     wc.app("corp1", "csec", 1000002);
     wc.set_directory(
         &[(1, "Corp", 0), (2, "R&D", 1), (3, "QA", 2)],
-        &[("zhangsan", "张三", &[1, 2]), ("lisi", "李四", &[3]), ("wangwu", "王五", &[2])],
+        &[
+            ("zhangsan", "张三", &[1, 2]),
+            ("lisi", "李四", &[3]),
+            ("wangwu", "王五", &[2]),
+        ],
     );
     let s = TestServer::start(&platforms(NOWHERE, &wc.base, NOWHERE)).await;
     let wh = s.webhook(wechatuser("corp1", "csec")).await;
@@ -687,7 +746,11 @@ async fn wecom_directory_across_departments() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         listed(&v),
-        pairs(&[("lisi", &["3"]), ("wangwu", &["2"]), ("zhangsan", &["1", "2"])])
+        pairs(&[
+            ("lisi", &["3"]),
+            ("wangwu", &["2"]),
+            ("zhangsan", &["1", "2"])
+        ])
     );
 }
 

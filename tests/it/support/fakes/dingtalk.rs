@@ -120,12 +120,13 @@ fn handle(s: &mut State, r: &Req) -> Resp {
     match (r.method.as_str(), r.path.as_str()) {
         ("POST", "/robot/send") => robot_send(s, r),
         ("GET", "/gettoken") => gettoken(s, r),
-        ("POST", "/topapi/message/corpconversation/asyncsend_v2") => {
-            with_token(s, r, asyncsend)
-        }
+        ("POST", "/topapi/message/corpconversation/asyncsend_v2") => with_token(s, r, asyncsend),
         ("POST", "/topapi/v2/department/listsub") => with_token(s, r, listsub),
         ("POST", "/topapi/user/listsimple") => with_token(s, r, listsimple),
-        _ => Resp::status(404, json!({"errcode": 404, "errmsg": "请求的URI地址不存在"})),
+        _ => Resp::status(
+            404,
+            json!({"errcode": 404, "errmsg": "请求的URI地址不存在"}),
+        ),
     }
 }
 
@@ -242,7 +243,10 @@ fn asyncsend(s: &mut State, r: &Req, appkey: &str) -> Resp {
     };
     let agent = s.apps.get(appkey).map(|a| a.agent_id);
     let problem = if !body["agent_id"].is_u64() {
-        Some(format!("agent_id must be an integer, got {}", body["agent_id"]))
+        Some(format!(
+            "agent_id must be an integer, got {}",
+            body["agent_id"]
+        ))
     } else if body["agent_id"].as_u64() != agent {
         Some("agent_id does not belong to this app".to_string())
     } else if str_of(&body, "userid_list").is_none_or(str::is_empty) {

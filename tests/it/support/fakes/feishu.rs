@@ -117,7 +117,9 @@ fn handle(s: &mut State, r: &Req) -> Resp {
         ("GET", "/open-apis/contact/v3/users/find_by_department") => {
             with_token(s, r, find_by_department)
         }
-        ("GET", p) if p.starts_with("/open-apis/contact/v3/departments/") && p.ends_with("/children") => {
+        ("GET", p)
+            if p.starts_with("/open-apis/contact/v3/departments/") && p.ends_with("/children") =>
+        {
             with_token(s, r, children)
         }
         _ => code(404, 404, "404 page not found"),
@@ -129,7 +131,7 @@ fn check_card(card: &Value) -> Result<(), String> {
     if str_of(&card["header"]["title"], "content").is_none_or(str::is_empty) {
         return Err("card.header.title.content must be a non-empty string".into());
     }
-    if !card["elements"].as_array().is_some_and(|a| !a.is_empty()) {
+    if card["elements"].as_array().is_none_or(|a| a.is_empty()) {
         return Err("card.elements must be a non-empty array".into());
     }
     Ok(())
@@ -138,7 +140,11 @@ fn check_card(card: &Value) -> Result<(), String> {
 fn bot_send(s: &mut State, r: &Req, token: &str) -> Resp {
     let Some(secret) = s.bots.get(token).cloned() else {
         s.core.refuse(token, 19001, "invalid hook token");
-        return code(200, 19001, "param invalid: incoming webhook access token invalid");
+        return code(
+            200,
+            19001,
+            "param invalid: incoming webhook access token invalid",
+        );
     };
     if r.body.len() > MAX_BODY {
         s.core.refuse(token, 19036, "too large");
@@ -169,7 +175,11 @@ fn bot_send(s: &mut State, r: &Req, token: &str) -> Resp {
     }
     if str_of(&body, "msg_type") != Some("interactive") || !body["card"].is_object() {
         s.core.refuse(token, 9499, "msg_type/card");
-        return code(200, 9499, "Bad Request: msg_type must be interactive with a card object");
+        return code(
+            200,
+            9499,
+            "Bad Request: msg_type must be interactive with a card object",
+        );
     }
     if let Err(e) = check_card(&body["card"]) {
         s.core.refuse(token, 9499, &e);
@@ -177,7 +187,11 @@ fn bot_send(s: &mut State, r: &Req, token: &str) -> Resp {
     }
     if !s.core.admit(token, Instant::now()) {
         s.core.refuse(token, 11232, "frequency limited");
-        return code(200, 11232, "frequency limited psm[lark.oapi.app_platform_runtime]");
+        return code(
+            200,
+            11232,
+            "frequency limited psm[lark.oapi.app_platform_runtime]",
+        );
     }
     s.core.accept(token, &body, vec![], signed);
     Resp::ok(json!({"StatusCode": 0, "StatusMessage": "success", "code": 0, "msg": "success"}))
@@ -257,7 +271,11 @@ fn send_message(s: &mut State, r: &Req, app: &str) -> Resp {
     let card = str_of(&b, "content").and_then(|c| serde_json::from_str::<Value>(c).ok());
     let Some(card) = card else {
         s.core.refuse(app, 99992402, "content is not a JSON string");
-        return code(400, 99992402, "field validation failed: content must be a JSON string");
+        return code(
+            400,
+            99992402,
+            "field validation failed: content must be a JSON string",
+        );
     };
     if let Err(e) = check_card(&card) {
         s.core.refuse(app, 99992402, &e);
@@ -283,7 +301,11 @@ fn send_message(s: &mut State, r: &Req, app: &str) -> Resp {
 fn page(s: &State, r: &Req, items: Vec<Value>) -> Resp {
     let size = r.q("page_size").parse::<usize>().unwrap_or(20);
     if size == 0 || size > MAX_PAGE {
-        return code(400, 99992402, "field validation failed: page_size must be 1..50");
+        return code(
+            400,
+            99992402,
+            "field validation failed: page_size must be 1..50",
+        );
     }
     let start = match r.q("page_token") {
         "" => 0,

@@ -104,7 +104,11 @@ impl Core {
     /// Issues a new token for `app` (counted).
     pub fn issue_token(&mut self, prefix: &str, app: &str) -> String {
         self.next_token += 1;
-        let t = format!("{prefix}{}-{}", self.next_token, rand_suffix(self.next_token));
+        let t = format!(
+            "{prefix}{}-{}",
+            self.next_token,
+            rand_suffix(self.next_token)
+        );
         self.tokens.insert(t.clone(), (app.to_string(), true));
         t
     }
@@ -190,7 +194,11 @@ impl Req {
 
     /// The body as JSON, if it is JSON sent as JSON.
     pub fn json(&self) -> Option<Value> {
-        let ct = self.headers.get("content-type").map(String::as_str).unwrap_or("");
+        let ct = self
+            .headers
+            .get("content-type")
+            .map(String::as_str)
+            .unwrap_or("");
         if !ct.starts_with("application/json") {
             return None;
         }

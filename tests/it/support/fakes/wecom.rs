@@ -133,15 +133,13 @@ fn bot_send(s: &mut State, r: &Req) -> Resp {
             let t = &body["text"];
             match str_of(t, "content") {
                 None | Some("") => Some((40035, "text.content missing".to_string())),
-                Some(c) if c.len() > TEXT_MAX => Some((
-                    40058,
-                    format!("text.content exceed max length {TEXT_MAX}"),
-                )),
+                Some(c) if c.len() > TEXT_MAX => {
+                    Some((40058, format!("text.content exceed max length {TEXT_MAX}")))
+                }
                 _ => match t.get("mentioned_mobile_list") {
-                    Some(Value::Array(a)) if !a.iter().all(Value::is_string) => Some((
-                        40035,
-                        "mentioned_mobile_list must hold strings".to_string(),
-                    )),
+                    Some(Value::Array(a)) if !a.iter().all(Value::is_string) => {
+                        Some((40035, "mentioned_mobile_list must hold strings".to_string()))
+                    }
                     Some(Value::Array(_)) | None => None,
                     Some(_) => Some((40035, "mentioned_mobile_list must be an array".into())),
                 },
@@ -227,8 +225,7 @@ fn app_send(s: &mut State, r: &Req, corp: &str) -> Resp {
         return err(40058, "touser must list 1..1000 users");
     }
     let known: HashSet<&str> = s.users.iter().map(|u| u.0.as_str()).collect();
-    let (valid, invalid): (Vec<&str>, Vec<&str>) =
-        users.iter().partition(|u| known.contains(**u));
+    let (valid, invalid): (Vec<&str>, Vec<&str>) = users.iter().partition(|u| known.contains(**u));
     if valid.is_empty() {
         s.core.refuse(corp, 81013, "user & party & tag all invalid");
         return err(81013, "user & party & tag all invalid");
