@@ -44,6 +44,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Serialises webhook changes so that the store, the registry and the index agree.
     changes: tokio::sync::Mutex<()>,
+    /// Set to true by [`Engine::shutdown`]: sources stop reading when they see it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -108,6 +110,7 @@ impl Engine {
                 intake,
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
+                stopping: tokio::sync::watch::channel(false).0,
             }),
         };
         crate::ingest::tail::start(&engine)?;
@@ -150,6 +153,15 @@ impl Engine {
     /// The engine's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Becomes true when [`Engine::shutdown`] starts (and the sender is gone once the engine is
+    /// dropped): sources spawned at start watch it so that they stop reading and release the
+    /// store, instead of outliving the engine they feed. A source keeps its receiver until its
+    /// task has ended; shutdown waits (bounded) for every receiver to be dropped, so that no
+    /// source commits after it.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// Submits already-parsed events from `source`; returns once they are durably queued.
@@ -390,6 +402,13 @@ impl Engine {
     /// Stops starting sends, waits for those in flight (bounded), and makes sure every queued
     /// store write is committed. Pending deliveries stay in the outbox for the next start.
     pub async fn shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.stopping.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("an ingestion source did not stop within {DRAIN_TIMEOUT:?}");
+        }
         if let Err(e) = self.inner.dispatcher.send(Drain(DRAIN_TIMEOUT)).await {
             tracing::warn!(error = %e, "dispatcher gone before drain");
         }
