@@ -5,3 +5,5 @@ mod support;
 mod api;
 mod crash;
 mod delivery;
+mod import;
+mod sanplex_db;
