@@ -41,6 +41,9 @@ pub struct Destination {
     /// Objects whose head is held for the async flush.
     held: HashSet<ObjectKey>,
     in_flight: HashSet<ObjectKey>,
+    /// Deliveries being sent right now: a purge leaves them to finish (their outcome is recorded
+    /// once, by the send).
+    sending: HashSet<u64>,
     /// The wake-up currently scheduled, if any.
     wake: Option<(Instant, SpawnHandle)>,
     /// Bot mode: one send at a time, within the sliding windows, coalescing when the budget is
@@ -78,6 +81,7 @@ impl Destination {
             timer_seq: 0,
             held: HashSet::new(),
             in_flight: HashSet::new(),
+            sending: HashSet::new(),
             wake: None,
         }
     }
@@ -268,6 +272,7 @@ impl Destination {
         for k in &keys {
             self.in_flight.insert(k.clone());
         }
+        self.sending.extend(batch.iter().map(|d| d.id));
         self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
         let shared = self.ctx.clone();
         let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
@@ -373,6 +378,7 @@ impl Destination {
             return;
         };
         let d = job.delivery.clone();
+        self.sending.insert(d.id);
         self.in_flight.insert(key.clone());
         self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
         let shared = self.ctx.clone();
@@ -602,12 +608,9 @@ impl Handler<Purge> for Destination {
 
     fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
         let mut purged = vec![];
-        for (key, q) in self.queues.iter_mut() {
-            let busy = self.in_flight.contains(key);
-            let mut i = 0;
+        for q in self.queues.values_mut() {
             q.retain(|j| {
-                let keep = (busy && i == 0) || j.delivery.webhook_id != msg.0;
-                i += 1;
+                let keep = self.sending.contains(&j.delivery.id) || j.delivery.webhook_id != msg.0;
                 if !keep {
                     purged.push(j.delivery.clone());
                 }
