@@ -50,6 +50,7 @@ fn start_server(dir: &std::path::Path) -> String {
 }
 
 fn intake(c: &mut Criterion) {
+    sanhook::tune_allocator();
     let dir = tempfile::tempdir().expect("dir");
     let base = start_server(dir.path());
     let samples = samples();

@@ -44,6 +44,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Serialises webhook changes so that the store, the registry and the index agree.
     changes: tokio::sync::Mutex<()>,
+    /// The router's and the dispatcher's threads, stopped at shutdown so the store is released.
+    arbiters: Vec<ArbiterHandle>,
     /// Set to true by [`Engine::shutdown`]: sources stop reading when they see it.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -66,8 +68,8 @@ impl Engine {
             index.upsert(wh.clone());
             webhooks.insert(wh.id, wh);
         }
-        let router =
-            Router::start_in_arbiter(&Arbiter::new().handle(), move |_| Router::new(index));
+        let router_arbiter = Arbiter::new().handle();
+        let router = Router::start_in_arbiter(&router_arbiter, move |_| Router::new(index));
         let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
@@ -78,8 +80,9 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         });
+        let dispatch_arbiter = Arbiter::new().handle();
         let dispatcher =
-            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(ctx));
+            Dispatcher::start_in_arbiter(&dispatch_arbiter, move |_| Dispatcher::new(ctx));
         let pending = {
             let s = store.clone();
             tokio::task::spawn_blocking(move || s.open_deliveries())
@@ -110,6 +113,7 @@ impl Engine {
                 intake,
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
+                arbiters: vec![router_arbiter, dispatch_arbiter],
                 stopping: tokio::sync::watch::channel(false).0,
             }),
         };
@@ -414,6 +418,9 @@ impl Engine {
         }
         if let Err(e) = self.inner.store.sync().await {
             tracing::error!(error = %e, "store sync at shutdown failed");
+        }
+        for a in &self.inner.arbiters {
+            a.stop();
         }
     }
 }

@@ -42,3 +42,20 @@ pub use engine::Engine;
 pub use error::Error;
 pub use event::ActionEvent;
 pub use webhook::Webhook;
+
+/// Keeps glibc from handing freed heap back to the kernel after every batch.
+///
+/// Each parsed batch frees thousands of small strings at once; by default glibc then trims the
+/// heap and the next batch page-faults it all back in (measured: NDJSON parsing 0.8M → 1.08M
+/// events/s with this). The binary calls it at start; embedders may.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before heavy allocation and
+    // its failure (return 0) leaves the defaults in place.
+    unsafe {
+        const M_TRIM_THRESHOLD: libc::c_int = -1;
+        const M_MMAP_THRESHOLD: libc::c_int = -3;
+        libc::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    }
+}

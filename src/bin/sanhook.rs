@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sanhook::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match load(config) {
@@ -122,6 +123,7 @@ fn init_tracing() {
 }
 
 async fn serve(cfg: Config) -> Result<(), String> {
+    let mut signals = Signals::install();
     let listen = cfg.server.listen.clone();
     let listener = std::net::TcpListener::bind(&listen)
         .map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
@@ -130,7 +132,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let handle = server.handle();
     tracing::info!(%listen, version = env!("CARGO_PKG_VERSION"), "sanhook serving");
     let running = actix_rt::spawn(server);
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: intake stopped, draining sends");
     handle.stop(true).await;
     let _ = running.await;
@@ -139,18 +141,40 @@ async fn serve(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, registered before the port is bound so an early signal is never fatal.
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let get = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch {name}");
+                None
+            }
+        };
+        Signals {
+            int: get(SignalKind::interrupt(), "SIGINT"),
+            term: get(SignalKind::terminate(), "SIGTERM"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    }
+
+    async fn wait(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.int) => {}
+            _ = recv(&mut self.term) => {}
+        }
     }
 }

@@ -336,6 +336,27 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// How many of `events` (in order) one message to `wh` can carry. Types without digests: 1.
+pub fn digest_capacity(_wh: &Webhook, events: &[&ActionEvent], _cfg: &Config) -> usize {
+    events.len().min(1)
+}
+
+impl Deliverer {
+    /// Sends one digest message for several events (group bots). Not reachable while
+    /// [`digest_capacity`] is 1 for every type.
+    pub async fn attempt_digest(
+        &self,
+        wh: &Webhook,
+        events: &[Arc<ActionEvent>],
+        delivery_id: u64,
+    ) -> Attempt {
+        match events.first() {
+            Some(ev) => self.attempt(wh, ev, delivery_id, None).await,
+            None => Attempt::failed_before_send(Outcome::Skipped("empty digest".into())),
+        }
+    }
+}
+
 /// Cuts a body for the log at a character boundary.
 pub fn cut(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);

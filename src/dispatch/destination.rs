@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use rand::Rng;
 
+use super::limiter::Limiter;
 use super::{DispatchCtx, Flush, Job, Purge};
+use crate::config::Window;
 use crate::deliver::{Attempt, Outcome};
 use crate::store::{DeliveryState, StateUpdate, Status};
 
@@ -39,13 +41,38 @@ pub struct Destination {
     /// Objects whose head is held for the async flush.
     held: HashSet<ObjectKey>,
     in_flight: HashSet<ObjectKey>,
+    /// Deliveries being sent right now: a purge leaves them to finish (their outcome is recorded
+    /// once, by the send).
+    sending: HashSet<u64>,
     /// The wake-up currently scheduled, if any.
     wake: Option<(Instant, SpawnHandle)>,
+    /// Bot mode: one send at a time, within the sliding windows, coalescing when the budget is
+    /// short. Otherwise: one send per object, up to [`MAX_IN_FLIGHT`] at once.
+    lane: bool,
+    limiter: Limiter,
+    /// Set when the platform said "too fast": nothing is sent to this destination until then.
+    paused_until: Option<Instant>,
+}
+
+/// The checkpoint key under which a destination's recent send times are kept.
+fn rate_key(name: &str) -> String {
+    format!("rate:{name}")
 }
 
 impl Destination {
-    pub(super) fn new(name: String, ctx: Arc<DispatchCtx>) -> Destination {
+    pub(super) fn new(name: String, ctx: Arc<DispatchCtx>, windows: Vec<Window>) -> Destination {
+        let past: Vec<i64> = match ctx.store.checkpoint(&rate_key(&name)) {
+            Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_default(),
+            Ok(None) => vec![],
+            Err(e) => {
+                tracing::error!(destination = %name, error = %e, "could not read the send budget; starting empty");
+                vec![]
+            }
+        };
         Destination {
+            lane: !windows.is_empty(),
+            limiter: Limiter::new(windows, past),
+            paused_until: None,
             name,
             ctx,
             queues: HashMap::new(),
@@ -54,12 +81,19 @@ impl Destination {
             timer_seq: 0,
             held: HashSet::new(),
             in_flight: HashSet::new(),
+            sending: HashSet::new(),
             wake: None,
         }
     }
 
     /// Files the head of `key`'s queue under ready, a timer, or held.
     fn classify(&mut self, key: ObjectKey, now: Instant) {
+        if self.lane {
+            if self.queues.get(&key).is_some_and(|q| q.is_empty()) {
+                self.queues.remove(&key);
+            }
+            return;
+        }
         if self.in_flight.contains(&key) {
             return;
         }
@@ -80,6 +114,10 @@ impl Destination {
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.lane {
+            self.pump_lane(ctx);
+            return;
+        }
         let now = Instant::now();
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
@@ -111,21 +149,228 @@ impl Destination {
         // Wake up for the earliest timer.
         if let Some(((at, _), _)) = self.timers.first_key_value() {
             let at = *at;
-            let rescheduled = match &self.wake {
-                Some((t, _)) if *t <= at && *t > now => false,
-                _ => true,
-            };
-            if rescheduled {
-                if let Some((_, h)) = self.wake.take() {
-                    ctx.cancel_future(h);
+            self.wake_at(at, now, ctx);
+        }
+    }
+
+    /// Makes sure `pump` runs again by `at`.
+    fn wake_at(&mut self, at: Instant, now: Instant, ctx: &mut Context<Self>) {
+        let rescheduled = !matches!(&self.wake, Some((t, _)) if *t <= at && *t > now);
+        if rescheduled {
+            if let Some((_, h)) = self.wake.take() {
+                ctx.cancel_future(h);
+            }
+            let h = ctx.run_later(at.saturating_duration_since(now), |act, ctx| {
+                act.wake = None;
+                act.pump(ctx);
+            });
+            self.wake = Some((at, h));
+        }
+    }
+
+    /// Bot mode: when the windows allow, send the oldest waiting delivery — or, when more wait
+    /// than the budget has sends left, a digest of several.
+    fn pump_lane(&mut self, ctx: &mut Context<Self>) {
+        if !self.in_flight.is_empty() || self.ctx.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(until) = self.paused_until {
+            if until > now {
+                self.wake_at(until, now, ctx);
+                return;
+            }
+            self.paused_until = None;
+        }
+        // Eligible: for each object, the prefix of its queue that is due, oldest first overall.
+        let mut eligible: Vec<(u64, ObjectKey)> = Vec::new();
+        let mut next_due: Option<Instant> = None;
+        for (key, q) in &self.queues {
+            for j in q {
+                match j.not_before {
+                    Some(t) if t <= now => eligible.push((j.delivery.id, key.clone())),
+                    Some(t) => {
+                        next_due = Some(next_due.map_or(t, |n: Instant| n.min(t)));
+                        break;
+                    }
+                    None => break,
                 }
-                let h = ctx.run_later(at.saturating_duration_since(now), |act, ctx| {
-                    act.wake = None;
-                    act.pump(ctx);
-                });
-                self.wake = Some((at, h));
             }
         }
+        if eligible.is_empty() {
+            if let Some(t) = next_due {
+                self.wake_at(t, now, ctx);
+            }
+            return;
+        }
+        let wall = chrono::Utc::now().timestamp_millis();
+        let wait = self.limiter.wait(wall);
+        if !wait.is_zero() {
+            self.wake_at(now + wait, now, ctx);
+            return;
+        }
+        eligible.sort_unstable_by_key(|(id, _)| *id);
+        // Spread what waits over the sends the windows still allow.
+        let remaining = self.limiter.remaining(wall).max(1);
+        let want = eligible.len().div_ceil(remaining);
+        // One message carries one webhook's events; an object passed over stays blocked so that
+        // nothing overtakes it.
+        let first_key = &eligible[0].1;
+        let webhook = self
+            .queues
+            .get(first_key)
+            .and_then(|q| q.front())
+            .map(|j| j.delivery.webhook_id)
+            .unwrap_or(0);
+        let mut blocked: HashSet<ObjectKey> = HashSet::new();
+        let mut batch: Vec<crate::store::OpenDelivery> = Vec::new();
+        let mut counts: HashMap<ObjectKey, usize> = HashMap::new();
+        for (id, key) in &eligible {
+            if batch.len() >= want {
+                break;
+            }
+            if blocked.contains(key) {
+                continue;
+            }
+            let n = counts.get(key).copied().unwrap_or(0);
+            let Some(job) = self.queues.get(key).and_then(|q| q.get(n)) else {
+                continue;
+            };
+            if job.delivery.id != *id || job.delivery.webhook_id != webhook {
+                blocked.insert(key.clone());
+                continue;
+            }
+            batch.push(job.delivery.clone());
+            counts.insert(key.clone(), n + 1);
+        }
+        let fits = self.digest_capacity(&batch);
+        batch.truncate(fits.max(1));
+        self.limiter.record(wall);
+        self.start_lane(batch, ctx);
+    }
+
+    /// How many of `batch` one message can carry.
+    fn digest_capacity(&self, batch: &[crate::store::OpenDelivery]) -> usize {
+        let Some(first) = batch.first() else { return 0 };
+        match self.ctx.webhooks.get(&first.webhook_id) {
+            Some(wh) => {
+                let events: Vec<&crate::event::ActionEvent> =
+                    batch.iter().map(|d| d.event.as_ref()).collect();
+                crate::deliver::digest_capacity(&wh, &events, &self.ctx.cfg)
+            }
+            None => 1,
+        }
+    }
+
+    /// Sends one message for `batch` (one delivery, or a digest of several, all heads or
+    /// in-order followers of their objects' queues) after saving the send budget.
+    fn start_lane(&mut self, batch: Vec<crate::store::OpenDelivery>, ctx: &mut Context<Self>) {
+        let keys: Vec<ObjectKey> = batch
+            .iter()
+            .map(|d| (Arc::from(d.event.object_type.as_str()), d.event.object_id))
+            .collect();
+        for k in &keys {
+            self.in_flight.insert(k.clone());
+        }
+        self.sending.extend(batch.iter().map(|d| d.id));
+        self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+        let shared = self.ctx.clone();
+        let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
+        let rate_key = rate_key(&self.name);
+        let fut = async move {
+            // The send counts against the budget before it happens: a crash after this commit
+            // wastes a slot, never exceeds one.
+            let saved_budget = shared
+                .store
+                .put_checkpoint(crate::store::Checkpoint {
+                    key: rate_key,
+                    value: budget,
+                })
+                .await;
+            let attempt = match (
+                saved_budget,
+                shared.webhooks.get(&batch[0].webhook_id).map(|w| w.clone()),
+            ) {
+                (Err(e), _) => Attempt {
+                    outcome: Outcome::Retry {
+                        after: Some(STORE_RETRY),
+                        error: format!("could not save the send budget: {e}"),
+                    },
+                    request: None,
+                    response: None,
+                    progress: None,
+                },
+                (Ok(()), Some(wh)) if !wh.deleted => {
+                    if batch.len() == 1 {
+                        let d = &batch[0];
+                        shared
+                            .deliverer
+                            .attempt(&wh, &d.event, d.id, d.state.progress.as_ref())
+                            .await
+                    } else {
+                        let events: Vec<Arc<crate::event::ActionEvent>> =
+                            batch.iter().map(|d| d.event.clone()).collect();
+                        shared
+                            .deliverer
+                            .attempt_digest(&wh, &events, batch[0].id)
+                            .await
+                    }
+                }
+                (Ok(()), _) => Attempt {
+                    outcome: Outcome::Skipped("webhook deleted".into()),
+                    request: None,
+                    response: None,
+                    progress: None,
+                },
+            };
+            let pause = match &attempt.outcome {
+                Outcome::Retry { after: Some(a), .. } => Some(*a),
+                _ => None,
+            };
+            let mut results = Vec::with_capacity(batch.len());
+            let mut updates = Vec::with_capacity(batch.len());
+            for d in &batch {
+                let (state, delay) = next_state(&shared, &d.state, attempt.clone());
+                updates.push(StateUpdate {
+                    id: d.id,
+                    state: state.clone(),
+                    was_final: d.state.status.is_final(),
+                });
+                results.push((state, delay));
+            }
+            let saved = shared
+                .store
+                .update_states(updates)
+                .await
+                .map_err(|e| e.to_string());
+            (batch, results, pause, saved)
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(batch, results, pause, saved), act, ctx| {
+                    act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    for k in &keys {
+                        act.in_flight.remove(k);
+                    }
+                    if let Some(p) = pause {
+                        act.paused_until = Some(Instant::now() + p);
+                    }
+                    // Finish in reverse so each object's later jobs are popped after its earlier ones.
+                    let mut per_key: Vec<(
+                        ObjectKey,
+                        crate::store::OpenDelivery,
+                        DeliveryState,
+                        Option<Duration>,
+                    )> = Vec::new();
+                    for ((d, (state, delay)), key) in batch.into_iter().zip(results).zip(keys) {
+                        per_key.push((key, d, state, delay));
+                    }
+                    for (key, d, state, delay) in per_key {
+                        act.finished_job(key, d, state, delay, saved.clone());
+                    }
+                    act.pump(ctx);
+                }),
+        );
     }
 
     fn start(&mut self, key: ObjectKey, ctx: &mut Context<Self>) {
@@ -133,6 +378,7 @@ impl Destination {
             return;
         };
         let d = job.delivery.clone();
+        self.sending.insert(d.id);
         self.in_flight.insert(key.clone());
         self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
         let shared = self.ctx.clone();
@@ -180,14 +426,31 @@ impl Destination {
         delay: Option<Duration>,
         saved: Result<(), String>,
     ) {
+        self.finished_job(key, d, state, delay, saved);
+    }
+
+    /// Applies the outcome of one delivery (head of its object's queue, or in a digest one of
+    /// the jobs right behind heads that went in the same message).
+    fn finished_job(
+        &mut self,
+        key: ObjectKey,
+        d: crate::store::OpenDelivery,
+        state: DeliveryState,
+        delay: Option<Duration>,
+        saved: Result<(), String>,
+    ) {
         let now = Instant::now();
         let metrics = &self.ctx.metrics;
         if let Err(e) = saved {
             // The outcome is not on disk: keep the job as it was and try again shortly. If the
             // send succeeded it may repeat, with the same webhook-id.
             tracing::error!(delivery = d.id, error = %e, "could not record a delivery outcome");
-            if let Some(head) = self.queues.get_mut(&key).and_then(|q| q.front_mut()) {
-                head.not_before = Some(now + STORE_RETRY);
+            if let Some(job) = self
+                .queues
+                .get_mut(&key)
+                .and_then(|q| q.iter_mut().find(|j| j.delivery.id == d.id))
+            {
+                job.not_before = Some(now + STORE_RETRY);
             }
             self.classify(key, now);
             return;
@@ -206,7 +469,9 @@ impl Destination {
                 metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
             }
             if let Some(q) = self.queues.get_mut(&key) {
-                q.pop_front();
+                if let Some(pos) = q.iter().position(|j| j.delivery.id == d.id) {
+                    q.remove(pos);
+                }
             }
             if state.status == Status::Dead {
                 tracing::warn!(
@@ -216,12 +481,16 @@ impl Destination {
                     "delivery dead"
                 );
             }
-        } else if let Some(head) = self.queues.get_mut(&key).and_then(|q| q.front_mut()) {
-            if head.delivery.state.status != Status::Retrying {
+        } else if let Some(job) = self
+            .queues
+            .get_mut(&key)
+            .and_then(|q| q.iter_mut().find(|j| j.delivery.id == d.id))
+        {
+            if job.delivery.state.status != Status::Retrying {
                 metrics.delivery(Status::Retrying, 1);
             }
-            head.delivery.state = state;
-            head.not_before = Some(now + delay.unwrap_or(Duration::ZERO));
+            job.delivery.state = state;
+            job.not_before = Some(now + delay.unwrap_or(Duration::ZERO));
         }
         self.classify(key, now);
     }
@@ -339,12 +608,9 @@ impl Handler<Purge> for Destination {
 
     fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
         let mut purged = vec![];
-        for (key, q) in self.queues.iter_mut() {
-            let busy = self.in_flight.contains(key);
-            let mut i = 0;
+        for q in self.queues.values_mut() {
             q.retain(|j| {
-                let keep = (busy && i == 0) || j.delivery.webhook_id != msg.0;
-                i += 1;
+                let keep = self.sending.contains(&j.delivery.id) || j.delivery.webhook_id != msg.0;
                 if !keep {
                     purged.push(j.delivery.clone());
                 }

@@ -7,6 +7,7 @@
 //! the store before the next delivery of the same object starts.
 
 mod destination;
+pub mod limiter;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,10 +20,31 @@ use dashmap::DashMap;
 pub use destination::Destination;
 
 use crate::config::Config;
+use crate::config::Window;
 use crate::deliver::Deliverer;
 use crate::metrics::Metrics;
 use crate::store::{OpenDelivery, Store};
-use crate::webhook::{SendType, Webhook};
+use crate::webhook::{SendType, Webhook, WebhookType};
+
+/// A bot's identity: its URL without the per-request `timestamp`/`sign` parameters.
+fn bot_identity(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let kept: Vec<(String, String)> = u
+                .query_pairs()
+                .filter(|(k, _)| k != "timestamp" && k != "sign")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                u.set_query(None);
+            } else {
+                u.query_pairs_mut().clear().extend_pairs(kept);
+            }
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
 
 /// What every destination actor shares.
 pub struct DispatchCtx {
@@ -86,16 +108,47 @@ impl Dispatcher {
         }
     }
 
-    /// Where a webhook's deliveries go. Deliveries of one destination share its order and limits.
-    fn destination_key(&self, webhook_id: u64) -> String {
-        format!("wh:{webhook_id}")
+    /// Where a webhook's deliveries go, and that destination's rate windows. Deliveries of one
+    /// destination share its order and its budget: two webhooks on one bot share the bot's.
+    fn destination_key(&self, webhook_id: u64) -> (String, Vec<Window>) {
+        let Some(wh) = self.ctx.webhooks.get(&webhook_id).map(|w| w.clone()) else {
+            return (format!("wh:{webhook_id}"), vec![]);
+        };
+        let limits = &self.ctx.cfg.limits;
+        let bot = |windows: &Vec<Window>| {
+            (
+                format!("bot:{}:{}", wh.kind, bot_identity(&wh.url)),
+                windows.clone(),
+            )
+        };
+        match wh.kind {
+            WebhookType::Default => (format!("wh:{webhook_id}"), vec![]),
+            WebhookType::Dinggroup => bot(&limits.dinggroup),
+            WebhookType::Wechatgroup => bot(&limits.wechatgroup),
+            WebhookType::Feishugroup => bot(&limits.feishugroup),
+            WebhookType::Dinguser => (
+                format!("app:dinguser:{}:{}", wh.app_key, wh.agent_id),
+                vec![],
+            ),
+            WebhookType::Wechatuser => (
+                format!(
+                    "app:wechatuser:{}:{}",
+                    wh.wechat_corp_id, wh.wechat_agent_id
+                ),
+                vec![],
+            ),
+            WebhookType::Feishuuser => (
+                format!("app:feishuuser:{}:{}", wh.api_base, wh.feishu_app_id),
+                vec![],
+            ),
+        }
     }
 
-    fn destination(&mut self, key: String) -> Addr<Destination> {
+    fn destination(&mut self, key: String, windows: Vec<Window>) -> Addr<Destination> {
         let ctx = self.ctx.clone();
         self.destinations
             .entry(key)
-            .or_insert_with_key(|k| Destination::new(k.clone(), ctx).start())
+            .or_insert_with_key(|k| Destination::new(k.clone(), ctx, windows).start())
             .clone()
     }
 }
@@ -118,7 +171,7 @@ impl Handler<Enqueue> for Dispatcher {
     fn handle(&mut self, msg: Enqueue, _: &mut Self::Context) {
         let now = Instant::now();
         let wall = chrono::Utc::now().timestamp_millis();
-        let mut by_dest: HashMap<String, Vec<Job>> = HashMap::new();
+        let mut by_dest: HashMap<String, (Vec<Window>, Vec<Job>)> = HashMap::new();
         for d in msg.deliveries {
             let is_async = self
                 .ctx
@@ -135,14 +188,19 @@ impl Handler<Enqueue> for Dispatcher {
                 Some(now)
             };
             let key = self.destination_key(d.webhook_id);
-            by_dest.entry(key).or_default().push(Job {
-                delivery: d,
-                not_before,
-            });
+            by_dest
+                .entry(key.0)
+                .or_insert_with(|| (key.1, vec![]))
+                .1
+                .push(Job {
+                    delivery: d,
+                    not_before,
+                });
         }
-        for (key, jobs) in by_dest {
+        for (key, (windows, jobs)) in by_dest {
             self.ctx.metrics.queue(jobs.len() as i64);
-            self.destination(key).do_send(destination::Jobs(jobs));
+            self.destination(key, windows)
+                .do_send(destination::Jobs(jobs));
         }
     }
 }

@@ -11,6 +11,8 @@
 //! pending), `checkpoints`, `quarantine`, `bindings`.
 
 mod records;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -120,8 +122,9 @@ pub struct DeliveryQuery {
 enum Op {
     Ingest(IngestBatch, oneshot::Sender<Result<IngestResult>>),
     States(Vec<StateUpdate>, oneshot::Sender<Result<()>>),
-    PutWebhook(Webhook, oneshot::Sender<Result<Webhook>>),
+    PutWebhook(Box<Webhook>, oneshot::Sender<Result<Webhook>>),
     PutTriggers(Triggers, oneshot::Sender<Result<()>>),
+    PutCheckpoint(Checkpoint, oneshot::Sender<Result<()>>),
     PutBindings(
         u64,
         Vec<(String, Option<String>)>,
@@ -227,12 +230,17 @@ impl Store {
 
     /// Inserts (id 0: a new id is assigned) or replaces a webhook; returns it as stored.
     pub async fn put_webhook(&self, wh: Webhook) -> Result<Webhook> {
-        self.call(|tx| Op::PutWebhook(wh, tx)).await
+        self.call(|tx| Op::PutWebhook(Box::new(wh), tx)).await
     }
 
     /// Replaces the global trigger settings.
     pub async fn put_triggers(&self, t: Triggers) -> Result<()> {
         self.call(|tx| Op::PutTriggers(t, tx)).await
+    }
+
+    /// Writes a checkpoint on its own (sources write theirs with their events via `ingest`).
+    pub async fn put_checkpoint(&self, cp: Checkpoint) -> Result<()> {
+        self.call(|tx| Op::PutCheckpoint(cp, tx)).await
     }
 
     /// Binds (`Some(userid)`) or unbinds (`None`) accounts of one webhook.
@@ -580,9 +588,9 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
 
 /// Reply senders of one commit group, answered after the commit.
 enum Reply {
-    Ingest(oneshot::Sender<Result<IngestResult>>, IngestResult),
+    Ingest(oneshot::Sender<Result<IngestResult>>, Box<IngestResult>),
     Unit(oneshot::Sender<Result<()>>),
-    Webhook(oneshot::Sender<Result<Webhook>>, Webhook),
+    Webhook(oneshot::Sender<Result<Webhook>>, Box<Webhook>),
     Prune(oneshot::Sender<Result<PruneStats>>, PruneStats),
 }
 
@@ -598,9 +606,9 @@ impl Reply {
     }
     fn ok(self) {
         match self {
-            Reply::Ingest(tx, r) => drop(tx.send(Ok(r))),
+            Reply::Ingest(tx, r) => drop(tx.send(Ok(*r))),
             Reply::Unit(tx) => drop(tx.send(Ok(()))),
-            Reply::Webhook(tx, w) => drop(tx.send(Ok(w))),
+            Reply::Webhook(tx, w) => drop(tx.send(Ok(*w))),
             Reply::Prune(tx, p) => drop(tx.send(Ok(p))),
         }
     }
@@ -776,7 +784,7 @@ fn commit_group(
                         let raw = serde_json::to_vec(&q).map_err(|e| corrupt("quarantine", e))?;
                         quarantine.insert(q.id, raw.as_slice())?;
                     }
-                    replies.push(Reply::Ingest(tx, res));
+                    replies.push(Reply::Ingest(tx, Box::new(res)));
                 }
                 Op::States(updates, tx) => {
                     for u in updates {
@@ -800,7 +808,8 @@ fn commit_group(
                     }
                     replies.push(Reply::Unit(tx));
                 }
-                Op::PutWebhook(mut wh, tx) => {
+                Op::PutWebhook(wh, tx) => {
+                    let mut wh = *wh;
                     if wh.id == 0 {
                         wh.id = staged.next_webhook;
                         staged.next_webhook += 1;
@@ -825,11 +834,15 @@ fn commit_group(
                             bindings.remove((wh.id, a.as_str()))?;
                         }
                     }
-                    replies.push(Reply::Webhook(tx, wh));
+                    replies.push(Reply::Webhook(tx, Box::new(wh)));
                 }
                 Op::PutTriggers(t, tx) => {
                     let raw = serde_json::to_vec(&t).map_err(|e| corrupt("settings", e))?;
                     settings.insert("triggers", raw.as_slice())?;
+                    replies.push(Reply::Unit(tx));
+                }
+                Op::PutCheckpoint(cp, tx) => {
+                    checkpoints.insert(cp.key.as_str(), cp.value.as_slice())?;
                     replies.push(Reply::Unit(tx));
                 }
                 Op::PutBindings(webhook, changes, tx) => {

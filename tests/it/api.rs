@@ -295,3 +295,61 @@ async fn wrong_field_types_name_the_field() {
     assert_eq!(v["field"], "products", "{v}");
     assert!(v["error"].as_str().unwrap_or("").contains("\"1,2\""), "{v}");
 }
+
+#[actix_rt::test]
+async fn delivery_log_filters_and_pages_backwards() {
+    let ok = Receiver::fixed(200);
+    let gone = Receiver::fixed(410);
+    let s = TestServer::start("").await;
+    let a = s.webhook(json!({"name": "a", "url": ok.url})).await;
+    let b = s.webhook(json!({"name": "b", "url": gone.url})).await;
+    let events: Vec<Value> = (1..=5).map(|i| event(i, i, "opened")).collect();
+    s.call("POST", "/api/v1/events", Some(Value::Array(events)))
+        .await;
+    s.wait_deliveries(a, std::time::Duration::from_secs(10), "a delivered", |d| {
+        d.len() == 5 && d.iter().all(|x| x["status"] == "delivered")
+    })
+    .await;
+    s.wait_deliveries(b, std::time::Duration::from_secs(10), "b dead", |d| {
+        d.len() == 5 && d.iter().all(|x| x["status"] == "dead")
+    })
+    .await;
+    let (status, all) = s.call("GET", "/api/v1/deliveries?limit=4", None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<u64> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| d["id"].as_u64())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let before = ids[3];
+    let (_, page2) = s
+        .call(
+            "GET",
+            &format!("/api/v1/deliveries?limit=100&before={before}"),
+            None,
+        )
+        .await;
+    let ids2: Vec<u64> = page2
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| d["id"].as_u64())
+        .collect();
+    assert_eq!(ids2.len(), 6, "10 in all, 4 on the first page");
+    assert!(ids2.iter().all(|i| *i < before));
+    let (_, dead) = s.call("GET", "/api/v1/deliveries?status=dead", None).await;
+    let dead = dead.as_array().expect("array");
+    assert_eq!(dead.len(), 5);
+    assert!(dead
+        .iter()
+        .all(|d| d["webhookId"] == b && d["lastError"].as_str().is_some()));
+    let (status, v) = s.call("GET", "/api/v1/deliveries?status=lost", None).await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap_or("").contains("lost"), "{v}");
+    let d = &dead[0];
+    assert_eq!(d["request"]["url"], gone.url.as_str());
+    assert_eq!(d["response"]["status"], 410);
+}

@@ -50,6 +50,7 @@ async fn wait_healthy(base: &str, child: &mut Child) {
 
 #[actix_rt::test]
 async fn sigkill_mid_run_loses_nothing() {
+    sanhook::deliver::install_crypto_provider();
     let healthy = Arc::new(AtomicBool::new(false));
     let h = healthy.clone();
     let r = Receiver::start(move |_, _| {

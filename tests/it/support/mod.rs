@@ -53,7 +53,18 @@ impl TestServer {
     /// Starts with a prepared config and dir.
     pub async fn start_with(cfg: Config, dir: tempfile::TempDir) -> TestServer {
         let token = cfg.server.token.clone();
-        let engine = Engine::start(cfg).await.expect("engine starts");
+        // A stopped engine's threads release the store a moment after `shutdown` returns.
+        let mut tries = 0;
+        let engine = loop {
+            match Engine::start(cfg.clone()).await {
+                Ok(e) => break e,
+                Err(e) if tries < 50 && e.to_string().contains("already open") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("engine starts: {e}"),
+            }
+        };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let server = sanhook::api::serve(engine.clone(), listener).expect("serve");

@@ -1,0 +1,99 @@
+//! The binary's commands: check-config, the token rule, graceful SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sanhook() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sanhook"));
+    // A developer's own overrides must not leak into these tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SANHOOK_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn check_config_prints_effective_values_with_secrets_masked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\ntoken = \"t0psecret\"\n[delivery]\ntimeout = \"3s\"\n",
+    )
+    .expect("write");
+    let out = sanhook()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env("SANHOOK_SANPLEX_LANG", "zh-cn")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("timeout = \"3s\""), "{stdout}");
+    assert!(stdout.contains("lang = \"zh-cn\""), "{stdout}");
+    assert!(!stdout.contains("t0psecret"), "token leaked: {stdout}");
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[delivery]\ntimeout = \"ten seconds\"\n").expect("write");
+    let out = sanhook()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("delivery.timeout"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let out = sanhook()
+        .args(["serve"])
+        .env("SANHOOK_SERVER_LISTEN", "0.0.0.0:0")
+        .env("SANHOOK_STORAGE_PATH", "/nonexistent/never-created.redb")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("token"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let child = sanhook()
+        .args(["serve"])
+        .env("SANHOOK_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SANHOOK_STORAGE_PATH", dir.path().join("s.redb"))
+        .env("SANHOOK_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
