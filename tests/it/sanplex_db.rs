@@ -304,9 +304,11 @@ async fn db_source_delivers_a_late_committing_id_once() {
 }
 
 #[actix_rt::test]
-async fn db_source_starts_at_the_end_and_commits_that_position_at_once() {
-    let Some(db) =
-        TestDb::create("db_source_starts_at_the_end_and_commits_that_position_at_once").await
+async fn db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_restart() {
+    let Some(db) = TestDb::create(
+        "db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_restart",
+    )
+    .await
     else {
         return;
     };
@@ -315,7 +317,9 @@ async fn db_source_starts_at_the_end_and_commits_that_position_at_once() {
     act(&mut c, "bug", 1, "alice", "opened").await;
     act(&mut c, "bug", 2, "alice", "opened").await;
     let r = Receiver::fixed(200);
-    let s = TestServer::start(&source_config(&db, "end")).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = crate::support::test_config(dir.path(), &source_config(&db, "end"));
+    let s = TestServer::start_with(cfg, dir).await;
     let wh = s.webhook(json!({"name": "end", "url": r.url})).await;
     // The starting position is committed before anything is read, so a restart cannot move
     // it past actions written meanwhile.
@@ -330,11 +334,20 @@ async fn db_source_starts_at_the_end_and_commits_that_position_at_once() {
     assert_eq!(cursor, Cursor::after(2));
     act(&mut c, "bug", 3, "alice", "opened").await;
     wait_received(&r, 1, "id 3").await;
+    let dir = s.stop().await;
+
+    // Written while sanhook is down: a restart resumes from the checkpoint, not from the
+    // new end, and repeats nothing.
+    act(&mut c, "bug", 4, "alice", "opened").await;
+    act(&mut c, "bug", 5, "alice", "opened").await;
+    let cfg = crate::support::test_config(dir.path(), &source_config(&db, "end"));
+    let s = TestServer::start_with(cfg, dir).await;
+    wait_received(&r, 3, "ids 4 and 5 after the restart").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(received_ids(&r), vec![3]);
+    assert_eq!(received_ids(&r), vec![3, 4, 5]);
     assert_eq!(
         logged(&s, wh).await.keys().copied().collect::<Vec<_>>(),
-        vec![3]
+        vec![3, 4, 5]
     );
     let _ = c.disconnect().await;
     s.stop().await;
