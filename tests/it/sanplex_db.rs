@@ -304,6 +304,55 @@ async fn db_source_delivers_a_late_committing_id_once() {
 }
 
 #[actix_rt::test]
+async fn db_source_gives_up_a_rolled_back_id_after_the_grace_period() {
+    let Some(db) =
+        TestDb::create("db_source_gives_up_a_rolled_back_id_after_the_grace_period").await
+    else {
+        return;
+    };
+    let r = Receiver::fixed(200);
+    let config =
+        source_config(&db, "beginning").replace("gap_grace = \"5m\"", "gap_grace = \"1s\"");
+    let s = TestServer::start(&config).await;
+    s.webhook(json!({"name": "rollback", "url": r.url})).await;
+    let mut c = db.conn().await;
+    let mut slow = db.conn().await;
+    act(&mut c, "bug", 1, "alice", "opened").await;
+    slow.query_drop("START TRANSACTION").await.expect("begin");
+    act(&mut slow, "bug", 2, "alice", "opened").await;
+    act(&mut c, "bug", 3, "alice", "opened").await;
+    // The poll that reads 3 remembers 2 as a gap.
+    let until = Instant::now() + WAIT;
+    let cursor = loop {
+        let raw = s.engine.store().checkpoint("db:zt_action").expect("read");
+        if let Some(c) = raw.map(|r| Cursor::decode(&r).expect("cursor")) {
+            if c.high == 3 {
+                break c;
+            }
+        }
+        assert!(Instant::now() < until, "id 3 not read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(cursor.gaps.keys().copied().collect::<Vec<_>>(), vec![2]);
+    wait_received(&r, 2, "ids 1 and 3").await;
+    slow.query_drop("ROLLBACK").await.expect("rollback");
+    // Id 2 never appears: once the grace period is over the cursor stops waiting for it.
+    let until = Instant::now() + WAIT;
+    loop {
+        let raw = s.engine.store().checkpoint("db:zt_action").expect("read");
+        let cursor = raw.map(|r| Cursor::decode(&r).expect("cursor"));
+        if cursor == Some(Cursor::after(3)) {
+            break;
+        }
+        assert!(Instant::now() < until, "gap 2 still tracked: {cursor:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(received_ids(&r), vec![1, 3]);
+    let _ = (c.disconnect().await, slow.disconnect().await);
+    s.stop().await;
+}
+
+#[actix_rt::test]
 async fn db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_restart() {
     let Some(db) = TestDb::create(
         "db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_restart",
