@@ -126,13 +126,25 @@ impl Engine {
                 let Some(inner) = weak.upgrade() else { break };
                 let cutoff = chrono::Utc::now().timestamp_millis()
                     - inner.cfg.storage.retention.as_millis() as i64;
-                match inner.store.prune(cutoff).await {
-                    Ok(s) => tracing::info!(
-                        batches = s.batches,
-                        quarantine = s.quarantine,
-                        "retention pass"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "retention pass failed"),
+                // A pass removes a bounded number of rows per commit; go on until it is done.
+                loop {
+                    match inner.store.prune(cutoff).await {
+                        Ok(s) => {
+                            tracing::info!(
+                                batches = s.batches,
+                                quarantine = s.quarantine,
+                                "retention pass"
+                            );
+                            let limit = crate::store::PRUNE_BATCHES_PER_COMMIT;
+                            if s.batches < limit && s.quarantine < limit {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "retention pass failed");
+                            break;
+                        }
+                    }
                 }
             }
         });
@@ -357,6 +369,8 @@ impl Engine {
 
     /// Re-queues a dead, skipped or delivered delivery to be sent now.
     pub async fn retry_delivery(&self, id: u64) -> Result<DeliveryRecord, Error> {
+        // Serialised, so two concurrent retries cannot both see "final" and queue it twice.
+        let _guard = self.inner.changes.lock().await;
         let rec = self.delivery(id).await?;
         if !rec.state.status.is_final() {
             return Err(Error::Conflict(format!(

@@ -18,6 +18,9 @@ use crate::event::ActionEvent;
 use crate::store::{RequestLog, ResponseLog};
 use crate::webhook::{Webhook, WebhookType};
 
+/// The most of a response body that is read; the rest is dropped unread.
+pub const RESPONSE_MAX: usize = 64 * 1024;
+
 /// Bodies kept in the delivery log are cut to this many bytes.
 pub const LOG_BODY_MAX: usize = 4096;
 
@@ -196,11 +199,19 @@ impl Deliverer {
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let resp = req.body(body).send().await.map_err(describe_reqwest)?;
+        let mut resp = req.body(body).send().await.map_err(describe_reqwest)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(describe_reqwest)?;
-        Ok((status, headers, bytes.to_vec()))
+        // Keep what the log and reply parsing need; a huge answer is not buffered whole.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(describe_reqwest)? {
+            let room = RESPONSE_MAX.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= RESPONSE_MAX {
+                break;
+            }
+        }
+        Ok((status, headers, bytes))
     }
 }
 
@@ -251,10 +262,12 @@ pub fn classify_default(
             }
         }
         429 | 503 => Outcome::Retry {
+            // A zero or past Retry-After says nothing useful: the schedule applies.
             after: headers
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+                .filter(|d| !d.is_zero())
                 .map(|d| d.min(max_retry_after)),
             error: format!("HTTP {status}"),
         },
