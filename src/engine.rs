@@ -48,6 +48,8 @@ struct Inner {
     changes: tokio::sync::Mutex<()>,
     /// The router's and the dispatcher's threads, stopped at shutdown so the store is released.
     arbiters: Vec<ArbiterHandle>,
+    /// Set to true by [`Engine::shutdown`]: sources stop reading when they see it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -115,6 +117,7 @@ impl Engine {
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
                 arbiters: vec![router_arbiter, dispatch_arbiter],
+                stopping: tokio::sync::watch::channel(false).0,
             }),
         };
         crate::ingest::tail::start(&engine)?;
@@ -126,13 +129,25 @@ impl Engine {
                 let Some(inner) = weak.upgrade() else { break };
                 let cutoff = chrono::Utc::now().timestamp_millis()
                     - inner.cfg.storage.retention.as_millis() as i64;
-                match inner.store.prune(cutoff).await {
-                    Ok(s) => tracing::info!(
-                        batches = s.batches,
-                        quarantine = s.quarantine,
-                        "retention pass"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "retention pass failed"),
+                // A pass removes a bounded number of rows per commit; go on until it is done.
+                loop {
+                    match inner.store.prune(cutoff).await {
+                        Ok(s) => {
+                            tracing::info!(
+                                batches = s.batches,
+                                quarantine = s.quarantine,
+                                "retention pass"
+                            );
+                            let limit = crate::store::PRUNE_BATCHES_PER_COMMIT;
+                            if s.batches < limit && s.quarantine < limit {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "retention pass failed");
+                            break;
+                        }
+                    }
                 }
             }
         });
@@ -157,6 +172,15 @@ impl Engine {
     /// The engine's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Becomes true when [`Engine::shutdown`] starts (and the sender is gone once the engine is
+    /// dropped): sources spawned at start watch it so that they stop reading and release the
+    /// store, instead of outliving the engine they feed. A source keeps its receiver until its
+    /// task has ended; shutdown waits (bounded) for every receiver to be dropped, so that no
+    /// source commits after it.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// Submits already-parsed events from `source`; returns once they are durably queued.
@@ -369,6 +393,8 @@ impl Engine {
 
     /// Re-queues a dead, skipped or delivered delivery to be sent now.
     pub async fn retry_delivery(&self, id: u64) -> Result<DeliveryRecord, Error> {
+        // Serialised, so two concurrent retries cannot both see "final" and queue it twice.
+        let _guard = self.inner.changes.lock().await;
         let rec = self.delivery(id).await?;
         if !rec.state.status.is_final() {
             return Err(Error::Conflict(format!(
@@ -418,6 +444,13 @@ impl Engine {
     /// Stops starting sends, waits for those in flight (bounded), and makes sure every queued
     /// store write is committed. Pending deliveries stay in the outbox for the next start.
     pub async fn shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.stopping.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("an ingestion source did not stop within {DRAIN_TIMEOUT:?}");
+        }
         if let Err(e) = self.inner.dispatcher.send(Drain(DRAIN_TIMEOUT)).await {
             tracing::warn!(error = %e, "dispatcher gone before drain");
         }

@@ -132,7 +132,7 @@ async fn quarantine(
     let store = state.engine.store().clone();
     let items = web::block(move || store.quarantine(limit))
         .await
-        .map_err(|e| ApiError::bad(e.to_string()))?
+        .map_err(|_| crate::Error::Unavailable)?
         .map_err(crate::Error::from)?;
     Ok(HttpResponse::Ok().json(items))
 }

@@ -240,6 +240,16 @@ impl Deliverer {
     /// token is dropped, a new one fetched and the call made once more. `Err` is a failed token
     /// call.
     pub(crate) async fn call_app(&self, app: &App, call: &Call) -> Result<Sent, Attempt> {
+        self.call_app_limited(app, call, super::RESPONSE_MAX).await
+    }
+
+    /// [`Deliverer::call_app`], reading at most `max_response` bytes of the answer.
+    async fn call_app_limited(
+        &self,
+        app: &App,
+        call: &Call,
+        max_response: usize,
+    ) -> Result<Sent, Attempt> {
         let body = call
             .body
             .as_ref()
@@ -265,7 +275,13 @@ impl Deliverer {
                 }
             };
             let sent = self
-                .request(call.method.clone(), &url, headers, body.clone())
+                .request_limited(
+                    call.method.clone(),
+                    &url,
+                    headers,
+                    body.clone(),
+                    max_response,
+                )
                 .await;
             let rejected = sent
                 .reply(app.platform)
@@ -288,7 +304,7 @@ impl Deliverer {
     /// platform error, with the platform's code).
     pub(crate) async fn directory_call(&self, app: &App, call: &Call) -> Result<Value, String> {
         let sent = self
-            .call_app(app, call)
+            .call_app_limited(app, call, super::DIRECTORY_RESPONSE_MAX)
             .await
             .map_err(|a| outcome_text(&a.outcome))?;
         match sent.reply(app.platform) {

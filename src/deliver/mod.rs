@@ -26,6 +26,13 @@ use crate::event::ActionEvent;
 use crate::store::{RequestLog, ResponseLog, Store};
 use crate::webhook::{Webhook, WebhookType};
 
+/// The most of a response body that is read; the rest is dropped unread.
+pub const RESPONSE_MAX: usize = 64 * 1024;
+
+/// The most of a platform directory answer that is read: WeCom lists every department, and
+/// every member of a department, in one answer each.
+pub const DIRECTORY_RESPONSE_MAX: usize = 64 * 1024 * 1024;
+
 pub use digest::{digest_body, digest_fits};
 pub use dingtalk::classify_dingtalk;
 pub use feishu::classify_feishu;
@@ -255,13 +262,27 @@ impl Deliverer {
             .await
     }
 
-    /// Makes one request, recording the request (credentials masked) and the response.
+    /// Makes one request, recording the request (credentials masked) and the response (at most
+    /// [`RESPONSE_MAX`] bytes of it).
     pub async fn request(
         &self,
         method: reqwest::Method,
         url: &str,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
+    ) -> Sent {
+        self.request_limited(method, url, headers, body, RESPONSE_MAX)
+            .await
+    }
+
+    /// [`Deliverer::request`], reading at most `max_response` bytes of the answer.
+    pub async fn request_limited(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        max_response: usize,
     ) -> Sent {
         let request = RequestLog {
             url: mask_url(url),
@@ -278,7 +299,9 @@ impl Deliverer {
                 .collect(),
             body: cut(&body),
         };
-        let result = self.send_raw(method, url, &headers, body).await;
+        let result = self
+            .send_raw(method, url, &headers, body, max_response)
+            .await;
         Sent { request, result }
     }
 
@@ -288,6 +311,7 @@ impl Deliverer {
         url: &str,
         headers: &[(String, String)],
         body: Vec<u8>,
+        max_response: usize,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?;
@@ -302,11 +326,19 @@ impl Deliverer {
         if with_body {
             req = req.body(body);
         }
-        let resp = req.send().await.map_err(describe_reqwest)?;
+        let mut resp = req.send().await.map_err(describe_reqwest)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(describe_reqwest)?;
-        Ok((status, headers, bytes.to_vec()))
+        // Keep what the log and reply parsing need; a huge answer is not buffered whole.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(describe_reqwest)? {
+            let room = max_response.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= max_response {
+                break;
+            }
+        }
+        Ok((status, headers, bytes))
     }
 }
 
@@ -381,10 +413,12 @@ pub fn classify_default(
             }
         }
         429 | 503 => Outcome::Retry {
+            // A zero or past Retry-After says nothing useful: the schedule applies.
             after: headers
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+                .filter(|d| !d.is_zero())
                 .map(|d| d.min(max_retry_after)),
             error: format!("HTTP {status}"),
         },

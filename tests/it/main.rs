@@ -6,4 +6,6 @@ mod api;
 mod cli;
 mod crash;
 mod delivery;
+mod import;
 mod platforms;
+mod sanplex_db;
