@@ -334,15 +334,6 @@ async fn token_invalidated_mid_run(
     assert_eq!(token_calls(), 2, "one refresh shared by every sender");
 }
 
-/// The object id in a message text (`[#105::...`).
-fn object_in(text: &str) -> u64 {
-    text.split("[#")
-        .nth(1)
-        .and_then(|t| t.split("::").next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[actix_rt::test]
 async fn dinguser_token_invalidated_mid_run_is_refreshed() {
     let dt = DingTalkFake::start();
@@ -353,17 +344,12 @@ async fn dinguser_token_invalidated_mid_run_is_refreshed() {
     token_invalidated_mid_run(
         &s,
         wh,
-        || {
-            dt.received()
-                .iter()
-                .map(|m| object_in(m.body["msg"]["markdown"]["text"].as_str().unwrap_or("")))
-                .collect()
-        },
+        || dt.received().iter().flat_map(|m| m.object_ids()).collect(),
         || dt.invalidate_tokens(),
         || dt.token_calls(),
     )
     .await;
-    assert!(dt.refusals().iter().any(|r| r.code == 40014));
+    assert!(dt.refused(40014) > 0);
 }
 
 #[actix_rt::test]
@@ -377,17 +363,12 @@ async fn wechatuser_token_invalidated_mid_run_is_refreshed() {
     token_invalidated_mid_run(
         &s,
         wh,
-        || {
-            wc.received()
-                .iter()
-                .map(|m| object_in(m.body["markdown"]["content"].as_str().unwrap_or("")))
-                .collect()
-        },
+        || wc.received().iter().flat_map(|m| m.object_ids()).collect(),
         || wc.invalidate_tokens(),
         || wc.token_calls(),
     )
     .await;
-    assert!(wc.refusals().iter().any(|r| r.code == 42001));
+    assert!(wc.refused(42001) > 0);
 }
 
 #[actix_rt::test]
@@ -402,22 +383,12 @@ async fn feishuuser_token_invalidated_mid_run_is_refreshed() {
     token_invalidated_mid_run(
         &s,
         wh,
-        || {
-            fs.received()
-                .iter()
-                .map(|m| {
-                    let card: Value =
-                        serde_json::from_str(m.body["content"].as_str().unwrap_or(""))
-                            .unwrap_or_default();
-                    object_in(card["elements"][0]["content"].as_str().unwrap_or(""))
-                })
-                .collect()
-        },
+        || fs.received().iter().flat_map(|m| m.object_ids()).collect(),
         || fs.invalidate_tokens(),
         || fs.token_calls(),
     )
     .await;
-    assert!(fs.refusals().iter().any(|r| r.code == 99991663));
+    assert!(fs.refused(99991663) > 0);
 }
 
 #[actix_rt::test]
@@ -847,4 +818,77 @@ async fn bind_rebind_unbind_and_conflicts() {
     s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
         .await;
     assert_eq!(dt.received()[0].to, vec!["u3"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digests (what the dispatcher's coalescing sends)
+
+#[actix_rt::test]
+async fn digests_are_signed_and_accepted_by_each_bot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = crate::support::test_config(dir.path(), "");
+    let store = sanhook::store::Store::open(&dir.path().join("d.redb")).expect("store");
+    let deliverer =
+        sanhook::deliver::Deliverer::new(std::sync::Arc::new(cfg), store).expect("deliverer");
+    let events: Vec<std::sync::Arc<sanhook::ActionEvent>> = (1..=3)
+        .map(|i| {
+            let mut e = sanhook::ActionEvent {
+                id: Some(i),
+                object_type: "bug".into(),
+                object_id: 10 + i,
+                actor: "alice".into(),
+                actor_name: Some("Alice".into()),
+                action: "opened".into(),
+                object_name: Some("Login fails".into()),
+                ..sanhook::ActionEvent::default()
+            };
+            if i == 2 {
+                e.mentions = vec!["13800000001".into()];
+            }
+            std::sync::Arc::new(e)
+        })
+        .collect();
+    let dt = DingTalkFake::start();
+    let wc = WeComFake::start();
+    let fs = FeishuFake::start();
+    let hooks = [
+        json!({"name": "d", "type": "dinggroup", "url": dt.bot("t", Some("SECx")), "secret": "SECx"}),
+        json!({"name": "w", "type": "wechatgroup", "url": wc.bot("k")}),
+        json!({"name": "f", "type": "feishugroup", "url": fs.bot("h", Some("sx")), "secret": "sx"}),
+    ];
+    for h in hooks {
+        let wh: sanhook::Webhook = serde_json::from_value(h).expect("webhook");
+        let attempt = deliverer.attempt_digest(&wh, &events, 1).await;
+        assert_eq!(
+            attempt.outcome,
+            sanhook::deliver::Outcome::Delivered,
+            "{}",
+            wh.kind
+        );
+    }
+    for (name, got) in [
+        ("dingtalk", dt.received()),
+        ("wecom", wc.received()),
+        ("lark", fs.received()),
+    ] {
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0].object_ids(), vec![11, 12, 13], "{name}: newest last");
+        assert!(
+            got[0].text().starts_with("**3 updates**")
+                || got[0].text().starts_with("3 updates")
+                || fs.received()[0].body["card"]["header"]["title"]["content"] == "3 updates",
+            "{name}: {}",
+            got[0].text()
+        );
+    }
+    assert!(dt.received()[0].signed && fs.received()[0].signed);
+    assert_eq!(
+        dt.received()[0].body["at"]["atMobiles"],
+        json!(["13800000001"])
+    );
+    assert_eq!(
+        wc.received()[0].body["msgtype"],
+        "text",
+        "a mention needs WeCom's text form"
+    );
 }

@@ -46,6 +46,48 @@ pub struct Message {
     pub at: Instant,
 }
 
+impl Message {
+    /// The visible text, whatever the shape: DingTalk `markdown.text` (bot) or `msg.markdown.text`
+    /// (work message), WeCom `markdown.content` / `text.content`, Lark card elements (bot:
+    /// `card`, app: the `content` string).
+    pub fn text(&self) -> String {
+        let b = &self.body;
+        let direct = [
+            &b["markdown"]["text"],
+            &b["msg"]["markdown"]["text"],
+            &b["markdown"]["content"],
+            &b["text"]["content"],
+        ];
+        if let Some(t) = direct.iter().find_map(|v| v.as_str()) {
+            return t.to_string();
+        }
+        let card = match b["content"].as_str() {
+            Some(c) => serde_json::from_str(c).unwrap_or(Value::Null),
+            None => b["card"].clone(),
+        };
+        card["elements"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["content"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The object ids the text links to (`[#12::...]` or `[#12]`), in order: one for a single
+    /// message, several for a digest.
+    pub fn object_ids(&self) -> Vec<u64> {
+        self.text()
+            .split("[#")
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .collect()
+    }
+}
+
 /// A request a fake refused, with the code it answered.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -312,6 +354,16 @@ impl<S: HasCore> Fake<S> {
     /// Every refused request, in order.
     pub fn refusals(&self) -> Vec<Refusal> {
         self.state().core().refusals.clone()
+    }
+
+    /// How many requests were refused with `code` (e.g. 130101: "never throttled").
+    pub fn refused(&self, code: i64) -> usize {
+        self.state()
+            .core()
+            .refusals
+            .iter()
+            .filter(|r| r.code == code)
+            .count()
     }
 
     /// How many tokens were requested.
