@@ -30,7 +30,11 @@ fn windowed_bot(too_fast: Value) -> (Receiver, Arc<Mutex<Window>>) {
     let r = Receiver::start(move |req: &Received, _| {
         let mut w = w2.lock().expect("lock");
         let now = req.at;
-        while w.sends.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while w
+            .sends
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             w.sends.pop_front();
         }
         if w.sends.len() >= COUNT {
@@ -38,7 +42,11 @@ fn windowed_bot(too_fast: Value) -> (Receiver, Arc<Mutex<Window>>) {
             return (200, vec![], too_fast.to_string());
         }
         w.sends.push_back(now);
-        (200, vec![], json!({"errcode": 0, "errmsg": "ok"}).to_string())
+        (
+            200,
+            vec![],
+            json!({"errcode": 0, "errmsg": "ok"}).to_string(),
+        )
     });
     (r, w)
 }
@@ -54,7 +62,10 @@ fn mentions(body: &Value) -> Vec<(u64, String)> {
     for line in text.lines() {
         let mut rest = line;
         while let Some(i) = rest.find("[#") {
-            let digits: String = rest[i + 2..].chars().take_while(|c| c.is_ascii_digit()).collect();
+            let digits: String = rest[i + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
             if let Ok(n) = digits.parse() {
                 out.push((n, line.to_string()));
             }
@@ -67,8 +78,16 @@ fn mentions(body: &Value) -> Vec<(u64, String)> {
 /// 190 distinct objects plus 10 more events about object 1, in a known order of actions.
 fn burst() -> (Vec<Value>, Vec<&'static str>) {
     let repeats = [
-        "edited", "commented", "assigned", "confirmed", "resolved", "closed", "activated", "edited",
-        "commented", "resolved",
+        "edited",
+        "commented",
+        "assigned",
+        "confirmed",
+        "resolved",
+        "closed",
+        "activated",
+        "edited",
+        "commented",
+        "resolved",
     ];
     let mut events = vec![event(1, 1, "opened")];
     for i in 2..=190u64 {
@@ -85,24 +104,37 @@ fn burst() -> (Vec<Value>, Vec<&'static str>) {
 
 async fn run_burst(kind: &str, too_fast: Value, two_webhooks: bool) {
     let (bot, window) = windowed_bot(too_fast);
-    let limits = format!("[limits]\n{kind} = [\"{COUNT}/{}s\"]\n", WINDOW.as_secs());
+    // A short throttle pause too, so a violation fails fast instead of waiting 10 minutes.
+    let limits = format!(
+        "[limits]\n{kind} = [\"{COUNT}/{}s\"]\ndingtalk_throttle = \"1s\"\n",
+        WINDOW.as_secs()
+    );
     let s = TestServer::start(&limits).await;
     let url = format!("{}?access_token=tok&key=k", bot.url);
-    let a = s.webhook(json!({"name": "a", "type": kind, "url": url})).await;
+    let a = s
+        .webhook(json!({"name": "a", "type": kind, "url": url}))
+        .await;
     let b = if two_webhooks {
-        Some(s.webhook(json!({"name": "b", "type": kind, "url": url, "products": [1]})).await)
+        Some(
+            s.webhook(json!({"name": "b", "type": kind, "url": url, "products": [1]}))
+                .await,
+        )
     } else {
         None
     };
     let (events, order) = burst();
     let n = events.len();
-    let (status, v) = s.call("POST", "/api/v1/events", Some(Value::Array(events))).await;
+    let (status, v) = s
+        .call("POST", "/api/v1/events", Some(Value::Array(events)))
+        .await;
     assert_eq!(status, 202, "{v}");
     let expect = n * if two_webhooks { 2 } else { 1 };
     assert_eq!(v["deliveries"], expect);
     let wait = WINDOW * 8;
-    s.wait_deliveries(a, wait, "all delivered", |d| d.len() == n && d.iter().all(|x| x["status"] == "delivered"))
-        .await;
+    s.wait_deliveries(a, wait, "all delivered", |d| {
+        d.len() == n && d.iter().all(|x| x["status"] == "delivered")
+    })
+    .await;
     if let Some(b) = b {
         s.wait_deliveries(b, wait, "all delivered (b)", |d| {
             d.len() == n && d.iter().all(|x| x["status"] == "delivered")
@@ -113,7 +145,11 @@ async fn run_burst(kind: &str, too_fast: Value, two_webhooks: bool) {
     let w = window.lock().expect("lock");
     assert_eq!(w.violations, 0, "the bot's window was exceeded");
     // Within two windows' budget: 2 × COUNT messages at most carry the whole burst.
-    assert!(got.len() <= 2 * COUNT, "{} messages for {expect} deliveries", got.len());
+    assert!(
+        got.len() <= 2 * COUNT,
+        "{} messages for {expect} deliveries",
+        got.len()
+    );
     let mut seen: Vec<(u64, String)> = vec![];
     for g in &got {
         seen.extend(mentions(&g.json()));
@@ -123,10 +159,20 @@ async fn run_burst(kind: &str, too_fast: Value, two_webhooks: bool) {
     ids.dedup();
     assert_eq!(ids, (1..=190).collect::<Vec<_>>(), "every object arrives");
     // Object 1's events arrive in ingestion order (per webhook: the first copy of each).
-    let one: Vec<&String> = seen.iter().filter(|(id, _)| *id == 1).map(|(_, l)| l).collect();
+    let one: Vec<&String> = seen
+        .iter()
+        .filter(|(id, _)| *id == 1)
+        .map(|(_, l)| l)
+        .collect();
     let labels: Vec<&str> = one
         .iter()
-        .map(|l| order.iter().copied().find(|a| l.contains(&format!(" {a} "))).unwrap_or("?"))
+        .map(|l| {
+            order
+                .iter()
+                .copied()
+                .find(|a| l.contains(&format!(" {a} ")))
+                .unwrap_or("?")
+        })
         .collect();
     let per_webhook = if two_webhooks { 2 } else { 1 };
     assert_eq!(labels.len(), order.len() * per_webhook, "{labels:?}");
@@ -137,15 +183,72 @@ async fn run_burst(kind: &str, too_fast: Value, two_webhooks: bool) {
 
 #[actix_rt::test]
 async fn dingtalk_bot_burst_stays_within_the_window() {
-    run_burst("dinggroup", json!({"errcode": 130101, "errmsg": "send too fast"}), false).await;
+    run_burst(
+        "dinggroup",
+        json!({"errcode": 130101, "errmsg": "send too fast"}),
+        false,
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn wecom_bot_burst_stays_within_the_window() {
-    run_burst("wechatgroup", json!({"errcode": 45009, "errmsg": "api freq out of limit"}), false).await;
+    run_burst(
+        "wechatgroup",
+        json!({"errcode": 45009, "errmsg": "api freq out of limit"}),
+        false,
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn two_webhooks_on_one_bot_share_its_budget() {
-    run_burst("dinggroup", json!({"errcode": 130101, "errmsg": "send too fast"}), true).await;
+    run_burst(
+        "dinggroup",
+        json!({"errcode": 130101, "errmsg": "send too fast"}),
+        true,
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn the_send_budget_survives_a_restart() {
+    let (bot, window) = windowed_bot(json!({"errcode": 130101, "errmsg": "send too fast"}));
+    let limits = format!(
+        "[limits]\ndinggroup = [\"{COUNT}/{}s\"]\ndingtalk_throttle = \"1s\"\n",
+        WINDOW.as_secs()
+    );
+    let s = TestServer::start(&limits).await;
+    let wh = s
+        .webhook(json!({"name": "a", "type": "dinggroup", "url": bot.url}))
+        .await;
+    // Spend the whole budget: one message per event while slots remain.
+    let events: Vec<Value> = (1..=COUNT as u64).map(|i| event(i, i, "opened")).collect();
+    s.call("POST", "/api/v1/events", Some(Value::Array(events)))
+        .await;
+    s.wait_deliveries(wh, WINDOW * 4, "first budget", |d| {
+        d.len() == COUNT && d.iter().all(|x| x["status"] == "delivered")
+    })
+    .await;
+    let first_round = bot.received().len();
+    assert_eq!(
+        first_round, COUNT,
+        "one message per event while the budget lasts"
+    );
+    let dir = s.stop().await;
+    // A fresh process would start with an empty budget and send at once: this one must wait.
+    let cfg = crate::support::test_config(dir.path(), &limits);
+    let s = TestServer::start_with(cfg, dir).await;
+    s.call("POST", "/api/v1/events", Some(event(1000, 1000, "opened")))
+        .await;
+    s.wait_deliveries(wh, WINDOW * 4, "after restart", |d| {
+        d.len() == COUNT + 1 && d.iter().all(|x| x["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(
+        window.lock().expect("lock").violations,
+        0,
+        "the restart reset the budget"
+    );
+    assert_eq!(bot.received().len(), first_round + 1);
 }
