@@ -56,6 +56,7 @@ pub fn delivery_json(d: &DeliveryRecord) -> Value {
         "lastError": s.last_error,
         "request": request,
         "response": response,
+        "progress": s.progress,
     })
 }
 

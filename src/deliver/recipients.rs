@@ -159,9 +159,53 @@ impl Progress {
 #[derive(Debug, Default)]
 pub struct MemberWindows {
     sent: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+    /// Apps whose saved send times were read back from the store already.
+    loaded: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MemberWindows {
+    /// Whether `app`'s saved send times still have to be read (true once per app).
+    pub fn needs_load(&self, app: &str) -> bool {
+        self.loaded
+            .lock()
+            .map(|mut l| l.insert(app.to_string()))
+            .unwrap_or(false)
+    }
+
+    /// Puts back saved send times (Unix ms per member), so a restart keeps each member's budget.
+    pub fn import(&self, app: &str, saved: HashMap<String, Vec<i64>>, now: Instant, now_ms: i64) {
+        let Ok(mut sent) = self.sent.lock() else {
+            return;
+        };
+        for (member, times) in saved {
+            let q = sent.entry((app.to_string(), member)).or_default();
+            for t in times {
+                let age = Duration::from_millis((now_ms - t).max(0) as u64);
+                if let Some(at) = now.checked_sub(age) {
+                    q.push_back(at);
+                }
+            }
+            q.make_contiguous().sort();
+        }
+    }
+
+    /// The send times of `app`'s members as Unix ms, to save.
+    pub fn export(&self, app: &str, now: Instant, now_ms: i64) -> HashMap<String, Vec<i64>> {
+        let Ok(sent) = self.sent.lock() else {
+            return HashMap::new();
+        };
+        sent.iter()
+            .filter(|((a, _), _)| a == app)
+            .map(|((_, m), q)| {
+                let times = q
+                    .iter()
+                    .map(|t| now_ms - now.saturating_duration_since(*t).as_millis() as i64)
+                    .collect();
+                (m.clone(), times)
+            })
+            .collect()
+    }
+
     /// Takes a slot for each of `members` that has budget under every window and returns them;
     /// the others are returned with the time until their first slot frees.
     ///
@@ -276,6 +320,28 @@ mod tests {
             Progress::from_value(Some(&serde_json::json!("junk"))),
             Progress::default()
         );
+    }
+
+    #[test]
+    fn member_budget_round_trips_through_a_checkpoint() {
+        let windows = [Window {
+            count: 2,
+            per: Duration::from_secs(60),
+        }];
+        let (t0, ms0) = (Instant::now(), 1_000_000_i64);
+        let before = MemberWindows::default();
+        before.take("app", &["a", "a"], &windows, t0);
+        let saved = before.export("app", t0 + Duration::from_secs(5), ms0 + 5_000);
+        assert_eq!(saved.get("a").map(|v| v.len()), Some(2));
+        // A new process, 10 s later on the wall clock.
+        let after = MemberWindows::default();
+        assert!(after.needs_load("app"));
+        assert!(!after.needs_load("app"));
+        let t1 = Instant::now() + Duration::from_secs(100);
+        after.import("app", saved, t1, ms0 + 10_000);
+        let (g, h) = after.take("app", &["a"], &windows, t1);
+        assert!(g.is_empty(), "the restored budget is spent");
+        assert_eq!(h[0].1, Duration::from_secs(50));
     }
 
     #[test]

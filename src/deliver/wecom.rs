@@ -103,12 +103,34 @@ pub(crate) async fn send_app(
     };
     let mut progress = Progress::from_value(progress);
     let remaining = progress.remaining(&to.userids);
-    let (granted, held) = d.members.take(
-        &app.key,
-        &remaining,
-        &d.cfg.limits.wechatuser_member,
-        Instant::now(),
-    );
+    // Each member's budget survives a restart: the send times are a checkpoint, written before
+    // the send (a crash after it wastes a slot, never exceeds one).
+    let budget_key = format!("rate:wecom-members:{}", app.key);
+    let (now, now_ms) = (Instant::now(), chrono::Utc::now().timestamp_millis());
+    if d.members.needs_load(&app.key) {
+        if let Ok(Some(raw)) = d.store.checkpoint(&budget_key) {
+            if let Ok(saved) = serde_json::from_slice(&raw) {
+                d.members.import(&app.key, saved, now, now_ms);
+            }
+        }
+    }
+    let (granted, held) =
+        d.members
+            .take(&app.key, &remaining, &d.cfg.limits.wechatuser_member, now);
+    if !granted.is_empty() {
+        let saved =
+            serde_json::to_vec(&d.members.export(&app.key, now, now_ms)).unwrap_or_default();
+        let cp = crate::store::Checkpoint {
+            key: budget_key,
+            value: saved,
+        };
+        if let Err(e) = d.store.put_checkpoint(cp).await {
+            return Attempt::failed_before_send(Outcome::Retry {
+                after: Some(Duration::from_secs(1)),
+                error: format!("could not save the member send budget: {e}"),
+            });
+        }
+    }
     let r = d.render(wh, ev);
     let mut last: Option<Attempt> = None;
     for chunk in granted.chunks(APP_CHUNK) {
