@@ -26,6 +26,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a graceful shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+
 /// A running engine. Cheap to clone. Must be started inside an actix `System`
 /// (`#[actix_web::main]`, `#[actix_rt::test]`, or `actix_rt::System::new().block_on(..)`).
 #[derive(Clone)]
@@ -441,8 +442,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops starting sends, waits for those in flight (bounded), and makes sure every queued
-    /// store write is committed. Pending deliveries stay in the outbox for the next start.
+    /// Stops the sources, stops starting sends, waits for those in flight (bounded), and makes
+    /// sure every queued store write is committed. Pending deliveries stay in the outbox for the
+    /// next start.
     pub async fn shutdown(&self) {
         self.inner.stopping.send_replace(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.stopping.closed())

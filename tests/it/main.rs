@@ -10,3 +10,4 @@ mod delivery;
 mod import;
 mod platforms;
 mod sanplex_db;
+mod tail;
