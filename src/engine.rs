@@ -26,7 +26,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a graceful shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-
 /// A running engine. Cheap to clone. Must be started inside an actix `System`
 /// (`#[actix_web::main]`, `#[actix_rt::test]`, or `actix_rt::System::new().block_on(..)`).
 #[derive(Clone)]
