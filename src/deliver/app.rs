@@ -156,6 +156,42 @@ fn prefixed(outcome: Outcome, prefix: &str) -> Outcome {
     }
 }
 
+/// What every app-message send starts from: the credentials, the recipients (the event's
+/// `toList` minus the actor, through the bindings) and what earlier attempts served.
+pub(crate) struct Prepared {
+    pub app: App,
+    pub to: super::recipients::Recipients,
+    pub progress: super::recipients::Progress,
+}
+
+impl Deliverer {
+    /// Resolves credentials and recipients for an app-message send; the `Err` is the attempt to
+    /// report when there is nothing to send (bad credentials: dead; bindings unreadable: retry;
+    /// nobody bound: skipped).
+    pub(crate) async fn prepare_app(
+        &self,
+        wh: &Webhook,
+        ev: &crate::event::ActionEvent,
+        progress: Option<&Value>,
+    ) -> Result<Prepared, Attempt> {
+        let app =
+            App::of(wh, &self.cfg).map_err(|e| Attempt::failed_before_send(Outcome::Dead(e)))?;
+        let bindings = self.bindings(wh.id).await.map_err(|e| {
+            Attempt::failed_before_send(Outcome::Retry {
+                after: None,
+                error: e,
+            })
+        })?;
+        let to = super::recipients::resolve(ev, &bindings, wh.id)
+            .map_err(|reason| Attempt::failed_before_send(Outcome::Skipped(reason)))?;
+        Ok(Prepared {
+            app,
+            to,
+            progress: super::recipients::Progress::from_value(progress),
+        })
+    }
+}
+
 impl Deliverer {
     /// Classifies an answer of `platform` with that platform's rules.
     pub(crate) fn classify(

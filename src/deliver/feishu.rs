@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde_json::{json, Value};
 
 use super::app::{with_query, App, Call};
-use super::recipients::{self, Progress};
 use super::reply::{self, Platform, Reply, Rule};
 use super::token::{Token, TokenFailure};
 use super::{chat, sign, Attempt, Deliverer, Outcome, RemoteUser};
@@ -113,24 +112,10 @@ pub(crate) async fn send_app(
     ev: &ActionEvent,
     progress: Option<&Value>,
 ) -> Attempt {
-    let app = match App::of(wh, &d.cfg) {
-        Ok(app) => app,
-        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    let (app, to, mut progress) = match d.prepare_app(wh, ev, progress).await {
+        Ok(p) => (p.app, p.to, p.progress),
+        Err(attempt) => return attempt,
     };
-    let bindings = match d.bindings(wh.id).await {
-        Ok(b) => b,
-        Err(e) => {
-            return Attempt::failed_before_send(Outcome::Retry {
-                after: None,
-                error: e,
-            })
-        }
-    };
-    let to = match recipients::resolve(ev, &bindings, wh.id) {
-        Ok(to) => to,
-        Err(reason) => return Attempt::failed_before_send(Outcome::Skipped(reason)),
-    };
-    let mut progress = Progress::from_value(progress);
     let r = d.render(wh, ev);
     let card = chat::feishu_card(&r.title, &r.text);
     let mut last: Option<Attempt> = None;

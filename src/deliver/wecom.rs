@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::app::{with_query, App, Call};
-use super::recipients::{self, Progress};
 use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
 use super::token::{Token, TokenFailure};
 use super::{chat, Attempt, Deliverer, Outcome, RemoteUser};
@@ -84,24 +83,10 @@ pub(crate) async fn send_app(
     ev: &ActionEvent,
     progress: Option<&Value>,
 ) -> Attempt {
-    let app = match App::of(wh, &d.cfg) {
-        Ok(app) => app,
-        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    let (app, to, mut progress) = match d.prepare_app(wh, ev, progress).await {
+        Ok(p) => (p.app, p.to, p.progress),
+        Err(attempt) => return attempt,
     };
-    let bindings = match d.bindings(wh.id).await {
-        Ok(b) => b,
-        Err(e) => {
-            return Attempt::failed_before_send(Outcome::Retry {
-                after: None,
-                error: e,
-            })
-        }
-    };
-    let to = match recipients::resolve(ev, &bindings, wh.id) {
-        Ok(to) => to,
-        Err(reason) => return Attempt::failed_before_send(Outcome::Skipped(reason)),
-    };
-    let mut progress = Progress::from_value(progress);
     let remaining = progress.remaining(&to.userids);
     // Each member's budget survives a restart: the send times are a checkpoint, written before
     // the send (a crash after it wastes a slot, never exceeds one).
