@@ -33,6 +33,7 @@ fn array_batch() -> Vec<u8> {
 }
 
 fn batches(c: &mut Criterion) {
+    sanhook::tune_allocator();
     let ndjson = ndjson_batch();
     let array = array_batch();
     let mut group = c.benchmark_group("batch");

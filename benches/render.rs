@@ -7,9 +7,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sanhook::config::Lang;
+use sanhook::deliver::digest;
 use sanhook::deliver::{chat, payload, sign, text};
 use sanhook::event::ActionEvent;
-use sanhook::webhook::DEFAULT_PARAMS;
+use sanhook::webhook::{Webhook, WebhookType, DEFAULT_PARAMS};
 
 /// The first event of `shared/samples/actions.ndjson`, typical in size and content.
 fn event() -> ActionEvent {
@@ -118,5 +119,53 @@ fn bench_chat(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_default, bench_chat);
+/// A digest of 20 events (one DingTalk bot's minute), and fitting 100 waiting events into
+/// digests: divide by the event count for the cost per event.
+fn bench_digest(c: &mut Criterion) {
+    let events: Vec<ActionEvent> = (0..100)
+        .map(|i| ActionEvent {
+            object_id: 146 + i,
+            ..event()
+        })
+        .collect();
+    let refs: Vec<&ActionEvent> = events.iter().collect();
+    let mut g = c.benchmark_group("digest");
+    for kind in [
+        WebhookType::Dinggroup,
+        WebhookType::Wechatgroup,
+        WebhookType::Feishugroup,
+    ] {
+        let wh = Webhook {
+            kind,
+            secret: "test-secret".into(),
+            ..Webhook::default()
+        };
+        g.bench_function(format!("{kind}_body_20_events"), |b| {
+            b.iter(|| {
+                digest::digest_body(
+                    kind,
+                    &wh,
+                    black_box(&refs[..20]),
+                    "http://pm.example.com",
+                    Lang::ZhCn,
+                )
+                .to_string()
+            })
+        });
+        g.bench_function(format!("{kind}_fits_of_100_events"), |b| {
+            b.iter(|| {
+                digest::digest_fits(
+                    kind,
+                    &wh,
+                    black_box(&refs),
+                    "http://pm.example.com",
+                    Lang::ZhCn,
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_default, bench_chat, bench_digest);
 criterion_main!(benches);

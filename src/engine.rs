@@ -26,9 +26,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a graceful shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a graceful shutdown waits for sources to finish the batch they are committing.
-const SOURCES_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A running engine. Cheap to clone. Must be started inside an actix `System`
 /// (`#[actix_web::main]`, `#[actix_rt::test]`, or `actix_rt::System::new().block_on(..)`).
 #[derive(Clone)]
@@ -43,14 +40,16 @@ struct Inner {
     triggers: std::sync::RwLock<Triggers>,
     router: Addr<Router>,
     dispatcher: Addr<Dispatcher>,
+    /// For calls to the platforms outside deliveries (directory listings).
+    deliverer: Deliverer,
     intake: Intake,
     metrics: Arc<Metrics>,
     /// Serialises webhook changes so that the store, the registry and the index agree.
     changes: tokio::sync::Mutex<()>,
-    /// Set at shutdown; each source holds a receiver and drops it once it has stopped.
-    stop: tokio::sync::watch::Sender<bool>,
     /// The router's and the dispatcher's threads, stopped at shutdown so the store is released.
     arbiters: Vec<ArbiterHandle>,
+    /// Set to true by [`Engine::shutdown`]: sources stop reading when they see it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -73,11 +72,11 @@ impl Engine {
         }
         let router_arbiter = Arbiter::new().handle();
         let router = Router::start_in_arbiter(&router_arbiter, move |_| Router::new(index));
-        let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
+        let deliverer = Deliverer::new(cfg.clone(), store.clone()).map_err(Error::Config)?;
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
             store: store.clone(),
-            deliverer,
+            deliverer: deliverer.clone(),
             webhooks: webhooks.clone(),
             metrics: metrics.clone(),
             in_flight: AtomicUsize::new(0),
@@ -113,11 +112,12 @@ impl Engine {
                 triggers: std::sync::RwLock::new(triggers),
                 router,
                 dispatcher,
+                deliverer,
                 intake,
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
-                stop: tokio::sync::watch::Sender::new(false),
                 arbiters: vec![router_arbiter, dispatch_arbiter],
+                stopping: tokio::sync::watch::channel(false).0,
             }),
         };
         crate::ingest::tail::start(&engine)?;
@@ -129,13 +129,25 @@ impl Engine {
                 let Some(inner) = weak.upgrade() else { break };
                 let cutoff = chrono::Utc::now().timestamp_millis()
                     - inner.cfg.storage.retention.as_millis() as i64;
-                match inner.store.prune(cutoff).await {
-                    Ok(s) => tracing::info!(
-                        batches = s.batches,
-                        quarantine = s.quarantine,
-                        "retention pass"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "retention pass failed"),
+                // A pass removes a bounded number of rows per commit; go on until it is done.
+                loop {
+                    match inner.store.prune(cutoff).await {
+                        Ok(s) => {
+                            tracing::info!(
+                                batches = s.batches,
+                                quarantine = s.quarantine,
+                                "retention pass"
+                            );
+                            let limit = crate::store::PRUNE_BATCHES_PER_COMMIT;
+                            if s.batches < limit && s.quarantine < limit {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "retention pass failed");
+                            break;
+                        }
+                    }
                 }
             }
         });
@@ -162,10 +174,13 @@ impl Engine {
         &self.inner.metrics
     }
 
-    /// A source's stop signal: it turns `true` at shutdown. A source stops reading, finishes the
-    /// batch it is committing, and drops the receiver; shutdown waits for that (bounded).
+    /// Becomes true when [`Engine::shutdown`] starts (and the sender is gone once the engine is
+    /// dropped): sources spawned at start watch it so that they stop reading and release the
+    /// store, instead of outliving the engine they feed. A source keeps its receiver until its
+    /// task has ended; shutdown waits (bounded) for every receiver to be dropped, so that no
+    /// source commits after it.
     pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.inner.stop.subscribe()
+        self.inner.stopping.subscribe()
     }
 
     /// Submits already-parsed events from `source`; returns once they are durably queued.
@@ -318,6 +333,27 @@ impl Engine {
         Ok(())
     }
 
+    /// The platform directory of an app-message webhook, live; `unbound` hides users already
+    /// bound to an account of that webhook.
+    pub async fn remote_users(
+        &self,
+        webhook: u64,
+        unbound: bool,
+    ) -> Result<Vec<crate::deliver::RemoteUser>, Error> {
+        let wh = self.webhook(webhook)?;
+        let mut users = self.inner.deliverer.remote_users(&wh).await?;
+        if unbound {
+            let bound: std::collections::HashSet<String> = self
+                .bindings(webhook)
+                .await?
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect();
+            users.retain(|u| !bound.contains(&u.userid));
+        }
+        Ok(users)
+    }
+
     /// The global trigger settings.
     pub fn triggers(&self) -> Triggers {
         self.inner
@@ -357,6 +393,8 @@ impl Engine {
 
     /// Re-queues a dead, skipped or delivered delivery to be sent now.
     pub async fn retry_delivery(&self, id: u64) -> Result<DeliveryRecord, Error> {
+        // Serialised, so two concurrent retries cannot both see "final" and queue it twice.
+        let _guard = self.inner.changes.lock().await;
         let rec = self.delivery(id).await?;
         if !rec.state.status.is_final() {
             return Err(Error::Conflict(format!(
@@ -407,12 +445,12 @@ impl Engine {
     /// sure every queued store write is committed. Pending deliveries stay in the outbox for the
     /// next start.
     pub async fn shutdown(&self) {
-        self.inner.stop.send_replace(true);
-        if tokio::time::timeout(SOURCES_TIMEOUT, self.inner.stop.closed())
+        self.inner.stopping.send_replace(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.stopping.closed())
             .await
             .is_err()
         {
-            tracing::warn!("a source did not stop in time");
+            tracing::warn!("an ingestion source did not stop within {DRAIN_TIMEOUT:?}");
         }
         if let Err(e) = self.inner.dispatcher.send(Drain(DRAIN_TIMEOUT)).await {
             tracing::warn!(error = %e, "dispatcher gone before drain");

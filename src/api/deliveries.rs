@@ -56,6 +56,7 @@ pub fn delivery_json(d: &DeliveryRecord) -> Value {
         "lastError": s.last_error,
         "request": request,
         "response": response,
+        "progress": s.progress,
     })
 }
 
@@ -132,7 +133,7 @@ async fn quarantine(
     let store = state.engine.store().clone();
     let items = web::block(move || store.quarantine(limit))
         .await
-        .map_err(|e| ApiError::bad(e.to_string()))?
+        .map_err(|_| crate::Error::Unavailable)?
         .map_err(crate::Error::from)?;
     Ok(HttpResponse::Ok().json(items))
 }

@@ -4,6 +4,7 @@ mod bindings;
 mod deliveries;
 mod events;
 mod ops;
+mod remote_users;
 mod settings;
 mod webhooks;
 
@@ -157,6 +158,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(events::routes)
                 .configure(webhooks::routes)
                 .configure(bindings::routes)
+                .configure(remote_users::routes)
                 .configure(settings::routes)
                 .configure(deliveries::routes),
         )

@@ -4,10 +4,18 @@
 //! A deliverer makes one attempt and says what happened ([`Outcome`]); when to try again is the
 //! dispatcher's business.
 
+mod app;
 pub mod chat;
+pub mod digest;
+pub mod dingtalk;
+pub mod feishu;
 pub mod payload;
+pub mod recipients;
+pub mod reply;
 pub mod sign;
 pub mod text;
+pub mod token;
+pub mod wecom;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,8 +23,21 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::event::ActionEvent;
-use crate::store::{RequestLog, ResponseLog};
+use crate::store::{RequestLog, ResponseLog, Store};
 use crate::webhook::{Webhook, WebhookType};
+
+/// The most of a response body that is read; the rest is dropped unread.
+pub const RESPONSE_MAX: usize = 64 * 1024;
+
+/// The most of a platform directory answer that is read: WeCom lists every department, and
+/// every member of a department, in one answer each.
+pub const DIRECTORY_RESPONSE_MAX: usize = 64 * 1024 * 1024;
+
+pub use digest::{digest_body, digest_fits};
+pub use dingtalk::classify_dingtalk;
+pub use feishu::classify_feishu;
+pub use reply::{is_throttle, Platform, Reply};
+pub use wecom::classify_wecom;
 
 /// Bodies kept in the delivery log are cut to this many bytes.
 pub const LOG_BODY_MAX: usize = 4096;
@@ -49,7 +70,8 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn failed_before_send(outcome: Outcome) -> Attempt {
+    /// An attempt that ended before anything was sent (nothing to log but the outcome).
+    pub(crate) fn failed_before_send(outcome: Outcome) -> Attempt {
         Attempt {
             outcome,
             request: None,
@@ -66,6 +88,23 @@ pub struct Deliverer {
     cfg: Arc<Config>,
     /// The store's instance id: part of every `webhook-id`, so ids never repeat across stores.
     instance: Arc<str>,
+    /// Access tokens of the app-message types, one per credential set, shared by every send.
+    tokens: token::TokenCache,
+    /// Bindings are read from the store at send time, so a new binding applies to retries.
+    store: Store,
+    /// Recent WeCom app messages per member (`limits.wechatuser_member`).
+    members: Arc<recipients::MemberWindows>,
+}
+
+/// One person in a platform's directory, for binding (CONTRACT §4 "User binding").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteUser {
+    /// The id bindings hold: DingTalk/WeCom `userid`, Lark/Feishu `open_id`.
+    pub userid: String,
+    /// The display name.
+    pub name: String,
+    /// The ids of the departments the user was found in (as strings: Lark's are not numbers).
+    pub departments: Vec<String>,
 }
 
 /// The `User-Agent` of every outgoing request.
@@ -95,12 +134,15 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
 }
 
 impl Deliverer {
-    /// A deliverer for this configuration.
-    pub fn new(cfg: Arc<Config>, instance: &str) -> Result<Deliverer, String> {
+    /// A deliverer for this configuration, reading bindings from `store`.
+    pub fn new(cfg: Arc<Config>, store: Store) -> Result<Deliverer, String> {
         Ok(Deliverer {
             client: http_client(cfg.delivery.timeout)?,
             cfg,
-            instance: instance.into(),
+            instance: store.instance().into(),
+            tokens: token::TokenCache::new(),
+            store,
+            members: Arc::default(),
         })
     }
 
@@ -115,14 +157,62 @@ impl Deliverer {
         wh: &Webhook,
         ev: &ActionEvent,
         delivery_id: u64,
-        _progress: Option<&serde_json::Value>,
+        progress: Option<&serde_json::Value>,
     ) -> Attempt {
         match wh.kind {
             WebhookType::Default => self.send_default(wh, ev, delivery_id).await,
-            other => Attempt::failed_before_send(Outcome::Dead(format!(
-                "webhook type {other} is not supported by this build yet"
-            ))),
+            WebhookType::Dinggroup => dingtalk::send_group(self, wh, ev).await,
+            WebhookType::Wechatgroup => wecom::send_group(self, wh, ev).await,
+            WebhookType::Feishugroup => feishu::send_group(self, wh, ev).await,
+            WebhookType::Dinguser => dingtalk::send_work(self, wh, ev, progress).await,
+            WebhookType::Wechatuser => wecom::send_app(self, wh, ev, progress).await,
+            WebhookType::Feishuuser => feishu::send_app(self, wh, ev, progress).await,
         }
+    }
+
+    /// Sends one digest of `events` (oldest first) to a group bot: one message with a count
+    /// header and a line per event, signed and classified like a single message. The caller
+    /// (the dispatcher's coalescing) keeps it within the size limit with [`digest_fits`].
+    pub async fn attempt_digest(
+        &self,
+        wh: &Webhook,
+        events: &[Arc<ActionEvent>],
+        _delivery_id: u64,
+    ) -> Attempt {
+        digest::send(self, wh, events).await
+    }
+
+    /// Lists the platform directory of an app-message webhook: every department (recursively),
+    /// every page, each user once.
+    pub async fn remote_users(&self, wh: &Webhook) -> Result<Vec<RemoteUser>, crate::Error> {
+        let app = app::App::of(wh, &self.cfg).map_err(crate::Error::BadRequest)?;
+        let users = match app.platform {
+            Platform::DingTalk => dingtalk::directory(self, &app).await,
+            Platform::WeCom => wecom::directory(self, &app).await,
+            Platform::Feishu => feishu::directory(self, &app).await,
+        };
+        users.map_err(|e| {
+            crate::Error::Upstream(format!("listing the directory of webhook {}: {e}", wh.id))
+        })
+    }
+
+    /// The text of `ev` for `wh`, in the configured language.
+    fn render(&self, wh: &Webhook, ev: &ActionEvent) -> text::Rendered {
+        text::render(
+            ev,
+            &wh.domain,
+            &self.cfg.sanplex.base_url,
+            self.cfg.sanplex.lang,
+        )
+    }
+
+    /// The bindings of a webhook, read off the async threads.
+    async fn bindings(&self, webhook: u64) -> Result<Vec<(String, String)>, String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.bindings(webhook))
+            .await
+            .map_err(|e| format!("could not read the bindings of webhook {webhook}: {e}"))?
+            .map_err(|e| format!("could not read the bindings of webhook {webhook}: {e}"))
     }
 
     async fn send_default(&self, wh: &Webhook, ev: &ActionEvent, delivery_id: u64) -> Attempt {
@@ -162,6 +252,38 @@ impl Deliverer {
 
     /// POSTs `body` to `url`, recording the request and response for the log.
     pub async fn post(&self, url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Sent {
+        self.request(reqwest::Method::POST, url, headers, body)
+            .await
+    }
+
+    /// GETs `url` (platform token and directory calls), recording it like [`Deliverer::post`].
+    pub async fn get(&self, url: &str, headers: Vec<(String, String)>) -> Sent {
+        self.request(reqwest::Method::GET, url, headers, vec![])
+            .await
+    }
+
+    /// Makes one request, recording the request (credentials masked) and the response (at most
+    /// [`RESPONSE_MAX`] bytes of it).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Sent {
+        self.request_limited(method, url, headers, body, RESPONSE_MAX)
+            .await
+    }
+
+    /// [`Deliverer::request`], reading at most `max_response` bytes of the answer.
+    pub async fn request_limited(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        max_response: usize,
+    ) -> Sent {
         let request = RequestLog {
             url: mask_url(url),
             headers: headers
@@ -177,30 +299,46 @@ impl Deliverer {
                 .collect(),
             body: cut(&body),
         };
-        let result = self.post_raw(url, &headers, body).await;
+        let result = self
+            .send_raw(method, url, &headers, body, max_response)
+            .await;
         Sent { request, result }
     }
 
-    async fn post_raw(
+    async fn send_raw(
         &self,
+        method: reqwest::Method,
         url: &str,
         headers: &[(String, String)],
         body: Vec<u8>,
+        max_response: usize,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?;
         if !self.cfg.delivery.allow_private {
             check_public(&parsed).await?;
         }
-        let mut req = self.client.post(parsed);
+        let with_body = method != reqwest::Method::GET;
+        let mut req = self.client.request(method, parsed);
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let resp = req.body(body).send().await.map_err(describe_reqwest)?;
+        if with_body {
+            req = req.body(body);
+        }
+        let mut resp = req.send().await.map_err(describe_reqwest)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(describe_reqwest)?;
-        Ok((status, headers, bytes.to_vec()))
+        // Keep what the log and reply parsing need; a huge answer is not buffered whole.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(describe_reqwest)? {
+            let room = max_response.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= max_response {
+                break;
+            }
+        }
+        Ok((status, headers, bytes))
     }
 }
 
@@ -212,6 +350,30 @@ pub struct Sent {
 }
 
 impl Sent {
+    /// The platform's answer, when one came.
+    pub fn reply(&self, platform: Platform) -> Option<Reply> {
+        self.result
+            .as_ref()
+            .ok()
+            .map(|(status, _, body)| Reply::read(platform, *status, body))
+    }
+
+    /// The outcome of this request given a classifier for answers; no answer (timeout,
+    /// connection refused, ...) is retried.
+    pub fn outcome(
+        &self,
+        platform: Platform,
+        classify: impl Fn(u16, &reqwest::header::HeaderMap, &[u8]) -> Outcome,
+    ) -> Outcome {
+        match &self.result {
+            Ok((status, headers, body)) => classify(*status, headers, body),
+            Err(e) => Outcome::Retry {
+                after: None,
+                error: format!("{}: {e}", platform.name()),
+            },
+        }
+    }
+
     /// The attempt for the log, with `outcome` decided by the caller.
     pub fn into_attempt(self, outcome: Outcome) -> Attempt {
         let response = self
@@ -251,10 +413,12 @@ pub fn classify_default(
             }
         }
         429 | 503 => Outcome::Retry {
+            // A zero or past Retry-After says nothing useful: the schedule applies.
             after: headers
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+                .filter(|d| !d.is_zero())
                 .map(|d| d.min(max_retry_after)),
             error: format!("HTTP {status}"),
         },
@@ -336,24 +500,19 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// How many of `events` (in order) one message to `wh` can carry. Types without digests: 1.
-pub fn digest_capacity(_wh: &Webhook, events: &[&ActionEvent], _cfg: &Config) -> usize {
-    events.len().min(1)
-}
-
-impl Deliverer {
-    /// Sends one digest message for several events (group bots). Not reachable while
-    /// [`digest_capacity`] is 1 for every type.
-    pub async fn attempt_digest(
-        &self,
-        wh: &Webhook,
-        events: &[Arc<ActionEvent>],
-        delivery_id: u64,
-    ) -> Attempt {
-        match events.first() {
-            Some(ev) => self.attempt(wh, ev, delivery_id, None).await,
-            None => Attempt::failed_before_send(Outcome::Skipped("empty digest".into())),
+/// How many of `events` (in order, oldest first) one message to `wh` can carry: for group bots
+/// as many as fit in one digest within the platform's size limit ([`digest_fits`], at least 1:
+/// an event too large even alone is sent alone and refused with the platform's size code);
+/// for every other type 1.
+pub fn digest_capacity(wh: &Webhook, events: &[&ActionEvent], cfg: &Config) -> usize {
+    if events.is_empty() {
+        return 0;
+    }
+    match wh.kind {
+        WebhookType::Dinggroup | WebhookType::Wechatgroup | WebhookType::Feishugroup => {
+            digest_fits(wh.kind, wh, events, &cfg.sanplex.base_url, cfg.sanplex.lang).max(1)
         }
+        _ => 1,
     }
 }
 

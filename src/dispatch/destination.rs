@@ -41,6 +41,9 @@ pub struct Destination {
     /// Objects whose head is held for the async flush.
     held: HashSet<ObjectKey>,
     in_flight: HashSet<ObjectKey>,
+    /// Deliveries being sent right now: a purge leaves them to finish (their outcome is recorded
+    /// once, by the send).
+    sending: HashSet<u64>,
     /// The wake-up currently scheduled, if any.
     wake: Option<(Instant, SpawnHandle)>,
     /// Bot mode: one send at a time, within the sliding windows, coalescing when the budget is
@@ -78,6 +81,7 @@ impl Destination {
             timer_seq: 0,
             held: HashSet::new(),
             in_flight: HashSet::new(),
+            sending: HashSet::new(),
             wake: None,
         }
     }
@@ -178,22 +182,28 @@ impl Destination {
             }
             self.paused_until = None;
         }
-        // Eligible: for each object, the prefix of its queue that is due, oldest first overall.
-        let mut eligible: Vec<(u64, ObjectKey)> = Vec::new();
+        // Due: for each object, the prefix of its queue that may be sent now, in queue order.
+        let mut due: Vec<(ObjectKey, usize)> = Vec::new();
+        let mut total = 0usize;
         let mut next_due: Option<Instant> = None;
         for (key, q) in &self.queues {
+            let mut n = 0;
             for j in q {
                 match j.not_before {
-                    Some(t) if t <= now => eligible.push((j.delivery.id, key.clone())),
+                    Some(t) if t <= now => n += 1,
                     Some(t) => {
-                        next_due = Some(next_due.map_or(t, |n: Instant| n.min(t)));
+                        next_due = Some(next_due.map_or(t, |x: Instant| x.min(t)));
                         break;
                     }
                     None => break,
                 }
             }
+            if n > 0 {
+                total += n;
+                due.push((key.clone(), n));
+            }
         }
-        if eligible.is_empty() {
+        if due.is_empty() {
             if let Some(t) = next_due {
                 self.wake_at(t, now, ctx);
             }
@@ -205,39 +215,42 @@ impl Destination {
             self.wake_at(now + wait, now, ctx);
             return;
         }
-        eligible.sort_unstable_by_key(|(id, _)| *id);
         // Spread what waits over the sends the windows still allow.
         let remaining = self.limiter.remaining(wall).max(1);
-        let want = eligible.len().div_ceil(remaining);
-        // One message carries one webhook's events; an object passed over stays blocked so that
-        // nothing overtakes it.
-        let first_key = &eligible[0].1;
-        let webhook = self
-            .queues
-            .get(first_key)
-            .and_then(|q| q.front())
-            .map(|j| j.delivery.webhook_id)
-            .unwrap_or(0);
-        let mut blocked: HashSet<ObjectKey> = HashSet::new();
+        let want = total.div_ceil(remaining);
+        // Merge the objects' due prefixes, oldest delivery first, never reordering a queue. One
+        // message carries one webhook's events; an object whose next job belongs to another
+        // webhook stops there, so nothing behind it overtakes it.
+        let mut taken: Vec<usize> = vec![0; due.len()];
+        let mut open: Vec<bool> = vec![true; due.len()];
+        let mut webhook: Option<u64> = None;
         let mut batch: Vec<crate::store::OpenDelivery> = Vec::new();
-        let mut counts: HashMap<ObjectKey, usize> = HashMap::new();
-        for (id, key) in &eligible {
-            if batch.len() >= want {
+        while batch.len() < want {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, (key, n)) in due.iter().enumerate() {
+                if !open[i] || taken[i] >= *n {
+                    continue;
+                }
+                if let Some(j) = self.queues.get(key).and_then(|q| q.get(taken[i])) {
+                    if best.is_none_or(|(_, id)| j.delivery.id < id) {
+                        best = Some((i, j.delivery.id));
+                    }
+                }
+            }
+            let Some((i, _)) = best else { break };
+            let Some(job) = self.queues.get(&due[i].0).and_then(|q| q.get(taken[i])) else {
                 break;
-            }
-            if blocked.contains(key) {
-                continue;
-            }
-            let n = counts.get(key).copied().unwrap_or(0);
-            let Some(job) = self.queues.get(key).and_then(|q| q.get(n)) else {
-                continue;
             };
-            if job.delivery.id != *id || job.delivery.webhook_id != webhook {
-                blocked.insert(key.clone());
+            let w = *webhook.get_or_insert(job.delivery.webhook_id);
+            if job.delivery.webhook_id != w {
+                open[i] = false;
                 continue;
             }
             batch.push(job.delivery.clone());
-            counts.insert(key.clone(), n + 1);
+            taken[i] += 1;
+        }
+        if batch.is_empty() {
+            return;
         }
         let fits = self.digest_capacity(&batch);
         batch.truncate(fits.max(1));
@@ -268,6 +281,7 @@ impl Destination {
         for k in &keys {
             self.in_flight.insert(k.clone());
         }
+        self.sending.extend(batch.iter().map(|d| d.id));
         self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
         let shared = self.ctx.clone();
         let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
@@ -347,6 +361,9 @@ impl Destination {
                     for k in &keys {
                         act.in_flight.remove(k);
                     }
+                    for d in &batch {
+                        act.sending.remove(&d.id);
+                    }
                     if let Some(p) = pause {
                         act.paused_until = Some(Instant::now() + p);
                     }
@@ -373,6 +390,7 @@ impl Destination {
             return;
         };
         let d = job.delivery.clone();
+        self.sending.insert(d.id);
         self.in_flight.insert(key.clone());
         self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
         let shared = self.ctx.clone();
@@ -406,6 +424,7 @@ impl Destination {
                 .map(move |(state, delay, saved, d), act, ctx| {
                     act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
                     act.in_flight.remove(&key);
+                    act.sending.remove(&d.id);
                     act.finished(key, d, state, delay, saved);
                     act.pump(ctx);
                 }),
@@ -602,12 +621,9 @@ impl Handler<Purge> for Destination {
 
     fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
         let mut purged = vec![];
-        for (key, q) in self.queues.iter_mut() {
-            let busy = self.in_flight.contains(key);
-            let mut i = 0;
+        for q in self.queues.values_mut() {
             q.retain(|j| {
-                let keep = (busy && i == 0) || j.delivery.webhook_id != msg.0;
-                i += 1;
+                let keep = self.sending.contains(&j.delivery.id) || j.delivery.webhook_id != msg.0;
                 if !keep {
                     purged.push(j.delivery.clone());
                 }

@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use crate::config::Window;
 
+/// Extra time a send stays counted beyond its window (ms): requests do not arrive at the
+/// platform exactly when they leave, so a send timed to the millisecond could land inside the
+/// platform's window. 5 % of the window, at least 50 ms.
+fn margin(per: Duration) -> i64 {
+    (per.as_millis() as i64 / 20).max(50)
+}
+
 /// Send times (Unix milliseconds) of one destination, newest last, bounded by its windows.
 #[derive(Debug, Clone, Default)]
 pub struct Limiter {
@@ -62,7 +69,7 @@ impl Limiter {
     }
 
     fn in_window(&self, now: i64, per: Duration) -> usize {
-        let from = now - per.as_millis() as i64;
+        let from = now - per.as_millis() as i64 - margin(per);
         self.sends.iter().rev().take_while(|t| **t > from).count()
     }
 
@@ -74,7 +81,7 @@ impl Limiter {
             if n >= w.count as usize {
                 // The oldest send that must leave the window before one more fits.
                 let idx = self.sends.len() - w.count as usize;
-                let frees = self.sends[idx] + w.per.as_millis() as i64 + 1;
+                let frees = self.sends[idx] + w.per.as_millis() as i64 + margin(w.per);
                 wait = wait.max(frees - now);
             }
         }
@@ -122,10 +129,11 @@ mod tests {
             l.record(t);
         }
         assert_eq!(l.remaining(300), 0);
-        // The send at 0 leaves the window after 1000 ms.
-        assert_eq!(l.wait(300), Duration::from_millis(701));
-        assert_eq!(l.wait(1001), Duration::ZERO);
-        assert_eq!(l.remaining(1001), 1);
+        // The send at 0 leaves the window after 1000 ms plus the 50 ms margin.
+        assert_eq!(l.wait(300), Duration::from_millis(750));
+        assert_eq!(l.remaining(1001), 0);
+        assert_eq!(l.wait(1050), Duration::ZERO);
+        assert_eq!(l.remaining(1050), 1);
     }
 
     #[test]
@@ -134,10 +142,10 @@ mod tests {
         let mut l = Limiter::new(vec![w(2, 100), w(3, 1000)], vec![]);
         l.record(0);
         l.record(10);
-        assert_eq!(l.wait(20), Duration::from_millis(81));
-        l.record(101);
+        assert_eq!(l.wait(20), Duration::from_millis(130));
+        l.record(150);
         assert_eq!(l.remaining(300), 0);
-        assert_eq!(l.wait(300), Duration::from_millis(701));
+        assert_eq!(l.wait(300), Duration::from_millis(750));
     }
 
     #[test]
@@ -147,7 +155,7 @@ mod tests {
         l.record(5_500);
         let again = Limiter::new(vec![w(2, 1000)], l.snapshot());
         assert_eq!(again.remaining(5_600), 0);
-        assert_eq!(again.wait(5_600), Duration::from_millis(401));
+        assert_eq!(again.wait(5_600), Duration::from_millis(450));
     }
 
     #[test]

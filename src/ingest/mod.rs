@@ -46,6 +46,22 @@ impl Intake {
         checkpoint: Option<Checkpoint>,
         quarantine: Vec<QuarantineItem>,
     ) -> Result<IngestSummary, Error> {
+        // Commit and hand-off run as a task of their own: if the caller goes away (a client
+        // disconnects mid-request), what was committed is still dispatched.
+        let this = self.clone();
+        let source = source.to_string();
+        tokio::spawn(async move { this.commit(&source, events, checkpoint, quarantine).await })
+            .await
+            .map_err(|_| Error::Unavailable)?
+    }
+
+    async fn commit(
+        &self,
+        source: &str,
+        events: Vec<ActionEvent>,
+        checkpoint: Option<Checkpoint>,
+        quarantine: Vec<QuarantineItem>,
+    ) -> Result<IngestSummary, Error> {
         let (events, routes) = if events.is_empty() {
             (events, vec![])
         } else {

@@ -40,6 +40,10 @@ const BINDINGS: TableDefinition<(u64, &str), &str> = TableDefinition::new("bindi
 /// The schema this build writes. A store written by a newer schema is refused.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// Most batches (and quarantine rows) one retention op removes: a long-overdue pass is split
+/// over several commits instead of stalling intake in one huge one.
+pub const PRUNE_BATCHES_PER_COMMIT: usize = 1000;
+
 /// Most ops merged into one commit: bounds the latency a large group adds to the first op.
 const MAX_OPS_PER_COMMIT: usize = 256;
 
@@ -54,6 +58,10 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
     #[error("the store is shut down")]
     Closed,
+    /// The commit that held this operation failed (disk full, I/O error): nothing of it is
+    /// stored, and the caller may try again.
+    #[error("could not commit to the store: {0}")]
+    Commit(String),
     #[error("{0}")]
     Invalid(String),
     #[error("not found")]
@@ -553,12 +561,15 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
                 .last()?
                 .map(|(k, _)| k.value() + 1)
                 .unwrap_or(1),
-        );
+        )
+        // Ids are never reused, even when retention pruned the newest rows.
+        .max(meta.get("next_batch")?.map(|v| v.value()).unwrap_or(1));
     let next_quarantine = r
         .open_table(QUARANTINE)?
         .last()?
         .map(|(k, _)| k.value() + 1)
-        .unwrap_or(1);
+        .unwrap_or(1)
+        .max(meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1));
     let mut seen = HashMap::new();
     for row in r.open_table(SEEN)?.iter()? {
         let (k, v) = row?;
@@ -596,7 +607,7 @@ enum Reply {
 
 impl Reply {
     fn fail(self, e: &StoreError) {
-        let msg = || StoreError::Invalid(format!("commit failed: {e}"));
+        let msg = || StoreError::Commit(e.to_string());
         match self {
             Reply::Ingest(tx, _) => drop(tx.send(Err(msg()))),
             Reply::Unit(tx) => drop(tx.send(Err(msg()))),
@@ -618,7 +629,7 @@ impl Reply {
 #[derive(Default)]
 struct Staged {
     seen: HashMap<u64, u64>,
-    seen_removed: Vec<u64>,
+    seen_removed: std::collections::HashSet<u64>,
     open: BTreeMap<u64, u64>,
     next_batch: u64,
     next_webhook: u64,
@@ -628,45 +639,61 @@ struct Staged {
 fn writer_loop(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Op>, mut st: WriterState) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
-        while ops.len() < MAX_OPS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
+        // A retention pass commits on its own, so its failure never fails anyone's intake.
+        let mut held: Option<Op> = None;
+        if !matches!(ops[0], Op::Prune(..)) {
+            while ops.len() < MAX_OPS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(op @ Op::Prune(..)) => {
+                        held = Some(op);
+                        break;
+                    }
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
             }
         }
-        let mut staged = Staged {
-            next_batch: st.next_batch,
-            next_webhook: st.next_webhook,
-            next_quarantine: st.next_quarantine,
-            ..Default::default()
-        };
-        let mut replies = Vec::with_capacity(ops.len());
-        let result = commit_group(&db, &st, &mut staged, ops, &mut replies);
-        match result {
-            Ok(()) => {
-                for k in staged.seen_removed {
-                    st.seen.remove(&k);
-                }
-                st.seen.extend(staged.seen);
-                for (k, v) in staged.open {
-                    if v == 0 {
-                        st.open.remove(&k);
-                    } else {
-                        st.open.insert(k, v);
-                    }
-                }
-                st.next_batch = staged.next_batch;
-                st.next_webhook = staged.next_webhook;
-                st.next_quarantine = staged.next_quarantine;
-                for r in replies {
-                    r.ok();
+        run_group(&db, &mut st, ops);
+        if let Some(op) = held {
+            run_group(&db, &mut st, vec![op]);
+        }
+    }
+}
+
+/// Commits one group of ops and answers them: all succeed together or all fail together; the
+/// writer's memory changes only once the commit succeeded.
+fn run_group(db: &Database, st: &mut WriterState, ops: Vec<Op>) {
+    let mut staged = Staged {
+        next_batch: st.next_batch,
+        next_webhook: st.next_webhook,
+        next_quarantine: st.next_quarantine,
+        ..Default::default()
+    };
+    let mut replies = Vec::with_capacity(ops.len());
+    match commit_group(db, st, &mut staged, ops, &mut replies) {
+        Ok(()) => {
+            for k in staged.seen_removed {
+                st.seen.remove(&k);
+            }
+            st.seen.extend(staged.seen);
+            for (k, v) in staged.open {
+                if v == 0 {
+                    st.open.remove(&k);
+                } else {
+                    st.open.insert(k, v);
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed");
-                for r in replies {
-                    r.fail(&e);
-                }
+            st.next_batch = staged.next_batch;
+            st.next_webhook = staged.next_webhook;
+            st.next_quarantine = staged.next_quarantine;
+            for r in replies {
+                r.ok();
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed");
+            for r in replies {
+                r.fail(&e);
             }
         }
     }
@@ -759,6 +786,7 @@ fn commit_group(
                             staged.open.insert(seq, rec.deliveries.len() as u64);
                         }
                         staged.next_batch += 1;
+                        meta.insert("next_batch", staged.next_batch)?;
                         let events: Vec<Arc<ActionEvent>> =
                             rec.events.into_iter().map(Arc::new).collect();
                         res.deliveries = rec
@@ -783,6 +811,7 @@ fn commit_group(
                         staged.next_quarantine += 1;
                         let raw = serde_json::to_vec(&q).map_err(|e| corrupt("quarantine", e))?;
                         quarantine.insert(q.id, raw.as_slice())?;
+                        meta.insert("next_quarantine", staged.next_quarantine)?;
                     }
                     replies.push(Reply::Ingest(tx, Box::new(res)));
                 }
@@ -867,12 +896,16 @@ fn commit_group(
                         if open_count(staged, seq) > 0 {
                             continue;
                         }
-                        let rec: BatchRecord =
-                            serde_json::from_slice(v.value()).map_err(|e| corrupt("batches", e))?;
-                        if rec.created_at >= cutoff {
+                        if doomed.len() >= PRUNE_BATCHES_PER_COMMIT {
                             break;
                         }
-                        doomed.push(seq);
+                        match serde_json::from_slice::<BatchRecord>(v.value()) {
+                            Ok(rec) if rec.created_at >= cutoff => break,
+                            Ok(_) => doomed.push(seq),
+                            Err(e) => {
+                                tracing::error!(batch = seq, error = %e, "corrupt batch row left in place by retention");
+                            }
+                        }
                     }
                     for seq in doomed {
                         batches.remove(seq)?;
@@ -882,7 +915,7 @@ fn commit_group(
                                 b.copy_from_slice(chunk);
                                 let id = u64::from_le_bytes(b);
                                 if st.seen.get(&id) == Some(&seq) {
-                                    staged.seen_removed.push(id);
+                                    staged.seen_removed.insert(id);
                                 }
                             }
                         }
@@ -898,12 +931,16 @@ fn commit_group(
                     let mut old_q = vec![];
                     for row in quarantine.iter()? {
                         let (k, v) = row?;
-                        let q: QuarantineItem = serde_json::from_slice(v.value())
-                            .map_err(|e| corrupt("quarantine", e))?;
-                        if q.at >= cutoff {
+                        if old_q.len() >= PRUNE_BATCHES_PER_COMMIT {
                             break;
                         }
-                        old_q.push(k.value());
+                        match serde_json::from_slice::<QuarantineItem>(v.value()) {
+                            Ok(q) if q.at >= cutoff => break,
+                            Ok(_) => old_q.push(k.value()),
+                            Err(e) => {
+                                tracing::error!(id = k.value(), error = %e, "corrupt quarantine row left in place");
+                            }
+                        }
                     }
                     for k in old_q {
                         quarantine.remove(k)?;

@@ -158,3 +158,51 @@ fn retention_drops_only_finished_batches_and_forgets_their_ids() {
         assert_eq!((again.accepted, again.duplicates), (1, 1));
     });
 }
+
+#[test]
+fn ids_are_not_reused_after_everything_was_pruned() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.redb");
+    let first = rt().block_on(async {
+        let store = Store::open(&path).expect("open");
+        let r = store
+            .ingest(IngestBatch {
+                source: "t".into(),
+                events: vec![ev(1, 1)],
+                routes: vec![vec![10]],
+                ..Default::default()
+            })
+            .await
+            .expect("ingest");
+        let id = r.deliveries[0].id;
+        store
+            .update_states(vec![StateUpdate {
+                id,
+                state: DeliveryState {
+                    status: Status::Delivered,
+                    ..Default::default()
+                },
+                was_final: false,
+            }])
+            .await
+            .expect("update");
+        assert_eq!(store.prune(i64::MAX).await.expect("prune").batches, 1);
+        id
+    });
+    rt().block_on(async {
+        let store = reopen(&path);
+        let r = store
+            .ingest(IngestBatch {
+                source: "t".into(),
+                events: vec![ev(2, 2)],
+                routes: vec![vec![10]],
+                ..Default::default()
+            })
+            .await
+            .expect("ingest");
+        assert!(
+            r.deliveries[0].id > first,
+            "a delivery id (and its webhook-id) repeated"
+        );
+    });
+}

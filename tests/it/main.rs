@@ -3,7 +3,11 @@
 mod support;
 
 mod api;
+mod burst;
 mod cli;
 mod crash;
 mod delivery;
+mod import;
+mod platforms;
+mod sanplex_db;
 mod tail;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod fakes;
 pub mod receiver;
 
 use std::net::TcpListener;
@@ -168,9 +169,22 @@ impl TestServer {
                 return d;
             }
             if Instant::now() > until {
+                let mut by_status = std::collections::BTreeMap::<String, usize>::new();
+                for x in &d {
+                    let st = x["status"].as_str().unwrap_or("?").to_string();
+                    *by_status.entry(st).or_default() += 1;
+                }
+                let mut odd = d
+                    .iter()
+                    .find(|x| x["status"] != "delivered")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                if let Some(o) = odd.as_object_mut() {
+                    o.remove("request");
+                }
                 panic!(
-                    "timed out waiting for {what}; deliveries: {}",
-                    Value::Array(d)
+                    "timed out waiting for {what}; {} deliveries {by_status:?}; e.g. {odd}",
+                    d.len()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

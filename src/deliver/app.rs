@@ -1,0 +1,413 @@
+//! What the three app-message types share: credentials, where the API lives, and calls made
+//! with a cached access token that is refreshed and retried once when the platform rejects it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::reply::{Platform, Reply};
+use super::token::{token_key, Token, TokenFailure};
+use super::{dingtalk, feishu, wecom, Attempt, Deliverer, Outcome, Sent};
+use crate::config::Config;
+use crate::webhook::{Webhook, WebhookType};
+
+/// A token response without a lifetime is taken to live this long (the platforms' documented
+/// maximum).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
+/// The credentials of an app-message webhook and the API base to use.
+#[derive(Debug, Clone)]
+pub(crate) struct App {
+    pub platform: Platform,
+    /// `apiBase` of the webhook, else `[platforms]`; no trailing slash.
+    pub base: String,
+    /// `appKey` (DingTalk), `wechatCorpId` (WeCom), `feishuAppId` (Feishu).
+    pub id: String,
+    /// `appSecret`, `wechatCorpSecret`, `feishuAppSecret`.
+    pub secret: String,
+    /// `agentId` / `wechatAgentId` as the integer the APIs want (0 for Feishu).
+    pub agent: u64,
+    /// The token cache key of this credential set.
+    pub key: String,
+}
+
+impl App {
+    /// The app of `wh`; `Err` names the field that is wrong (webhooks are validated on input,
+    /// so this only fails for a type that has no app).
+    pub fn of(wh: &Webhook, cfg: &Config) -> Result<App, String> {
+        let (platform, default_base, id, secret, agent, agent_field) = match wh.kind {
+            WebhookType::Dinguser => (
+                Platform::DingTalk,
+                &cfg.platforms.dingtalk,
+                &wh.app_key,
+                &wh.app_secret,
+                &wh.agent_id,
+                "agentId",
+            ),
+            WebhookType::Wechatuser => (
+                Platform::WeCom,
+                &cfg.platforms.wecom,
+                &wh.wechat_corp_id,
+                &wh.wechat_corp_secret,
+                &wh.wechat_agent_id,
+                "wechatAgentId",
+            ),
+            WebhookType::Feishuuser => (
+                Platform::Feishu,
+                &cfg.platforms.feishu,
+                &wh.feishu_app_id,
+                &wh.feishu_app_secret,
+                &String::new(),
+                "",
+            ),
+            other => {
+                return Err(format!(
+                    "webhook {} is of type {other}; the platform directory applies to dinguser, wechatuser and feishuuser",
+                    wh.id
+                ))
+            }
+        };
+        let agent = if agent_field.is_empty() {
+            0
+        } else {
+            agent.trim().parse::<u64>().map_err(|_| {
+                format!(
+                    "{agent_field} of webhook {} must be a number, got {agent:?}",
+                    wh.id
+                )
+            })?
+        };
+        let base = if wh.api_base.is_empty() {
+            default_base.as_str()
+        } else {
+            wh.api_base.as_str()
+        };
+        let base = base.trim_end_matches('/').to_string();
+        Ok(App {
+            platform,
+            key: token_key(platform.name(), &base, id.trim(), secret),
+            base,
+            id: id.trim().to_string(),
+            secret: secret.clone(),
+            agent,
+        })
+    }
+}
+
+/// `true` for the codes that say the access token is no good (PLATFORMS.md): refresh, retry once.
+pub(crate) fn token_invalid(platform: Platform, code: i64) -> bool {
+    match platform {
+        Platform::DingTalk | Platform::WeCom => matches!(code, 40014 | 42001),
+        Platform::Feishu => matches!(code, 99991661 | 99991663 | 99991664 | 99991671),
+    }
+}
+
+/// A call to an app API, before the token is added.
+pub(crate) struct Call {
+    pub method: reqwest::Method,
+    /// The full URL without the token.
+    pub url: String,
+    /// The JSON body (POST); `None` for GET.
+    pub body: Option<Value>,
+}
+
+impl Call {
+    /// A GET of `path` under the app's base.
+    pub fn get(app: &App, path: &str) -> Call {
+        Call {
+            method: reqwest::Method::GET,
+            url: format!("{}{path}", app.base),
+            body: None,
+        }
+    }
+
+    /// A POST of `body` to `path` under the app's base.
+    pub fn post(app: &App, path: &str, body: Value) -> Call {
+        Call {
+            method: reqwest::Method::POST,
+            url: format!("{}{path}", app.base),
+            body: Some(body),
+        }
+    }
+}
+
+/// Appends `key=value` to a URL's query, encoding the value.
+pub(crate) fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            u.query_pairs_mut().extend_pairs(pairs);
+            u.to_string()
+        }
+        // Not a URL: the request will fail and say so; keep the text for the error.
+        Err(_) => url.to_string(),
+    }
+}
+
+/// Puts an outcome's error behind `prefix` (so a token failure reads as one).
+fn prefixed(outcome: Outcome, prefix: &str) -> Outcome {
+    match outcome {
+        Outcome::Retry { after, error } => Outcome::Retry {
+            after,
+            error: format!("{prefix}{error}"),
+        },
+        Outcome::Dead(e) => Outcome::Dead(format!("{prefix}{e}")),
+        other => other,
+    }
+}
+
+/// What every app-message send starts from: the credentials, the recipients (the event's
+/// `toList` minus the actor, through the bindings) and what earlier attempts served.
+pub(crate) struct Prepared {
+    pub app: App,
+    pub to: super::recipients::Recipients,
+    pub progress: super::recipients::Progress,
+}
+
+impl Deliverer {
+    /// Resolves credentials and recipients for an app-message send; the `Err` is the attempt to
+    /// report when there is nothing to send (bad credentials: dead; bindings unreadable: retry;
+    /// nobody bound: skipped).
+    pub(crate) async fn prepare_app(
+        &self,
+        wh: &Webhook,
+        ev: &crate::event::ActionEvent,
+        progress: Option<&Value>,
+    ) -> Result<Prepared, Attempt> {
+        let app =
+            App::of(wh, &self.cfg).map_err(|e| Attempt::failed_before_send(Outcome::Dead(e)))?;
+        let bindings = self.bindings(wh.id).await.map_err(|e| {
+            Attempt::failed_before_send(Outcome::Retry {
+                after: None,
+                error: e,
+            })
+        })?;
+        let to = super::recipients::resolve(ev, &bindings, wh.id)
+            .map_err(|reason| Attempt::failed_before_send(Outcome::Skipped(reason)))?;
+        Ok(Prepared {
+            app,
+            to,
+            progress: super::recipients::Progress::from_value(progress),
+        })
+    }
+}
+
+impl Deliverer {
+    /// Classifies an answer of `platform` with that platform's rules.
+    pub(crate) fn classify(
+        &self,
+        platform: Platform,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Outcome {
+        match platform {
+            Platform::DingTalk => {
+                dingtalk::classify_dingtalk(status, body, self.cfg.limits.dingtalk_throttle)
+            }
+            Platform::WeCom => wecom::classify_wecom(status, headers, body),
+            Platform::Feishu => feishu::classify_feishu(status, headers, body),
+        }
+    }
+
+    /// The outcome of one sent request of `platform`.
+    pub(crate) fn outcome_of(&self, platform: Platform, sent: &Sent) -> Outcome {
+        sent.outcome(platform, |s, h, b| self.classify(platform, s, h, b))
+    }
+
+    /// Reads a token response: `token_field` and `life_field` (seconds) on success.
+    pub(crate) fn token_from(
+        &self,
+        platform: Platform,
+        sent: Sent,
+        token_field: &str,
+        life_field: &str,
+    ) -> Result<Token, TokenFailure> {
+        const PREFIX: &str = "could not get an access token: ";
+        let Some(reply) = sent.reply(platform) else {
+            let outcome = prefixed(self.outcome_of(platform, &sent), PREFIX);
+            return Err(TokenFailure(Box::new(sent.into_attempt(outcome))));
+        };
+        if reply.is_ok() {
+            let value = reply.field(token_field);
+            if !value.is_empty() {
+                let secs = reply
+                    .json
+                    .as_ref()
+                    .and_then(|j| j.get(life_field))
+                    .and_then(super::reply::as_i64)
+                    .filter(|s| *s > 0);
+                return Ok(Token {
+                    value,
+                    lifetime: secs
+                        .map_or(DEFAULT_TOKEN_LIFETIME, |s| Duration::from_secs(s as u64)),
+                });
+            }
+            let outcome = Outcome::Retry {
+                after: None,
+                error: format!(
+                    "{PREFIX}{} answered {} 0 without {token_field}",
+                    platform.name(),
+                    reply.describe()
+                ),
+            };
+            return Err(TokenFailure(Box::new(sent.into_attempt(outcome))));
+        }
+        let outcome = prefixed(self.outcome_of(platform, &sent), PREFIX);
+        Err(TokenFailure(Box::new(sent.into_attempt(outcome))))
+    }
+
+    /// The cached token of `app`, fetched when there is none (one fetch for all concurrent
+    /// callers). `Err` is the failed token call as an attempt for the log.
+    pub(crate) async fn token(&self, app: &App) -> Result<Arc<Token>, Attempt> {
+        self.tokens
+            .get(&app.key, async {
+                match app.platform {
+                    Platform::DingTalk => dingtalk::fetch_token(self, app).await,
+                    Platform::WeCom => wecom::fetch_token(self, app).await,
+                    Platform::Feishu => feishu::fetch_token(self, app).await,
+                }
+            })
+            .await
+            .map_err(|failure| (*failure.0).clone())
+    }
+
+    /// Makes `call` with the app's token. When the platform says the token is invalid, the
+    /// token is dropped, a new one fetched and the call made once more. `Err` is a failed token
+    /// call.
+    pub(crate) async fn call_app(&self, app: &App, call: &Call) -> Result<Sent, Attempt> {
+        self.call_app_limited(app, call, super::RESPONSE_MAX).await
+    }
+
+    /// [`Deliverer::call_app`], reading at most `max_response` bytes of the answer.
+    async fn call_app_limited(
+        &self,
+        app: &App,
+        call: &Call,
+        max_response: usize,
+    ) -> Result<Sent, Attempt> {
+        let body = call
+            .body
+            .as_ref()
+            .map(|b| b.to_string().into_bytes())
+            .unwrap_or_default();
+        let mut refreshed = false;
+        loop {
+            let token = self.token(app).await?;
+            let mut headers = vec![];
+            if call.body.is_some() {
+                headers.push((
+                    "content-type".to_string(),
+                    "application/json; charset=utf-8".to_string(),
+                ));
+            }
+            let url = match app.platform {
+                Platform::DingTalk | Platform::WeCom => {
+                    with_query(&call.url, &[("access_token", &token.value)])
+                }
+                Platform::Feishu => {
+                    headers.push(("authorization".into(), format!("Bearer {}", token.value)));
+                    call.url.clone()
+                }
+            };
+            let sent = self
+                .request_limited(
+                    call.method.clone(),
+                    &url,
+                    headers,
+                    body.clone(),
+                    max_response,
+                )
+                .await;
+            let rejected = sent
+                .reply(app.platform)
+                .and_then(|r: Reply| r.code)
+                .is_some_and(|c| token_invalid(app.platform, c));
+            if rejected && !refreshed {
+                tracing::info!(
+                    platform = app.platform.name(),
+                    "access token rejected; refreshing it and retrying once"
+                );
+                self.tokens.invalidate_if(&app.key, &token).await;
+                refreshed = true;
+                continue;
+            }
+            return Ok(sent);
+        }
+    }
+
+    /// Makes a directory call and returns its JSON body, or the error text (token, transport or
+    /// platform error, with the platform's code).
+    pub(crate) async fn directory_call(&self, app: &App, call: &Call) -> Result<Value, String> {
+        let sent = self
+            .call_app_limited(app, call, super::DIRECTORY_RESPONSE_MAX)
+            .await
+            .map_err(|a| outcome_text(&a.outcome))?;
+        match sent.reply(app.platform) {
+            Some(reply) if reply.is_ok() => Ok(reply.json.unwrap_or(Value::Null)),
+            _ => Err(outcome_text(&self.outcome_of(app.platform, &sent))),
+        }
+    }
+}
+
+/// The error text of an outcome.
+pub(crate) fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Retry { error, .. } => error.clone(),
+        Outcome::Dead(e) | Outcome::Skipped(e) => e.clone(),
+        Outcome::Delivered => "delivered".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_of_webhook_uses_api_base_and_integer_agent() {
+        let cfg = Config::from_toml_str("").expect("defaults");
+        let wh = Webhook {
+            id: 7,
+            kind: WebhookType::Wechatuser,
+            wechat_corp_id: "corp".into(),
+            wechat_corp_secret: "s".into(),
+            wechat_agent_id: " 1000002 ".into(),
+            ..Webhook::default()
+        };
+        let app = App::of(&wh, &cfg).expect("app");
+        assert_eq!(app.base, "https://qyapi.weixin.qq.com");
+        assert_eq!(app.agent, 1000002);
+        let lark = Webhook {
+            kind: WebhookType::Feishuuser,
+            feishu_app_id: "cli".into(),
+            feishu_app_secret: "s".into(),
+            api_base: "https://open.larksuite.com/".into(),
+            ..Webhook::default()
+        };
+        assert_eq!(
+            App::of(&lark, &cfg).expect("lark").base,
+            "https://open.larksuite.com"
+        );
+        assert!(App::of(&Webhook::default(), &cfg).is_err());
+    }
+
+    #[test]
+    fn token_codes() {
+        assert!(token_invalid(Platform::WeCom, 42001));
+        assert!(token_invalid(Platform::DingTalk, 40014));
+        assert!(token_invalid(Platform::Feishu, 99991663));
+        assert!(!token_invalid(Platform::Feishu, 40014));
+        assert!(!token_invalid(Platform::WeCom, 40001));
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            with_query(
+                "http://h/gettoken",
+                &[("appkey", "a b"), ("appsecret", "x+/=")]
+            ),
+            "http://h/gettoken?appkey=a+b&appsecret=x%2B%2F%3D"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! Digests: several events for one group bot merged into one message.
+//!
+//! A bot allows about 20 messages a minute; when more wait, the dispatcher merges them into one
+//! message: a header with the count ("3 updates" / "3 条动态"), then one line per event (its
+//! notification text), oldest first so the newest is last, the way a chat reads. A digest must
+//! stay within the platform's size limit ([`digest_fits`] says how many events fit); the
+//! dispatcher splits the rest into further digests.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{chat, dingtalk, feishu, text, wecom, Attempt, Deliverer, Outcome};
+use crate::config::Lang;
+use crate::event::ActionEvent;
+use crate::webhook::{Webhook, WebhookType};
+
+/// The header line of a digest of `n` events.
+pub fn digest_header(n: usize, lang: Lang) -> String {
+    match lang {
+        Lang::En if n == 1 => "1 update".to_string(),
+        Lang::En => format!("{n} updates"),
+        Lang::ZhCn => format!("{n} 条动态"),
+    }
+}
+
+/// Every mobile number any of the events mentions, each once, in order of appearance.
+fn mentions(events: &[&ActionEvent]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for ev in events {
+        for m in &ev.mentions {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The body for `kind` from already rendered lines; `Null` for a type without digests.
+fn build(kind: WebhookType, lines: &[String], mentions: &[String], lang: Lang) -> Value {
+    let header = digest_header(lines.len(), lang);
+    match kind {
+        WebhookType::Dinggroup => {
+            // DingTalk markdown needs a blank line to break a line.
+            let mut text = format!("**{header}**");
+            for l in lines {
+                text.push_str("\n\n");
+                text.push_str(l);
+            }
+            chat::dingtalk_markdown(&header, &text, mentions)
+        }
+        WebhookType::Wechatgroup => {
+            let mut text = header;
+            for l in lines {
+                text.push('\n');
+                text.push_str(l);
+            }
+            chat::wecom_group(&text, mentions)
+        }
+        WebhookType::Feishugroup => {
+            let card = chat::feishu_card(&header, &lines.join("\n"));
+            chat::feishu_group_body(card, None, None)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// Builds ONE group-bot message for `events` (oldest first): a header with the count, then
+/// one line per event, newest last; @-mentions are the union of the events' mentions.
+/// `kind` is one of the group types (`Null` for any other); `wh` gives the link domain.
+/// Feishu bodies come unsigned: the signature is added when the digest is sent.
+pub fn digest_body(
+    kind: WebhookType,
+    wh: &Webhook,
+    events: &[&ActionEvent],
+    base_url: &str,
+    lang: Lang,
+) -> Value {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|ev| text::render(ev, &wh.domain, base_url, lang).text)
+        .collect();
+    build(kind, &lines, &mentions(events), lang)
+}
+
+/// The size that counts against the platform's limit, and that limit.
+fn measure(kind: WebhookType, wh: &Webhook, body: &Value) -> (usize, usize) {
+    match kind {
+        WebhookType::Dinggroup => (body.to_string().len(), chat::DINGTALK_MAX_BYTES),
+        WebhookType::Wechatgroup => {
+            // WeCom limits the content, not the body: 4096 bytes of markdown, 2048 of text.
+            if let Some(c) = body["markdown"]["content"].as_str() {
+                (c.len(), chat::WECOM_MARKDOWN_MAX)
+            } else {
+                let c = body["text"]["content"].as_str().unwrap_or("");
+                (c.len(), chat::WECOM_TEXT_MAX)
+            }
+        }
+        WebhookType::Feishugroup => {
+            // Measured signed: a 10-digit timestamp and a 44-character signature.
+            let card = body["card"].clone();
+            let signed = feishu::group_body(wh, card, 1_700_000_000);
+            (signed.to_string().len(), chat::FEISHU_MAX_BYTES)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// How many of `events` (a prefix, oldest first) fit in one digest within the platform's
+/// size limit: DingTalk 20,000 bytes of body, WeCom 4,096 bytes of markdown (2,048 of text
+/// when someone is @-mentioned), Lark 20 KB of body. 0 when not even the first fits (send it
+/// alone: the platform will refuse it with its size code) or `kind` has no digests.
+pub fn digest_fits(
+    kind: WebhookType,
+    wh: &Webhook,
+    events: &[&ActionEvent],
+    base_url: &str,
+    lang: Lang,
+) -> usize {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|ev| text::render(ev, &wh.domain, base_url, lang).text)
+        .collect();
+    let fits = |n: usize| {
+        let body = build(kind, &lines[..n], &mentions(&events[..n]), lang);
+        let (size, limit) = measure(kind, wh, &body);
+        limit > 0 && size <= limit
+    };
+    if events.is_empty() || !fits(1) {
+        return 0;
+    }
+    if fits(events.len()) {
+        return events.len();
+    }
+    // Sizes grow with n: find the largest n that fits.
+    let (mut lo, mut hi) = (1, events.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Signs and sends one digest (see [`Deliverer::attempt_digest`]).
+pub(crate) async fn send(d: &Deliverer, wh: &Webhook, events: &[Arc<ActionEvent>]) -> Attempt {
+    if events.is_empty() {
+        return Attempt::failed_before_send(Outcome::Skipped("empty digest".into()));
+    }
+    let refs: Vec<&ActionEvent> = events.iter().map(|e| e.as_ref()).collect();
+    let body = digest_body(
+        wh.kind,
+        wh,
+        &refs,
+        &d.cfg.sanplex.base_url,
+        d.cfg.sanplex.lang,
+    );
+    match wh.kind {
+        WebhookType::Dinggroup => dingtalk::post_group(d, wh, &body).await,
+        WebhookType::Wechatgroup => wecom::post_group(d, wh, &body).await,
+        WebhookType::Feishugroup => feishu::post_group(d, wh, body["card"].clone()).await,
+        other => Attempt::failed_before_send(Outcome::Dead(format!(
+            "digests apply to group bots only, not {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: u64, name: &str) -> ActionEvent {
+        ActionEvent {
+            object_type: "bug".into(),
+            object_id: id,
+            actor: "alice".into(),
+            actor_name: Some("Alice".into()),
+            action: "resolved".into(),
+            object_name: Some(name.into()),
+            ..ActionEvent::default()
+        }
+    }
+
+    fn wh(kind: WebhookType) -> Webhook {
+        Webhook {
+            kind,
+            ..Webhook::default()
+        }
+    }
+
+    #[test]
+    fn dingtalk_digest_shape() {
+        let (a, b) = (ev(1, "One"), ev(2, "Two"));
+        let body = digest_body(
+            WebhookType::Dinggroup,
+            &wh(WebhookType::Dinggroup),
+            &[&a, &b],
+            "http://pm",
+            Lang::En,
+        );
+        assert_eq!(
+            body.to_string(),
+            r#"{"msgtype":"markdown","markdown":{"title":"2 updates","text":"**2 updates**\n\nAlice resolved Bug [#1::One](http://pm/bug-view-1.html)\n\nAlice resolved Bug [#2::Two](http://pm/bug-view-2.html)"}}"#
+        );
+    }
+
+    #[test]
+    fn wecom_and_feishu_digest_shapes() {
+        let (mut a, b) = (ev(1, "One"), ev(2, "Two"));
+        let w = wh(WebhookType::Wechatgroup);
+        let body = digest_body(
+            WebhookType::Wechatgroup,
+            &w,
+            &[&a, &b],
+            "http://pm",
+            Lang::ZhCn,
+        );
+        assert_eq!(
+            body["markdown"]["content"],
+            "2 条动态\nAlice解决了Bug [#1::One](http://pm/bug-view-1.html)\nAlice解决了Bug [#2::Two](http://pm/bug-view-2.html)"
+        );
+        a.mentions = vec!["13800000001".into()];
+        let body = digest_body(
+            WebhookType::Wechatgroup,
+            &w,
+            &[&a, &b],
+            "http://pm",
+            Lang::En,
+        );
+        assert_eq!(body["msgtype"], "text");
+        assert_eq!(body["text"]["mentioned_mobile_list"][0], "13800000001");
+        let f = wh(WebhookType::Feishugroup);
+        let body = digest_body(
+            WebhookType::Feishugroup,
+            &f,
+            &[&a, &b],
+            "http://pm",
+            Lang::En,
+        );
+        assert_eq!(body["msg_type"], "interactive");
+        assert_eq!(body["card"]["header"]["title"]["content"], "2 updates");
+        assert_eq!(
+            body["card"]["elements"][0]["content"],
+            "Alice resolved Bug [#1::One](http://pm/bug-view-1.html)\nAlice resolved Bug [#2::Two](http://pm/bug-view-2.html)"
+        );
+    }
+
+    #[test]
+    fn fits_within_each_platforms_limit() {
+        let long = "x".repeat(900);
+        let events: Vec<ActionEvent> = (0..60).map(|i| ev(i, &long)).collect();
+        let refs: Vec<&ActionEvent> = events.iter().collect();
+        for (kind, limit) in [
+            (WebhookType::Dinggroup, chat::DINGTALK_MAX_BYTES),
+            (WebhookType::Wechatgroup, chat::WECOM_MARKDOWN_MAX),
+            (WebhookType::Feishugroup, chat::FEISHU_MAX_BYTES),
+        ] {
+            let w = Webhook {
+                secret: "s".into(),
+                ..wh(kind)
+            };
+            let n = digest_fits(kind, &w, &refs, "http://pm", Lang::En);
+            assert!(n >= 1 && n < refs.len(), "{kind}: {n}");
+            let (size, lim) = measure(
+                kind,
+                &w,
+                &digest_body(kind, &w, &refs[..n], "http://pm", Lang::En),
+            );
+            assert_eq!(lim, limit);
+            assert!(size <= limit, "{kind}: {size} > {limit}");
+            let (over, _) = measure(
+                kind,
+                &w,
+                &digest_body(kind, &w, &refs[..n + 1], "http://pm", Lang::En),
+            );
+            assert!(over > limit, "{kind}: one more would still fit ({over})");
+        }
+        let few = &refs[..3];
+        assert_eq!(
+            digest_fits(
+                WebhookType::Dinggroup,
+                &wh(WebhookType::Dinggroup),
+                few,
+                "http://pm",
+                Lang::En
+            ),
+            3
+        );
+        assert_eq!(
+            digest_fits(
+                WebhookType::Dinguser,
+                &wh(WebhookType::Dinguser),
+                few,
+                "http://pm",
+                Lang::En
+            ),
+            0
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Reading the chat platforms' answers and classifying them (PLATFORMS.md "General rules").
+//!
+//! The platforms answer HTTP 200 even when they refuse a message, so the verdict comes from the
+//! numeric code in the body (`errcode` for DingTalk and WeCom, `code` for Feishu/Lark), never
+//! from the status alone and never from the message text. Each platform module maps its codes
+//! to a [`Rule`]; [`classify`] turns status, headers, body and that rule into an [`Outcome`]
+//! whose error text always starts with the platform's name, its code and its message
+//! (`DingTalk errcode 310000: sign not match`), so the delivery log says what the platform said.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Outcome;
+
+/// The three chat platforms (Lark and Feishu are one API on two hosts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Platform {
+    DingTalk,
+    WeCom,
+    Feishu,
+}
+
+impl Platform {
+    /// The name used in error messages and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::DingTalk => "DingTalk",
+            Platform::WeCom => "WeCom",
+            Platform::Feishu => "Feishu",
+        }
+    }
+
+    /// The body key of the numeric result code.
+    fn code_key(self) -> &'static str {
+        match self {
+            Platform::DingTalk | Platform::WeCom => "errcode",
+            Platform::Feishu => "code",
+        }
+    }
+
+    /// The body key of the result message.
+    fn msg_key(self) -> &'static str {
+        match self {
+            Platform::DingTalk | Platform::WeCom => "errmsg",
+            Platform::Feishu => "msg",
+        }
+    }
+}
+
+/// A platform's answer, read leniently: a body that is not JSON, or JSON without a code, is
+/// still an answer (`code: None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub platform: Platform,
+    /// The HTTP status.
+    pub status: u16,
+    /// `errcode` / `code`, when the body has one (a number or a numeric string).
+    pub code: Option<i64>,
+    /// `errmsg` / `msg` (empty when absent).
+    pub msg: String,
+    /// The body, when it is JSON.
+    pub json: Option<Value>,
+}
+
+/// Reads a JSON value that platforms send as either a number or a numeric string.
+pub(crate) fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl Reply {
+    /// Parses an answer of `platform`.
+    pub fn read(platform: Platform, status: u16, body: &[u8]) -> Reply {
+        let json: Option<Value> = serde_json::from_slice(body).ok();
+        let code = json
+            .as_ref()
+            .and_then(|j| j.get(platform.code_key()))
+            .and_then(as_i64);
+        let msg = json
+            .as_ref()
+            .and_then(|j| j.get(platform.msg_key()))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Reply {
+            platform,
+            status,
+            code,
+            msg,
+            json,
+        }
+    }
+
+    /// `true` for HTTP 2xx with code 0: the only answer that means "accepted".
+    pub fn is_ok(&self) -> bool {
+        (200..300).contains(&self.status) && self.code == Some(0)
+    }
+
+    /// A string field of the body (`sub_code`, `invaliduser`, ...), empty when absent.
+    pub fn field(&self, key: &str) -> String {
+        match self.json.as_ref().and_then(|j| j.get(key)) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    /// `DingTalk errcode 310000: sign not match`, the start of every error about this answer.
+    pub fn describe(&self) -> String {
+        let label = self.platform.code_key();
+        match self.code {
+            Some(code) if self.msg.is_empty() => {
+                format!(
+                    "{} {label} {code} (HTTP {})",
+                    self.platform.name(),
+                    self.status
+                )
+            }
+            Some(code) => format!("{} {label} {code}: {}", self.platform.name(), self.msg),
+            None => format!("{}: HTTP {}", self.platform.name(), self.status),
+        }
+    }
+}
+
+/// What a platform code means, decided per platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Try again later, after the given wait when the platform has a known one.
+    Retry(Option<Duration>),
+    /// Permanent: no retry can succeed until someone changes something. The text is a hint
+    /// appended to the platform's own message (may be empty).
+    Dead(&'static str),
+    /// The access token was rejected: refresh it and retry once (app types). Reaching
+    /// [`classify`] with it means the refreshed token failed too: retry later.
+    Token,
+    /// The message is over the platform's size limit: permanent for this message.
+    TooLarge,
+    /// A code this build does not know: retried (the retry schedule bounds it), since a lost
+    /// message is worse than a late one.
+    Unknown,
+}
+
+/// The hint for `60020`, which DingTalk and WeCom both use for a server IP not on the app's
+/// whitelist.
+pub const IP_WHITELIST_HINT: &str = " — this server's outbound IP is not on the app's trusted IP \
+     whitelist (Sanplex calls it the \"server outbound IP\"); an admin must add it in the \
+     platform's developer console, then retry the delivery";
+
+/// The hint for every size-limit code.
+const TOO_LARGE_HINT: &str = " — the message is over the platform's size limit; it cannot be \
+     sent as it is (shorten the object's name or the digest)";
+
+/// Classifies an answer of `platform` given its code `rule`s.
+///
+/// Order matters: HTTP 429 is a rate limit whatever the body says (its wait comes from
+/// `x-ogw-ratelimit-reset` on Feishu, `Retry-After` elsewhere); then a code in the body decides
+/// (code 0 with a non-2xx status is not trusted); without a code, 5xx and 408 are retried and
+/// other 4xx are permanent.
+pub fn classify(
+    reply: &Reply,
+    headers: &reqwest::header::HeaderMap,
+    rule: impl Fn(&Reply, i64) -> Rule,
+) -> Outcome {
+    let what = reply.describe();
+    if reply.status == 429 {
+        return Outcome::Retry {
+            after: rate_limit_wait(reply.platform, headers),
+            error: format!("{what} (HTTP 429: rate limited)"),
+        };
+    }
+    match reply.code {
+        Some(0) if (200..300).contains(&reply.status) => Outcome::Delivered,
+        Some(0) => Outcome::Retry {
+            after: None,
+            error: format!(
+                "{}: HTTP {} with {} 0; not trusted as accepted",
+                reply.platform.name(),
+                reply.status,
+                reply.platform.code_key()
+            ),
+        },
+        Some(code) => match rule(reply, code) {
+            Rule::Retry(after) => Outcome::Retry { after, error: what },
+            Rule::Dead(hint) => Outcome::Dead(format!("{what}{hint}")),
+            Rule::Token => Outcome::Retry {
+                after: None,
+                error: format!("{what} (the access token was rejected even after a refresh)"),
+            },
+            Rule::TooLarge => Outcome::Dead(format!("{what}{TOO_LARGE_HINT}")),
+            Rule::Unknown => Outcome::Retry {
+                after: None,
+                error: what,
+            },
+        },
+        None => {
+            let body = reply
+                .json
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default();
+            let detail = if body.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", super::cut(body.as_bytes()))
+            };
+            match reply.status {
+                200..=299 => Outcome::Retry {
+                    after: None,
+                    error: format!(
+                        "{what} without an {}; not trusted as accepted{detail}",
+                        reply.platform.code_key()
+                    ),
+                },
+                408 | 500..=599 => Outcome::Retry {
+                    after: None,
+                    error: format!("{what}{detail}"),
+                },
+                _ => Outcome::Dead(format!(
+                    "{what}{detail} (check the webhook's url or apiBase)"
+                )),
+            }
+        }
+    }
+}
+
+/// The wait a 429 asks for: Feishu's `x-ogw-ratelimit-reset` (seconds), else `Retry-After`.
+pub fn rate_limit_wait(
+    platform: Platform,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if platform == Platform::Feishu {
+        if let Some(secs) = header("x-ogw-ratelimit-reset").and_then(|v| v.trim().parse().ok()) {
+            return Some(Duration::from_secs(secs));
+        }
+    }
+    header("retry-after").and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()))
+}
+
+/// `true` when `outcome` is a platform's "you send too fast" answer (DingTalk `130101`, WeCom
+/// `45009`, Feishu `11232` / HTTP 429): the dispatcher pauses the whole destination on these,
+/// not just the one delivery.
+pub fn is_throttle(outcome: &Outcome) -> bool {
+    let Outcome::Retry { error, .. } = outcome else {
+        return false;
+    };
+    [
+        "DingTalk errcode 130101",
+        "WeCom errcode 45009",
+        "Feishu code 11232",
+        "Feishu code 99991400",
+        "HTTP 429",
+    ]
+    .iter()
+    .any(|p| error.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_codes_as_numbers_or_strings() {
+        let r = Reply::read(
+            Platform::DingTalk,
+            200,
+            br#"{"errcode":"88","errmsg":"x","sub_code":"60011"}"#,
+        );
+        assert_eq!(r.code, Some(88));
+        assert_eq!(r.field("sub_code"), "60011");
+        let r = Reply::read(Platform::Feishu, 400, b"<html>");
+        assert_eq!((r.code, &r.json), (None, &None));
+        assert_eq!(r.describe(), "Feishu: HTTP 400");
+    }
+
+    #[test]
+    fn non_2xx_with_code_zero_is_not_delivered() {
+        let r = Reply::read(Platform::WeCom, 502, br#"{"errcode":0}"#);
+        let h = reqwest::header::HeaderMap::new();
+        assert!(matches!(
+            classify(&r, &h, |_, _| Rule::Unknown),
+            Outcome::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn throttle_detection() {
+        let retry = |e: &str| Outcome::Retry {
+            after: None,
+            error: e.into(),
+        };
+        assert!(is_throttle(&retry(
+            "DingTalk errcode 130101: send too fast"
+        )));
+        assert!(is_throttle(&retry(
+            "WeCom errcode 45009: api freq out of limit"
+        )));
+        assert!(!is_throttle(&retry("DingTalk errcode 90002: busy")));
+        assert!(!is_throttle(&Outcome::Dead("HTTP 429".into())));
+    }
+}

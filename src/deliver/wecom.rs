@@ -1,0 +1,335 @@
+//! WeCom (WeChat Work): the group bot (`wechatgroup`) and app messages (`wechatuser`), per
+//! PLATFORMS.md.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::app::{with_query, App, Call};
+use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
+use super::token::{Token, TokenFailure};
+use super::{chat, Attempt, Deliverer, Outcome, RemoteUser};
+use crate::event::ActionEvent;
+use crate::webhook::Webhook;
+
+/// `message/send` takes at most this many user ids in `touser`.
+pub const APP_CHUNK: usize = 1000;
+
+/// WeCom asks for at least a minute's pause after `45009`.
+pub const FREQ_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// What a WeCom code means (PLATFORMS.md and WeCom's global code list).
+pub fn rule(_reply: &Reply, code: i64) -> Rule {
+    match code {
+        45009 => Rule::Retry(Some(FREQ_LIMIT_WAIT)),
+        -1 | 45033 => Rule::Retry(None),
+        93000 => Rule::Dead(" — the bot key is invalid: check the webhook's url"),
+        40058 => Rule::TooLarge,
+        81013 => Rule::Dead(" — every recipient is invalid for this app"),
+        40013 => Rule::Dead(" — check the webhook's wechatCorpId"),
+        40001 => Rule::Dead(" — check the webhook's wechatCorpSecret"),
+        40056 => Rule::Dead(" — check the webhook's wechatAgentId"),
+        60020 => Rule::Dead(IP_WHITELIST_HINT),
+        40008 => Rule::Dead(" — WeCom refused the message type"),
+        48002 => Rule::Dead(" — the app may not call this API (check its permissions)"),
+        40014 | 42001 => Rule::Token,
+        _ => Rule::Unknown,
+    }
+}
+
+/// Classifies a WeCom answer (group bot or app API).
+pub fn classify_wecom(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Outcome {
+    let reply = Reply::read(Platform::WeCom, status, body);
+    reply::classify(&reply, headers, rule)
+}
+
+/// Sends one group-bot message: markdown, or text with `mentioned_mobile_list` to @-mention.
+pub(crate) async fn send_group(d: &Deliverer, wh: &Webhook, ev: &ActionEvent) -> Attempt {
+    let r = d.render(wh, ev);
+    post_group(d, wh, &chat::wecom_group(&r.text, &ev.mentions)).await
+}
+
+/// Posts a finished group-bot body to the webhook's url (WeCom bots are not signed).
+pub(crate) async fn post_group(d: &Deliverer, wh: &Webhook, body: &Value) -> Attempt {
+    let headers = vec![(
+        "content-type".to_string(),
+        "application/json; charset=utf-8".to_string(),
+    )];
+    let sent = d
+        .post(&wh.url, headers, body.to_string().into_bytes())
+        .await;
+    let outcome = d.outcome_of(Platform::WeCom, &sent);
+    sent.into_attempt(outcome)
+}
+
+/// `GET {wecom}/cgi-bin/gettoken?corpid=..&corpsecret=..`.
+pub(crate) async fn fetch_token(d: &Deliverer, app: &App) -> Result<Token, TokenFailure> {
+    let url = with_query(
+        &format!("{}/cgi-bin/gettoken", app.base),
+        &[("corpid", &app.id), ("corpsecret", &app.secret)],
+    );
+    let sent = d.get(&url, vec![]).await;
+    d.token_from(Platform::WeCom, sent, "access_token", "expires_in")
+}
+
+/// Sends an app message to the bound recipients, at most [`APP_CHUNK`] per call, skipping
+/// those served before and holding back members whose budget (`limits.wechatuser_member`) is
+/// spent: WeCom drops messages past it silently. Users WeCom names in `invaliduser` are
+/// recorded as rejected; the others count as served.
+pub(crate) async fn send_app(
+    d: &Deliverer,
+    wh: &Webhook,
+    ev: &ActionEvent,
+    progress: Option<&Value>,
+) -> Attempt {
+    let (app, to, mut progress) = match d.prepare_app(wh, ev, progress).await {
+        Ok(p) => (p.app, p.to, p.progress),
+        Err(attempt) => return attempt,
+    };
+    let remaining = progress.remaining(&to.userids);
+    // Each member's budget survives a restart: the send times are a checkpoint, written before
+    // the send (a crash after it wastes a slot, never exceeds one).
+    let budget_key = format!("rate:wecom-members:{}", app.key);
+    let (now, now_ms) = (Instant::now(), chrono::Utc::now().timestamp_millis());
+    if d.members.needs_load(&app.key) {
+        if let Ok(Some(raw)) = d.store.checkpoint(&budget_key) {
+            if let Ok(saved) = serde_json::from_slice(&raw) {
+                d.members.import(&app.key, saved, now, now_ms);
+            }
+        }
+    }
+    let (granted, held) =
+        d.members
+            .take(&app.key, &remaining, &d.cfg.limits.wechatuser_member, now);
+    if !granted.is_empty() {
+        let saved =
+            serde_json::to_vec(&d.members.export(&app.key, now, now_ms)).unwrap_or_default();
+        let cp = crate::store::Checkpoint {
+            key: budget_key,
+            value: saved,
+        };
+        if let Err(e) = d.store.put_checkpoint(cp).await {
+            return Attempt::failed_before_send(Outcome::Retry {
+                after: Some(Duration::from_secs(1)),
+                error: format!("could not save the member send budget: {e}"),
+            });
+        }
+    }
+    let r = d.render(wh, ev);
+    let mut last: Option<Attempt> = None;
+    for chunk in granted.chunks(APP_CHUNK) {
+        let body = chat::wecom_app_body(chunk, app.agent, &r.text);
+        let call = Call::post(&app, "/cgi-bin/message/send", body);
+        let sent = match d.call_app(&app, &call).await {
+            Ok(sent) => sent,
+            Err(mut failed) => {
+                failed.progress = Some(progress.to_value());
+                return failed;
+            }
+        };
+        let reply = sent.reply(Platform::WeCom);
+        let outcome = d.outcome_of(Platform::WeCom, &sent);
+        let mut attempt = sent.into_attempt(Outcome::Delivered);
+        match (&outcome, &reply) {
+            (Outcome::Delivered, Some(reply)) => {
+                let invalid: Vec<String> = reply
+                    .field("invaliduser")
+                    .split('|')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(String::from)
+                    .collect();
+                for u in &invalid {
+                    progress.reject(u, 0, "WeCom invaliduser: not a valid member for this app");
+                }
+                if !invalid.is_empty() {
+                    tracing::warn!(
+                        webhook = wh.id,
+                        invalid = invalid.join("|"),
+                        "WeCom refused some recipients"
+                    );
+                }
+                progress.serve(
+                    chunk
+                        .iter()
+                        .copied()
+                        .filter(|u| !invalid.iter().any(|i| i == u)),
+                );
+            }
+            (Outcome::Dead(e), Some(reply)) if reply.code == Some(81013) => {
+                // Every user of this call is invalid: record them, go on with the others.
+                for u in chunk {
+                    progress.reject(u, 81013, e);
+                }
+            }
+            _ => {
+                attempt.outcome = outcome;
+                attempt.progress = Some(progress.to_value());
+                return attempt;
+            }
+        }
+        last = Some(attempt);
+    }
+    let mut attempt = last.unwrap_or_else(|| Attempt::failed_before_send(Outcome::Delivered));
+    attempt.progress = Some(progress.to_value());
+    attempt.outcome = if let Some(wait) = held.iter().map(|(_, w)| *w).min() {
+        let names: Vec<&str> = held.iter().map(|(u, _)| *u).collect();
+        Outcome::Retry {
+            after: Some(wait),
+            error: format!(
+                "held back for WeCom's per-member limit (limits.wechatuser_member): {}",
+                names.join(", ")
+            ),
+        }
+    } else if progress.served.is_empty() && !progress.rejected.is_empty() {
+        Outcome::Dead(format!(
+            "every recipient was rejected: {}",
+            progress.rejected_summary()
+        ))
+    } else {
+        Outcome::Delivered
+    };
+    attempt
+}
+
+/// Lists every department (`department/list` returns the whole tree) and the members of each
+/// (`user/simplelist`), each user once.
+pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser>, String> {
+    let v = d
+        .directory_call(app, &Call::get(app, "/cgi-bin/department/list"))
+        .await
+        .map_err(|e| format!("{e} (listing departments)"))?;
+    let depts: Vec<i64> = v["department"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("id").and_then(reply::as_i64))
+        .collect();
+    let mut users: BTreeMap<String, RemoteUser> = BTreeMap::new();
+    let mut order = vec![];
+    for dept in depts {
+        let url = with_query(
+            &format!("{}/cgi-bin/user/simplelist", app.base),
+            &[("department_id", &dept.to_string())],
+        );
+        let call = Call {
+            method: reqwest::Method::GET,
+            url,
+            body: None,
+        };
+        let v = d
+            .directory_call(app, &call)
+            .await
+            .map_err(|e| format!("{e} (listing the users of department {dept})"))?;
+        for u in v["userlist"].as_array().into_iter().flatten() {
+            let Some(userid) = u.get("userid").and_then(Value::as_str) else {
+                continue;
+            };
+            let name = u.get("name").and_then(Value::as_str).unwrap_or("");
+            super::dingtalk::add_user(&mut users, &mut order, userid, name, &dept.to_string());
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|id| users.remove(&id))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (HTTP status, body, expected kind, text expected in the error)
+    const CASES: &[(u16, &str, &str, &str)] = &[
+        (200, r#"{"errcode":0,"errmsg":"ok"}"#, "delivered", ""),
+        (
+            200,
+            r#"{"errcode":0,"errmsg":"ok","invaliduser":"u9","msgid":"m"}"#,
+            "delivered",
+            "",
+        ),
+        (
+            200,
+            r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
+            "retry-60s",
+            "WeCom errcode 45009: api freq out of limit",
+        ),
+        (
+            200,
+            r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#,
+            "dead",
+            "WeCom errcode 93000: invalid webhook url",
+        ),
+        (
+            200,
+            r#"{"errcode":40058,"errmsg":"markdown.content exceed max length 4096"}"#,
+            "dead",
+            "size limit",
+        ),
+        (
+            200,
+            r#"{"errcode":81013,"errmsg":"user & party & tag all invalid"}"#,
+            "dead",
+            "errcode 81013",
+        ),
+        (
+            200,
+            r#"{"errcode":40013,"errmsg":"invalid corpid"}"#,
+            "dead",
+            "wechatCorpId",
+        ),
+        (
+            200,
+            r#"{"errcode":40001,"errmsg":"invalid credential"}"#,
+            "dead",
+            "wechatCorpSecret",
+        ),
+        (
+            200,
+            r#"{"errcode":60020,"errmsg":"not allow to access from your ip"}"#,
+            "dead",
+            "whitelist",
+        ),
+        (
+            200,
+            r#"{"errcode":-1,"errmsg":"system busy"}"#,
+            "retry",
+            "errcode -1",
+        ),
+        (
+            200,
+            r#"{"errcode":42001,"errmsg":"access_token expired"}"#,
+            "retry",
+            "42001",
+        ),
+        (503, "", "retry", "HTTP 503"),
+        (429, "", "retry", "HTTP 429"),
+    ];
+
+    fn kind(o: &Outcome) -> &'static str {
+        match o {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { after: Some(a), .. } if *a == FREQ_LIMIT_WAIT => "retry-60s",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead(_) => "dead",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        let h = reqwest::header::HeaderMap::new();
+        let mut failures = vec![];
+        for (status, body, want, text) in CASES {
+            let got = classify_wecom(*status, &h, body.as_bytes());
+            let err = super::super::app::outcome_text(&got);
+            if kind(&got) != *want || !err.contains(text) {
+                failures.push(format!(
+                    "{status} {body}: got {got:?}, want {want} containing {text:?}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
