@@ -711,7 +711,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]
         fn tail_ingests_every_written_line_once(ops in proptest::collection::vec(op(), 1..40)) {
