@@ -171,13 +171,24 @@ impl Handler<Enqueue> for Dispatcher {
     fn handle(&mut self, msg: Enqueue, _: &mut Self::Context) {
         let now = Instant::now();
         let wall = chrono::Utc::now().timestamp_millis();
-        let mut by_dest: HashMap<String, (Vec<Window>, Vec<Job>)> = HashMap::new();
+        // Destinations of this message: (key, windows, jobs); webhooks are looked up once each.
+        let mut dests: Vec<(String, Vec<Window>, Vec<Job>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut per_webhook: HashMap<u64, (usize, bool)> = HashMap::new();
         for d in msg.deliveries {
-            let is_async = self
-                .ctx
-                .webhooks
-                .get(&d.webhook_id)
-                .is_some_and(|w| w.send_type == SendType::Async);
+            let (slot, is_async) = *per_webhook.entry(d.webhook_id).or_insert_with(|| {
+                let (key, windows) = self.destination_key(d.webhook_id);
+                let is_async = self
+                    .ctx
+                    .webhooks
+                    .get(&d.webhook_id)
+                    .is_some_and(|w| w.send_type == SendType::Async);
+                let slot = *index.entry(key.clone()).or_insert_with(|| {
+                    dests.push((key, windows, vec![]));
+                    dests.len() - 1
+                });
+                (slot, is_async)
+            });
             let not_before = if msg.now {
                 Some(now)
             } else if let Some(at) = d.state.next_attempt_at {
@@ -187,17 +198,12 @@ impl Handler<Enqueue> for Dispatcher {
             } else {
                 Some(now)
             };
-            let key = self.destination_key(d.webhook_id);
-            by_dest
-                .entry(key.0)
-                .or_insert_with(|| (key.1, vec![]))
-                .1
-                .push(Job {
-                    delivery: d,
-                    not_before,
-                });
+            dests[slot].2.push(Job {
+                delivery: d,
+                not_before,
+            });
         }
-        for (key, (windows, jobs)) in by_dest {
+        for (key, windows, jobs) in dests {
             self.ctx.metrics.queue(jobs.len() as i64);
             self.destination(key, windows)
                 .do_send(destination::Jobs(jobs));

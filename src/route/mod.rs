@@ -12,7 +12,7 @@
 //! (`fixtures/routing/cases.json`) and on randomised webhooks, events and updates.
 
 mod actor;
-mod fxhash;
+pub(crate) mod fxhash;
 mod index;
 mod triggers;
 

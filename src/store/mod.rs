@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use records::*;
 
 use crate::event::ActionEvent;
+use crate::route::fxhash::FxMap;
 use crate::webhook::{Triggers, Webhook};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -501,8 +502,9 @@ struct WriterState {
     next_batch: u64,
     next_webhook: u64,
     next_quarantine: u64,
-    /// Event id → batch that holds it: the dedupe index (persisted per batch in `seen`).
-    seen: HashMap<u64, u64>,
+    /// Event id → batch that holds it: the dedupe index (persisted per batch in `seen`). A fast
+    /// integer hash: this map is touched once per ingested event.
+    seen: FxMap<u64, u64>,
     /// Batch → deliveries not yet final (persisted in `open`).
     open: HashMap<u64, u64>,
 }
@@ -570,7 +572,7 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
         .map(|(k, _)| k.value() + 1)
         .unwrap_or(1)
         .max(meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1));
-    let mut seen = HashMap::new();
+    let mut seen = FxMap::default();
     for row in r.open_table(SEEN)?.iter()? {
         let (k, v) = row?;
         let seq = k.value();
@@ -628,7 +630,7 @@ impl Reply {
 /// Staged changes to the writer's memory, applied only once the commit succeeded.
 #[derive(Default)]
 struct Staged {
-    seen: HashMap<u64, u64>,
+    seen: FxMap<u64, u64>,
     seen_removed: std::collections::HashSet<u64>,
     open: BTreeMap<u64, u64>,
     next_batch: u64,
