@@ -643,6 +643,13 @@ impl Config {
                     "a non-empty file path or glob",
                 ));
             }
+            if let Err(e) = glob::Pattern::new(&tail.path) {
+                return Err(bad(
+                    &format!("tail[{i}].path"),
+                    &tail.path,
+                    &format!("a valid glob ({e})"),
+                ));
+            }
             if tail.max_line == 0 {
                 return Err(bad(
                     &format!("tail[{i}].max_line"),
@@ -2099,6 +2106,13 @@ mod tests {
             ("tail[0].path", |c| {
                 c.tail.push(TailConfig {
                     path: " ".into(),
+                    start_at: StartAt::End,
+                    max_line: 1,
+                })
+            }),
+            ("tail[0].path", |c| {
+                c.tail.push(TailConfig {
+                    path: "/var/log/[oops/*.ndjson".into(),
                     start_at: StartAt::End,
                     max_line: 1,
                 })
