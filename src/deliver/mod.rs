@@ -122,6 +122,12 @@ pub fn install_crypto_provider() {
 
 /// Builds the one outgoing HTTP client: TLS verified, redirects not followed.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    client_builder(timeout)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .tls_backend_rustls()
@@ -129,15 +135,53 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(user_agent())
-        .build()
+}
+
+/// The delivery client: as [`http_client`], and with `delivery.allow_private = false` its DNS
+/// answers are filtered, so the address checked is the address connected to (no window for a
+/// name to resolve to a public address at the check and a private one at the connect).
+fn delivery_client(cfg: &Config) -> Result<reqwest::Client, String> {
+    let b = client_builder(cfg.delivery.timeout);
+    let b = if cfg.delivery.allow_private {
+        b
+    } else {
+        b.dns_resolver(Arc::new(PublicOnly))
+    };
+    b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// A resolver that drops loopback, private and link-local addresses.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| !is_private(a.ip()))
+                .collect();
+            if public.is_empty() {
+                let shown = all.first().map(|a| a.ip().to_string()).unwrap_or_default();
+                return Err(format!(
+                    "{host} resolves to {shown}, a private address; refused because delivery.allow_private = false"
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl Deliverer {
     /// A deliverer for this configuration, reading bindings from `store`.
     pub fn new(cfg: Arc<Config>, store: Store) -> Result<Deliverer, String> {
         Ok(Deliverer {
-            client: http_client(cfg.delivery.timeout)?,
+            client: delivery_client(&cfg)?,
             cfg,
             instance: store.instance().into(),
             tokens: token::TokenCache::new(),
@@ -456,22 +500,15 @@ fn describe_reqwest(e: reqwest::Error) -> String {
     msg
 }
 
+/// With `allow_private = false`: refuses a URL whose host is a private IP literal (names are
+/// filtered by the client's resolver, [`PublicOnly`], which literals never reach).
 async fn check_public(url: &reqwest::Url) -> Result<(), String> {
     let host = url.host_str().ok_or("URL has no host")?;
-    let port = url.port_or_known_default().unwrap_or(443);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    for ip in addrs {
+    if let Ok(ip) = host.parse::<IpAddr>() {
         if is_private(ip) {
             return Err(format!(
-                "{host} resolves to {ip}, a private address; refused because delivery.allow_private = false"
+                "{host} is a private address; refused because delivery.allow_private = false"
             ));
         }
     }

@@ -291,3 +291,32 @@ async fn pending_deliveries_resume_after_a_restart() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn private_destinations_are_refused_when_not_allowed() {
+    let r = Receiver::fixed(200);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = crate::support::test_config(dir.path(), "");
+    cfg.delivery.allow_private = false;
+    let s = TestServer::start_with(cfg, dir).await;
+    // Once by IP literal, once by a name that resolves to loopback (checked by the resolver
+    // the client connects with).
+    let by_name = r.url.replace("127.0.0.1", "localhost");
+    let a = s.webhook(json!({"name": "literal", "url": r.url})).await;
+    let b = s.webhook(json!({"name": "name", "url": by_name})).await;
+    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened")))
+        .await;
+    for wh in [a, b] {
+        let d = s
+            .wait_deliveries(wh, WAIT, "refused", |d| {
+                d.len() == 1 && d[0]["attempts"].as_u64() >= Some(1)
+            })
+            .await;
+        let err = d[0]["lastError"].as_str().unwrap_or("");
+        assert!(err.contains("allow_private"), "{err}");
+    }
+    assert!(
+        r.received().is_empty(),
+        "nothing may reach a private address"
+    );
+}
