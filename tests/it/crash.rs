@@ -1,52 +1,16 @@
 //! The real binary, killed with SIGKILL mid-run, loses nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::binary::{free_port, Sanhook};
 use crate::support::receiver::Receiver;
 
 const EVENTS: u64 = 1000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_sanhook"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SANHOOK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start sanhook")
-}
-
-async fn wait_healthy(base: &str, child: &mut Child) {
-    let client = reqwest::Client::new();
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("sanhook exited early: {status}");
-        }
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < until, "sanhook did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[actix_rt::test]
 async fn sigkill_mid_run_loses_nothing() {
@@ -73,8 +37,7 @@ async fn sigkill_mid_run_loses_nothing() {
         ),
     )
     .expect("write config");
-    let mut child = spawn(&config, &dir.path().join("run1.log"));
-    wait_healthy(&base, &mut child).await;
+    let mut child = Sanhook::serve(&config, &dir.path().join("run1.log"), &base).await;
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{base}/api/v1/webhooks"))
@@ -102,13 +65,11 @@ async fn sigkill_mid_run_loses_nothing() {
     while r.received().len() < 200 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    child.sigkill();
     let failed_before = r.received().len();
     healthy.store(true, Ordering::SeqCst);
 
-    let mut child = spawn(&config, &dir.path().join("run2.log"));
-    wait_healthy(&base, &mut child).await;
+    let child = Sanhook::serve(&config, &dir.path().join("run2.log"), &base).await;
     let until = Instant::now() + Duration::from_secs(60);
     let (ok_ids, oks) = loop {
         let got = r.received();
@@ -126,8 +87,7 @@ async fn sigkill_mid_run_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let lost: Vec<u64> = (1..=EVENTS)
         .filter(|i| !ok_ids.contains(&i.to_string()))
         .collect();

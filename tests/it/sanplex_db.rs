@@ -3,7 +3,6 @@
 //! `mysql://root@127.0.0.1:3306/test`; `.ci/run` does) or these tests say they skip.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -13,6 +12,7 @@ use sanhook::store::DeliveryQuery;
 use sanhook::ActionEvent;
 use serde_json::json;
 
+use crate::support::binary::{free_port, Sanhook};
 use crate::support::receiver::Receiver;
 use crate::support::TestServer;
 
@@ -402,40 +402,6 @@ async fn db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_r
     s.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Starts `sanhook serve` and waits until it answers.
-async fn serve(config: &std::path::Path, log: &std::path::Path, base: &str) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sanhook"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SANHOOK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start sanhook");
-    let client = reqwest::Client::new();
-    let until = Instant::now() + WAIT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("sanhook exited early: {status}");
-        }
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return child;
-            }
-        }
-        assert!(Instant::now() < until, "sanhook did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_rt::test]
 async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
     const ACTIONS: u64 = 300;
@@ -458,7 +424,7 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
         ),
     )
     .expect("write config");
-    let mut child = serve(&config, &dir.path().join("run0.log"), &base).await;
+    let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{base}/api/v1/webhooks"))
@@ -486,9 +452,8 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
         while (r.received().len() as u64) < after && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        child = serve(&config, &dir.path().join(format!("run{run}.log")), &base).await;
+        child.sigkill();
+        child = Sanhook::serve(&config, &dir.path().join(format!("run{run}.log")), &base).await;
     }
     writer.await.expect("writer");
 
@@ -536,8 +501,7 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
         per_event.values().all(|n| *n == 1),
         "repeats: {per_event:?}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 #[actix_rt::test]

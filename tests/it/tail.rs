@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::support::binary::{free_port, Sanhook};
 use crate::support::receiver::Receiver;
 use crate::support::{event, test_config, TestServer};
 
@@ -294,53 +295,6 @@ async fn tail_resumes_after_a_restart_without_repeating() {
 // ---------------------------------------------------------------------------------------------
 // The real binary, SIGKILLed while it tails a file being written.
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A `sanhook serve` child, killed when dropped (also when the test panics).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_sanhook(config: &Path, log: &Path) -> Running {
-    let log = std::fs::File::create(log).expect("log file");
-    Running(
-        Command::new(env!("CARGO_BIN_EXE_sanhook"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("SANHOOK_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sanhook"),
-    )
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Running) {
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("sanhook exited early: {status}");
-        }
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < until, "sanhook did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_rt::test]
 async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
     const LINES: u64 = 3000;
@@ -364,8 +318,7 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
     )
     .expect("write config");
     let client = reqwest::Client::new();
-    let mut child = spawn_sanhook(&config, &dir.path().join("run0.log"));
-    wait_healthy(&client, &base, &mut child).await;
+    let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
     let resp = client
         .post(format!("{base}/api/v1/webhooks"))
         .json(&json!({"name": "tail", "url": r.url, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
@@ -409,10 +362,8 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
             "SIGKILL {k} with {} of {LINES} lines written",
             written.load(Ordering::SeqCst)
         );
-        child.0.kill().expect("SIGKILL");
-        let _ = child.0.wait();
-        child = spawn_sanhook(&config, &dir.path().join(format!("run{k}.log")));
-        wait_healthy(&client, &base, &mut child).await;
+        child.sigkill();
+        child = Sanhook::serve(&config, &dir.path().join(format!("run{k}.log")), &base).await;
     }
     let until = Instant::now() + Duration::from_secs(60);
     while !done.load(Ordering::SeqCst) && Instant::now() < until {

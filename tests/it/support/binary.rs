@@ -1,0 +1,60 @@
+//! The real `sanhook` binary as a child process, for tests that kill it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port free right now on 127.0.0.1 (for a child's `server.listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `sanhook serve` child, killed when dropped (also when the test panics).
+pub struct Sanhook(Child);
+
+impl Sanhook {
+    /// Starts `sanhook serve --config CONFIG`, logging to `log`, and waits until `base`
+    /// answers `/healthz`.
+    pub async fn serve(config: &Path, log: &Path, base: &str) -> Sanhook {
+        let log = std::fs::File::create(log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sanhook"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SANHOOK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sanhook");
+        let mut s = Sanhook(child);
+        let client = reqwest::Client::new();
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = s.0.try_wait() {
+                panic!("sanhook exited early: {status}");
+            }
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+                if r.status().is_success() {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < until, "sanhook did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn sigkill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Sanhook {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
