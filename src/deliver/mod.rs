@@ -36,7 +36,7 @@ pub const DIRECTORY_RESPONSE_MAX: usize = 64 * 1024 * 1024;
 pub use digest::{digest_body, digest_fits};
 pub use dingtalk::classify_dingtalk;
 pub use feishu::classify_feishu;
-pub use reply::{is_throttle, Platform, Reply};
+pub use reply::{Platform, Reply};
 pub use wecom::classify_wecom;
 
 /// Bodies kept in the delivery log are cut to this many bytes.

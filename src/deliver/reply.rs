@@ -241,24 +241,6 @@ pub fn rate_limit_wait(
     header("retry-after").and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()))
 }
 
-/// `true` when `outcome` is a platform's "you send too fast" answer (DingTalk `130101`, WeCom
-/// `45009`, Feishu `11232` / HTTP 429): the dispatcher pauses the whole destination on these,
-/// not just the one delivery.
-pub fn is_throttle(outcome: &Outcome) -> bool {
-    let Outcome::Retry { error, .. } = outcome else {
-        return false;
-    };
-    [
-        "DingTalk errcode 130101",
-        "WeCom errcode 45009",
-        "Feishu code 11232",
-        "Feishu code 99991400",
-        "HTTP 429",
-    ]
-    .iter()
-    .any(|p| error.contains(p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,21 +267,5 @@ mod tests {
             classify(&r, &h, |_, _| Rule::Unknown),
             Outcome::Retry { .. }
         ));
-    }
-
-    #[test]
-    fn throttle_detection() {
-        let retry = |e: &str| Outcome::Retry {
-            after: None,
-            error: e.into(),
-        };
-        assert!(is_throttle(&retry(
-            "DingTalk errcode 130101: send too fast"
-        )));
-        assert!(is_throttle(&retry(
-            "WeCom errcode 45009: api freq out of limit"
-        )));
-        assert!(!is_throttle(&retry("DingTalk errcode 90002: busy")));
-        assert!(!is_throttle(&Outcome::Dead("HTTP 429".into())));
     }
 }

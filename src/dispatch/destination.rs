@@ -425,21 +425,10 @@ impl Destination {
                     act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
                     act.in_flight.remove(&key);
                     act.sending.remove(&d.id);
-                    act.finished(key, d, state, delay, saved);
+                    act.finished_job(key, d, state, delay, saved);
                     act.pump(ctx);
                 }),
         );
-    }
-
-    fn finished(
-        &mut self,
-        key: ObjectKey,
-        d: crate::store::OpenDelivery,
-        state: DeliveryState,
-        delay: Option<Duration>,
-        saved: Result<(), String>,
-    ) {
-        self.finished_job(key, d, state, delay, saved);
     }
 
     /// Applies the outcome of one delivery (head of its object's queue, or in a digest one of

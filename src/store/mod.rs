@@ -269,7 +269,7 @@ impl Store {
 
     /// Waits until every op queued before this call is committed (or failed).
     pub async fn sync(&self) -> Result<()> {
-        self.update_states(vec![]).await?;
+        // An empty state update is a no-op op: its reply comes after everything queued before it.
         self.call(|tx| Op::States(vec![], tx)).await
     }
 
