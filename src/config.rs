@@ -58,6 +58,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "retry_schedule",
             "max_retry_after",
             "allow_private",
+            "workers",
+            "max_in_flight",
         ],
     ),
     (
@@ -240,6 +242,10 @@ pub struct DeliveryConfig {
     pub max_retry_after: Duration,
     /// false: refuse destinations that resolve to loopback/private/link-local addresses.
     pub allow_private: bool,
+    /// Dispatch threads, each owning a share of the destinations; 0 = one per core.
+    pub workers: u64,
+    /// Sends in flight at once per `default`/app destination (each for a different object).
+    pub max_in_flight: u64,
 }
 
 /// `[limits]`
@@ -459,6 +465,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Dispatch workers to start: `delivery.workers`, or one per core when it is 0.
+    pub fn dispatch_workers(&self) -> usize {
+        match self.delivery.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
     /// Loads the configuration the way `sanhook` does: built-in defaults, then the file, then
     /// `SANHOOK_*` environment variables, then [`Config::validate`].
     ///
@@ -611,6 +625,20 @@ impl Config {
                 origin: Origin::Effective,
             });
         }
+        if !(1..=10_000).contains(&self.delivery.max_in_flight) {
+            return Err(bad(
+                "delivery.max_in_flight",
+                &self.delivery.max_in_flight.to_string(),
+                "a number from 1 to 10000",
+            ));
+        }
+        if self.delivery.workers > 1024 {
+            return Err(bad(
+                "delivery.workers",
+                &self.delivery.workers.to_string(),
+                "0 (one per core) or a number up to 1024",
+            ));
+        }
         for (key, d) in [
             ("delivery.timeout", self.delivery.timeout),
             ("delivery.async_interval", self.delivery.async_interval),
@@ -759,6 +787,8 @@ impl Config {
                 retry_schedule: Vec::new(),
                 max_retry_after: Duration::ZERO,
                 allow_private: false,
+                workers: 0,
+                max_in_flight: 0,
             },
             limits: LimitsConfig {
                 dinggroup: Vec::new(),
@@ -798,6 +828,8 @@ impl Config {
             ("delivery", "retry_schedule") => Slot::Durations(&mut self.delivery.retry_schedule),
             ("delivery", "max_retry_after") => Slot::Duration(&mut self.delivery.max_retry_after),
             ("delivery", "allow_private") => Slot::Bool(&mut self.delivery.allow_private),
+            ("delivery", "workers") => Slot::Count(&mut self.delivery.workers),
+            ("delivery", "max_in_flight") => Slot::Count(&mut self.delivery.max_in_flight),
             ("limits", "dinggroup") => Slot::Windows(&mut self.limits.dinggroup),
             ("limits", "wechatgroup") => Slot::Windows(&mut self.limits.wechatgroup),
             ("limits", "feishugroup") => Slot::Windows(&mut self.limits.feishugroup),
@@ -880,6 +912,8 @@ enum Slot<'a> {
     Duration(&'a mut Duration),
     Size(&'a mut u64),
     Bool(&'a mut bool),
+    /// A whole number (0 or more), written without quotes (env: digits).
+    Count(&'a mut u64),
     Lang(&'a mut Lang),
     StartAt(&'a mut StartAt),
     Durations(&'a mut Vec<Duration>),
@@ -977,6 +1011,16 @@ impl Slot<'_> {
                     _ => return Err(bad("true or false (without quotes)")),
                 }
             }
+            Slot::Count(field) => {
+                *field = match (&input.raw, input.from_env) {
+                    (Raw::Int(n), _) if *n >= 0 => *n as u64,
+                    (Raw::Str(s), true) => s
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("a whole number, e.g. 64"))?,
+                    _ => return Err(bad("a whole number (without quotes), e.g. 64")),
+                }
+            }
             Slot::Lang(field) => {
                 *field = match input.raw {
                     Raw::Str(s) => Lang::parse(s),
@@ -1022,6 +1066,7 @@ impl Slot<'_> {
             Slot::Duration(d) => toml_string(&format_duration(**d)),
             Slot::Size(n) => toml_string(&format_size(**n)),
             Slot::Bool(b) => b.to_string(),
+            Slot::Count(n) => n.to_string(),
             Slot::Lang(l) => toml_string(l.as_str()),
             Slot::StartAt(s) => toml_string(s.as_str()),
             Slot::Durations(v) => list(v.iter().map(|d| format_duration(*d)).collect()),
@@ -1482,6 +1527,8 @@ mod tests {
                 ],
                 max_retry_after: secs(3600),
                 allow_private: true,
+                workers: 0,
+                max_in_flight: 64,
             },
             limits: LimitsConfig {
                 dinggroup: vec![w(20, secs(60))],
@@ -1620,6 +1667,8 @@ mod tests {
                 retry_schedule: vec![secs(1), secs(90), secs(7200)],
                 max_retry_after: secs(1800),
                 allow_private: false,
+                workers: 3,
+                max_in_flight: 32,
             },
             limits: LimitsConfig {
                 dinggroup: vec![w(10, secs(60)), w(100, secs(3600))],

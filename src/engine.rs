@@ -9,7 +9,9 @@ use dashmap::DashMap;
 
 use crate::config::Config;
 use crate::deliver::Deliverer;
-use crate::dispatch::{DispatchCtx, Dispatcher, Drain, Enqueue, Flush, Purge};
+use crate::dispatch::{
+    DispatchCtx, Dispatcher, Drain, Enqueue, EventCache, Flush, Purge, ResumeDone, Worker,
+};
 use crate::event::ActionEvent;
 use crate::ingest::{IngestSummary, Intake};
 use crate::metrics::Metrics;
@@ -19,6 +21,56 @@ use crate::store::{
 };
 use crate::webhook::{Triggers, Webhook};
 use crate::Error;
+
+/// Outbox batches read per page when resuming: the first sends start after the first page.
+const RESUME_PAGE: usize = 16;
+
+/// Reads the outbox a page at a time up to batch `upto` (the newest open one at start) and
+/// hands it to the dispatcher, which holds new deliveries back until [`ResumeDone`]. Each page
+/// waits for the dispatcher to take the previous one, so the outbox is never all in memory.
+async fn resume(store: Store, dispatcher: Addr<Dispatcher>, upto: u64) {
+    let started = std::time::Instant::now();
+    let mut from = 0;
+    let mut total = 0usize;
+    loop {
+        let s = store.clone();
+        let page =
+            tokio::task::spawn_blocking(move || s.open_deliveries_page(from, upto, RESUME_PAGE))
+                .await;
+        let (deliveries, next) = match page {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, batch = from, "could not read the outbox; the rest is resumed at the next start");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox reader failed");
+                break;
+            }
+        };
+        total += deliveries.len();
+        if !deliveries.is_empty() {
+            let msg = Enqueue {
+                deliveries,
+                now: false,
+                resumed: true,
+            };
+            if dispatcher.send(msg).await.is_err() {
+                return;
+            }
+        }
+        match next {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    tracing::info!(
+        count = total,
+        took_ms = started.elapsed().as_millis() as u64,
+        "resumed pending deliveries"
+    );
+    dispatcher.do_send(ResumeDone);
+}
 
 /// How often finished deliveries past `storage.retention` are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -76,27 +128,36 @@ impl Engine {
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
             store: store.clone(),
-            deliverer: deliverer.clone(),
+            events: EventCache::new(store.clone(), crate::dispatch::events::DEFAULT_CAPACITY),
             webhooks: webhooks.clone(),
             metrics: metrics.clone(),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         });
-        let dispatch_arbiter = Arbiter::new().handle();
-        let dispatcher =
-            Dispatcher::start_in_arbiter(&dispatch_arbiter, move |_| Dispatcher::new(ctx));
-        let pending = {
+        let mut arbiters = vec![router_arbiter];
+        let mut workers = Vec::new();
+        for _ in 0..cfg.dispatch_workers() {
+            let arbiter = Arbiter::new().handle();
+            arbiters.push(arbiter.clone());
+            workers.push(Worker {
+                arbiter,
+                deliverer: deliverer.with_own_client().map_err(Error::Config)?,
+            });
+        }
+        let last_open = {
             let s = store.clone();
-            tokio::task::spawn_blocking(move || s.open_deliveries())
+            tokio::task::spawn_blocking(move || s.last_open_batch())
                 .await
                 .map_err(|e| Error::Config(format!("store: {e}")))??
         };
-        if !pending.is_empty() {
-            tracing::info!(count = pending.len(), "resuming pending deliveries");
-            dispatcher.do_send(Enqueue {
-                deliveries: pending,
-                now: false,
-            });
+        let dispatch_arbiter = Arbiter::new().handle();
+        arbiters.push(dispatch_arbiter.clone());
+        let resuming = last_open.is_some();
+        let dispatcher = Dispatcher::start_in_arbiter(&dispatch_arbiter, move |_| {
+            Dispatcher::new(ctx, workers, resuming)
+        });
+        if let Some(upto) = last_open {
+            actix::spawn(resume(store.clone(), dispatcher.clone(), upto));
         }
         let intake = Intake {
             store: store.clone(),
@@ -116,7 +177,7 @@ impl Engine {
                 intake,
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
-                arbiters: vec![router_arbiter, dispatch_arbiter],
+                arbiters,
                 stopping: tokio::sync::watch::channel(false).0,
             }),
         };
@@ -415,11 +476,7 @@ impl Engine {
         };
         self.inner
             .store
-            .update_states(vec![StateUpdate {
-                id,
-                state: state.clone(),
-                was_final: true,
-            }])
+            .update_states(vec![StateUpdate::new(id, &state, true)])
             .await?;
         self.inner.metrics.delivery(Status::Pending, 1);
         self.inner.dispatcher.do_send(Enqueue {
@@ -431,6 +488,7 @@ impl Engine {
                 state: state.clone(),
             }],
             now: true,
+            resumed: false,
         });
         Ok(DeliveryRecord { state, ..rec })
     }

@@ -141,7 +141,9 @@ fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
 /// answers are filtered, so the address checked is the address connected to (no window for a
 /// name to resolve to a public address at the check and a private one at the connect).
 fn delivery_client(cfg: &Config) -> Result<reqwest::Client, String> {
-    let b = client_builder(cfg.delivery.timeout);
+    // Idle keep-alive connections per host: as many as one destination has sends in flight.
+    let b = client_builder(cfg.delivery.timeout)
+        .pool_max_idle_per_host(cfg.delivery.max_in_flight.max(1) as usize);
     let b = if cfg.delivery.allow_private {
         b
     } else {
@@ -187,6 +189,16 @@ impl Deliverer {
             tokens: token::TokenCache::new(),
             store,
             members: Arc::default(),
+        })
+    }
+
+    /// The same deliverer with an HTTP client (and connection pool) of its own: each dispatch
+    /// worker has one, so that its connections are driven by its own thread. Tokens and the
+    /// WeCom member windows stay shared.
+    pub fn with_own_client(&self) -> Result<Deliverer, String> {
+        Ok(Deliverer {
+            client: delivery_client(&self.cfg)?,
+            ..self.clone()
         })
     }
 

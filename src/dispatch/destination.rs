@@ -1,4 +1,13 @@
-//! One destination: per-object queues, a bounded number of sends in flight, retry timers.
+//! One destination: per-object queues, many sends in flight, outcomes committed in groups.
+//!
+//! A `default`/app destination sends up to `delivery.max_in_flight` objects' heads at once. When
+//! a send ends, its outcome joins the destination's next state commit: one commit carries every
+//! outcome that ended while the previous one was being written, and sends of other objects go on
+//! meanwhile. An object stays busy until its outcome is on disk, so its next delivery never
+//! starts before that (per-object order, and nothing repeats after a crash but the sends that
+//! were in flight or awaiting their commit).
+//!
+//! A bot destination runs one lane instead: one message at a time within its sliding windows.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -9,29 +18,36 @@ use actix::prelude::*;
 use rand::Rng;
 
 use super::limiter::Limiter;
-use super::{DispatchCtx, Flush, Job, Purge};
+use super::{DispatchCtx, Flush, Job, ObjectKey, Purge};
 use crate::config::Window;
-use crate::deliver::{Attempt, Outcome};
+use crate::deliver::{Attempt, Deliverer, Outcome};
+use crate::event::ActionEvent;
 use crate::store::{DeliveryState, StateUpdate, Status};
 
-/// Sends one destination may have under way at once (each for a different object).
-const MAX_IN_FLIGHT: usize = 8;
-
-/// How long to wait before trying again when the store could not record an outcome.
+/// How long to wait before trying again when the store could not record an outcome (or read
+/// an event back).
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// Objects are identified by type and id: their events are delivered in ingestion order.
-type ObjectKey = (Arc<str>, u64);
-
-/// Jobs for this destination.
+/// Jobs for this destination, each with its object.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct Jobs(pub Vec<Job>);
+pub(super) struct Jobs(pub Vec<(ObjectKey, Job)>);
+
+/// An attempt that ended, waiting for its state to be committed.
+struct Ended {
+    key: ObjectKey,
+    id: u64,
+    state: DeliveryState,
+    delay: Option<Duration>,
+}
 
 /// The actor of one destination.
 pub struct Destination {
     name: String,
     ctx: Arc<DispatchCtx>,
+    /// This worker's HTTP client and platform plumbing.
+    deliverer: Deliverer,
+    max_in_flight: usize,
     queues: HashMap<ObjectKey, VecDeque<Job>>,
     /// Objects whose head may be sent now (checked again when popped).
     ready: VecDeque<ObjectKey>,
@@ -40,14 +56,20 @@ pub struct Destination {
     timer_seq: u64,
     /// Objects whose head is held for the async flush.
     held: HashSet<ObjectKey>,
-    in_flight: HashSet<ObjectKey>,
-    /// Deliveries being sent right now: a purge leaves them to finish (their outcome is recorded
-    /// once, by the send).
+    /// Objects whose head is being sent or whose outcome is being committed.
+    busy: HashSet<ObjectKey>,
+    /// HTTP sends under way (at most `max_in_flight`).
+    sends: usize,
+    /// Deliveries being sent or committed right now: a purge leaves them to finish (their
+    /// outcome is recorded once, by the send).
     sending: HashSet<u64>,
+    /// Outcomes for the next state commit, and whether one is being written.
+    ended: Vec<Ended>,
+    committing: bool,
     /// The wake-up currently scheduled, if any.
     wake: Option<(Instant, SpawnHandle)>,
     /// Bot mode: one send at a time, within the sliding windows, coalescing when the budget is
-    /// short. Otherwise: one send per object, up to [`MAX_IN_FLIGHT`] at once.
+    /// short. Otherwise: one send per object, up to `max_in_flight` at once.
     lane: bool,
     limiter: Limiter,
     /// Set when the platform said "too fast": nothing is sent to this destination until then.
@@ -60,7 +82,12 @@ fn rate_key(name: &str) -> String {
 }
 
 impl Destination {
-    pub(super) fn new(name: String, ctx: Arc<DispatchCtx>, windows: Vec<Window>) -> Destination {
+    pub(super) fn new(
+        name: String,
+        ctx: Arc<DispatchCtx>,
+        deliverer: Deliverer,
+        windows: Vec<Window>,
+    ) -> Destination {
         let past: Vec<i64> = match ctx.store.checkpoint(&rate_key(&name)) {
             Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_default(),
             Ok(None) => vec![],
@@ -73,15 +100,20 @@ impl Destination {
             lane: !windows.is_empty(),
             limiter: Limiter::new(windows, past),
             paused_until: None,
+            max_in_flight: ctx.cfg.delivery.max_in_flight.max(1) as usize,
             name,
             ctx,
+            deliverer,
             queues: HashMap::new(),
             ready: VecDeque::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             held: HashSet::new(),
-            in_flight: HashSet::new(),
+            busy: HashSet::new(),
+            sends: 0,
             sending: HashSet::new(),
+            ended: Vec::new(),
+            committing: false,
             wake: None,
         }
     }
@@ -94,7 +126,7 @@ impl Destination {
             }
             return;
         }
-        if self.in_flight.contains(&key) {
+        if self.busy.contains(&key) {
             return;
         }
         let Some(head) = self.queues.get(&key).and_then(|q| q.front()) else {
@@ -126,12 +158,12 @@ impl Destination {
             let key = entry.remove();
             self.classify(key, now);
         }
-        if !self.ctx.draining.load(Ordering::SeqCst) {
-            while self.in_flight.len() < MAX_IN_FLIGHT {
+        if !self.ctx.draining.load(Ordering::Relaxed) {
+            while self.sends < self.max_in_flight {
                 let Some(key) = self.ready.pop_front() else {
                     break;
                 };
-                if self.in_flight.contains(&key) {
+                if self.busy.contains(&key) {
                     continue;
                 }
                 let due = self
@@ -171,7 +203,7 @@ impl Destination {
     /// Bot mode: when the windows allow, send the oldest waiting delivery — or, when more wait
     /// than the budget has sends left, a digest of several.
     fn pump_lane(&mut self, ctx: &mut Context<Self>) {
-        if !self.in_flight.is_empty() || self.ctx.draining.load(Ordering::SeqCst) {
+        if !self.busy.is_empty() || self.ctx.draining.load(Ordering::Relaxed) {
             return;
         }
         let now = Instant::now();
@@ -200,7 +232,7 @@ impl Destination {
             }
             if n > 0 {
                 total += n;
-                due.push((key.clone(), n));
+                due.push((*key, n));
             }
         }
         if due.is_empty() {
@@ -224,7 +256,7 @@ impl Destination {
         let mut taken: Vec<usize> = vec![0; due.len()];
         let mut open: Vec<bool> = vec![true; due.len()];
         let mut webhook: Option<u64> = None;
-        let mut batch: Vec<crate::store::OpenDelivery> = Vec::new();
+        let mut batch: Vec<(ObjectKey, Job)> = Vec::new();
         while batch.len() < want {
             let mut best: Option<(usize, u64)> = None;
             for (i, (key, n)) in due.iter().enumerate() {
@@ -232,8 +264,8 @@ impl Destination {
                     continue;
                 }
                 if let Some(j) = self.queues.get(key).and_then(|q| q.get(taken[i])) {
-                    if best.is_none_or(|(_, id)| j.delivery.id < id) {
-                        best = Some((i, j.delivery.id));
+                    if best.is_none_or(|(_, id)| j.id < id) {
+                        best = Some((i, j.id));
                     }
                 }
             }
@@ -241,30 +273,45 @@ impl Destination {
             let Some(job) = self.queues.get(&due[i].0).and_then(|q| q.get(taken[i])) else {
                 break;
             };
-            let w = *webhook.get_or_insert(job.delivery.webhook_id);
-            if job.delivery.webhook_id != w {
+            let w = *webhook.get_or_insert(job.webhook_id);
+            if job.webhook_id != w {
                 open[i] = false;
                 continue;
             }
-            batch.push(job.delivery.clone());
+            batch.push((due[i].0, job.clone()));
             taken[i] += 1;
         }
         if batch.is_empty() {
             return;
         }
-        let fits = self.digest_capacity(&batch);
+        // Read the events back; one that cannot be read ends the batch before it.
+        let mut events: Vec<Arc<ActionEvent>> = Vec::with_capacity(batch.len());
+        for (_, job) in &batch {
+            match self.ctx.events.event(job.id) {
+                Ok(ev) => events.push(ev),
+                Err(e) => {
+                    tracing::error!(delivery = job.id, error = %e, "could not read a queued event back");
+                    break;
+                }
+            }
+        }
+        if events.is_empty() {
+            self.wake_at(now + STORE_RETRY, now, ctx);
+            return;
+        }
+        batch.truncate(events.len());
+        let fits = self.digest_capacity(batch[0].1.webhook_id, &events);
         batch.truncate(fits.max(1));
+        events.truncate(fits.max(1));
         self.limiter.record(wall);
-        self.start_lane(batch, ctx);
+        self.start_lane(batch, events, ctx);
     }
 
-    /// How many of `batch` one message can carry.
-    fn digest_capacity(&self, batch: &[crate::store::OpenDelivery]) -> usize {
-        let Some(first) = batch.first() else { return 0 };
-        match self.ctx.webhooks.get(&first.webhook_id) {
+    /// How many of `events` one message can carry.
+    fn digest_capacity(&self, webhook_id: u64, events: &[Arc<ActionEvent>]) -> usize {
+        match self.ctx.webhooks.get(&webhook_id) {
             Some(wh) => {
-                let events: Vec<&crate::event::ActionEvent> =
-                    batch.iter().map(|d| d.event.as_ref()).collect();
+                let events: Vec<&ActionEvent> = events.iter().map(|e| e.as_ref()).collect();
                 crate::deliver::digest_capacity(&wh, &events, &self.ctx.cfg)
             }
             None => 1,
@@ -273,17 +320,19 @@ impl Destination {
 
     /// Sends one message for `batch` (one delivery, or a digest of several, all heads or
     /// in-order followers of their objects' queues) after saving the send budget.
-    fn start_lane(&mut self, batch: Vec<crate::store::OpenDelivery>, ctx: &mut Context<Self>) {
-        let keys: Vec<ObjectKey> = batch
-            .iter()
-            .map(|d| (Arc::from(d.event.object_type.as_str()), d.event.object_id))
-            .collect();
-        for k in &keys {
-            self.in_flight.insert(k.clone());
+    fn start_lane(
+        &mut self,
+        batch: Vec<(ObjectKey, Job)>,
+        events: Vec<Arc<ActionEvent>>,
+        ctx: &mut Context<Self>,
+    ) {
+        for (k, job) in &batch {
+            self.busy.insert(*k);
+            self.sending.insert(job.id);
         }
-        self.sending.extend(batch.iter().map(|d| d.id));
-        self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.ctx.in_flight.fetch_add(1, Ordering::Relaxed);
         let shared = self.ctx.clone();
+        let deliverer = self.deliverer.clone();
         let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
         let rate_key = rate_key(&self.name);
         let fut = async move {
@@ -296,89 +345,60 @@ impl Destination {
                     value: budget,
                 })
                 .await;
+            let (_, first) = &batch[0];
             let attempt = match (
                 saved_budget,
-                shared.webhooks.get(&batch[0].webhook_id).map(|w| w.clone()),
+                shared.webhooks.get(&first.webhook_id).map(|w| w.clone()),
             ) {
-                (Err(e), _) => Attempt {
-                    outcome: Outcome::Retry {
-                        after: Some(STORE_RETRY),
-                        error: format!("could not save the send budget: {e}"),
-                    },
-                    request: None,
-                    response: None,
-                    progress: None,
-                },
+                (Err(e), _) => Attempt::failed_before_send(Outcome::Retry {
+                    after: Some(STORE_RETRY),
+                    error: format!("could not save the send budget: {e}"),
+                }),
                 (Ok(()), Some(wh)) if !wh.deleted => {
                     if batch.len() == 1 {
-                        let d = &batch[0];
-                        shared
-                            .deliverer
-                            .attempt(&wh, &d.event, d.id, d.state.progress.as_ref())
-                            .await
+                        let progress = first.state.as_ref().and_then(|s| s.progress.as_ref());
+                        deliverer.attempt(&wh, &events[0], first.id, progress).await
                     } else {
-                        let events: Vec<Arc<crate::event::ActionEvent>> =
-                            batch.iter().map(|d| d.event.clone()).collect();
-                        shared
-                            .deliverer
-                            .attempt_digest(&wh, &events, batch[0].id)
-                            .await
+                        deliverer.attempt_digest(&wh, &events, first.id).await
                     }
                 }
-                (Ok(()), _) => Attempt {
-                    outcome: Outcome::Skipped("webhook deleted".into()),
-                    request: None,
-                    response: None,
-                    progress: None,
-                },
+                (Ok(()), _) => {
+                    Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into()))
+                }
             };
             let pause = match &attempt.outcome {
                 Outcome::Retry { after: Some(a), .. } => Some(*a),
                 _ => None,
             };
-            let mut results = Vec::with_capacity(batch.len());
+            let mut ended = Vec::with_capacity(batch.len());
             let mut updates = Vec::with_capacity(batch.len());
-            for d in &batch {
-                let (state, delay) = next_state(&shared, &d.state, attempt.clone());
-                updates.push(StateUpdate {
-                    id: d.id,
-                    state: state.clone(),
-                    was_final: d.state.status.is_final(),
+            for (key, job) in &batch {
+                let prev = job.state.as_deref().cloned().unwrap_or_default();
+                let (state, delay) = next_state(&shared, &prev, attempt.clone());
+                updates.push(StateUpdate::new(job.id, &state, prev.status.is_final()));
+                ended.push(Ended {
+                    key: *key,
+                    id: job.id,
+                    state,
+                    delay,
                 });
-                results.push((state, delay));
             }
             let saved = shared
                 .store
                 .update_states(updates)
                 .await
                 .map_err(|e| e.to_string());
-            (batch, results, pause, saved)
+            (ended, pause, saved)
         };
         ctx.spawn(
             fut.into_actor(self)
-                .map(move |(batch, results, pause, saved), act, ctx| {
-                    act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    for k in &keys {
-                        act.in_flight.remove(k);
-                    }
-                    for d in &batch {
-                        act.sending.remove(&d.id);
-                    }
+                .map(move |(ended, pause, saved), act, ctx| {
                     if let Some(p) = pause {
                         act.paused_until = Some(Instant::now() + p);
                     }
-                    // Finish in reverse so each object's later jobs are popped after its earlier ones.
-                    let mut per_key: Vec<(
-                        ObjectKey,
-                        crate::store::OpenDelivery,
-                        DeliveryState,
-                        Option<Duration>,
-                    )> = Vec::new();
-                    for ((d, (state, delay)), key) in batch.into_iter().zip(results).zip(keys) {
-                        per_key.push((key, d, state, delay));
-                    }
-                    for (key, d, state, delay) in per_key {
-                        act.finished_job(key, d, state, delay, saved.clone());
+                    act.ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    for e in ended {
+                        act.finished_job(e, saved.clone(), false);
                     }
                     act.pump(ctx);
                 }),
@@ -389,70 +409,109 @@ impl Destination {
         let Some(job) = self.queues.get(&key).and_then(|q| q.front()) else {
             return;
         };
-        let d = job.delivery.clone();
-        self.sending.insert(d.id);
-        self.in_flight.insert(key.clone());
-        self.ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+        let (id, webhook_id) = (job.id, job.webhook_id);
+        let progress = job.state.as_ref().and_then(|s| s.progress.clone());
+        self.sending.insert(id);
+        self.busy.insert(key);
+        self.sends += 1;
+        self.ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        let event = self.ctx.events.event(id);
         let shared = self.ctx.clone();
+        let deliverer = self.deliverer.clone();
         let fut = async move {
-            let webhook = shared.webhooks.get(&d.webhook_id).map(|w| w.clone());
-            let attempt = match webhook {
-                Some(wh) if !wh.deleted => {
-                    shared
-                        .deliverer
-                        .attempt(&wh, &d.event, d.id, d.state.progress.as_ref())
-                        .await
+            let event = match event {
+                Ok(ev) => ev,
+                Err(e) => {
+                    return Attempt::failed_before_send(Outcome::Retry {
+                        after: Some(STORE_RETRY),
+                        error: format!("could not read the event back from the store: {e}"),
+                    })
                 }
-                _ => Attempt {
-                    outcome: Outcome::Skipped("webhook deleted".into()),
-                    request: None,
-                    response: None,
-                    progress: None,
-                },
             };
-            let (state, delay) = next_state(&shared, &d.state, attempt);
-            let update = StateUpdate {
-                id: d.id,
-                state: state.clone(),
-                was_final: d.state.status.is_final(),
-            };
-            let saved = shared.store.update_states(vec![update]).await;
-            (state, delay, saved.map_err(|e| e.to_string()), d)
+            let webhook = shared.webhooks.get(&webhook_id).map(|w| w.clone());
+            match webhook {
+                Some(wh) if !wh.deleted => {
+                    deliverer.attempt(&wh, &event, id, progress.as_ref()).await
+                }
+                _ => Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into())),
+            }
         };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |(state, delay, saved, d), act, ctx| {
-                    act.ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    act.in_flight.remove(&key);
-                    act.sending.remove(&d.id);
-                    act.finished_job(key, d, state, delay, saved);
-                    act.pump(ctx);
-                }),
-        );
+        ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
+            act.sends -= 1;
+            let prev = act
+                .queues
+                .get(&key)
+                .and_then(|q| q.front())
+                .filter(|j| j.id == id)
+                .and_then(|j| j.state.as_deref().cloned())
+                .unwrap_or_default();
+            let (state, delay) = next_state(&act.ctx, &prev, attempt);
+            act.ended.push(Ended {
+                key,
+                id,
+                state,
+                delay,
+            });
+            act.commit_ended(ctx);
+            act.pump(ctx);
+        }));
     }
 
-    /// Applies the outcome of one delivery (head of its object's queue, or in a digest one of
-    /// the jobs right behind heads that went in the same message).
-    fn finished_job(
-        &mut self,
-        key: ObjectKey,
-        d: crate::store::OpenDelivery,
-        state: DeliveryState,
-        delay: Option<Duration>,
-        saved: Result<(), String>,
-    ) {
+    /// Writes the outcomes that ended since the last commit in one commit, unless one is being
+    /// written (then they go in the next, when it is done).
+    fn commit_ended(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.ended.is_empty() {
+            return;
+        }
+        self.committing = true;
+        let ended = std::mem::take(&mut self.ended);
+        let updates: Vec<StateUpdate> = ended
+            .iter()
+            .map(|e| StateUpdate::new(e.id, &e.state, false))
+            .collect();
+        let store = self.ctx.store.clone();
+        let fut = async move {
+            store
+                .update_states(updates)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        ctx.spawn(fut.into_actor(self).map(move |saved, act, ctx| {
+            act.committing = false;
+            for e in ended {
+                act.finished_job(e, saved.clone(), true);
+            }
+            act.commit_ended(ctx);
+            act.pump(ctx);
+        }));
+    }
+
+    /// Applies the committed (or failed to commit) outcome of one delivery: the head of its
+    /// object's queue, or in a digest one of the jobs right behind heads that went with it.
+    fn finished_job(&mut self, e: Ended, saved: Result<(), String>, counted: bool) {
+        let Ended {
+            key,
+            id,
+            state,
+            delay,
+        } = e;
+        if counted {
+            self.ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.busy.remove(&key);
+        self.sending.remove(&id);
         let now = Instant::now();
         let metrics = &self.ctx.metrics;
-        if let Err(e) = saved {
+        let job = self
+            .queues
+            .get_mut(&key)
+            .and_then(|q| q.iter_mut().position(|j| j.id == id).map(|p| (q, p)));
+        if let Err(err) = saved {
             // The outcome is not on disk: keep the job as it was and try again shortly. If the
             // send succeeded it may repeat, with the same webhook-id.
-            tracing::error!(delivery = d.id, error = %e, "could not record a delivery outcome");
-            if let Some(job) = self
-                .queues
-                .get_mut(&key)
-                .and_then(|q| q.iter_mut().find(|j| j.delivery.id == d.id))
-            {
-                job.not_before = Some(now + STORE_RETRY);
+            tracing::error!(delivery = id, error = %err, "could not record a delivery outcome");
+            if let Some((q, p)) = job {
+                q[p].not_before = Some(now + STORE_RETRY);
             }
             self.classify(key, now);
             return;
@@ -466,33 +525,28 @@ impl Destination {
         if state.status.is_final() {
             metrics.delivery(state.status, 1);
             metrics.queue(-1);
-            if state.status == Status::Delivered {
-                let waited = chrono::Utc::now().timestamp_millis() - d.created_at;
-                metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
-            }
-            if let Some(q) = self.queues.get_mut(&key) {
-                if let Some(pos) = q.iter().position(|j| j.delivery.id == d.id) {
-                    q.remove(pos);
+            if let Some((q, p)) = job {
+                if state.status == Status::Delivered {
+                    let waited = chrono::Utc::now().timestamp_millis() - q[p].created_at;
+                    metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
                 }
+                q.remove(p);
             }
             if state.status == Status::Dead {
                 tracing::warn!(
                     destination = %self.name,
-                    delivery = d.id,
+                    delivery = id,
                     error = state.last_error.as_deref().unwrap_or(""),
                     "delivery dead"
                 );
             }
-        } else if let Some(job) = self
-            .queues
-            .get_mut(&key)
-            .and_then(|q| q.iter_mut().find(|j| j.delivery.id == d.id))
-        {
-            if job.delivery.state.status != Status::Retrying {
+        } else if let Some((q, p)) = job {
+            let j = &mut q[p];
+            if j.state.as_ref().map_or(Status::Pending, |s| s.status) != Status::Retrying {
                 metrics.delivery(Status::Retrying, 1);
             }
-            job.delivery.state = state;
-            job.not_before = Some(now + delay.unwrap_or(Duration::ZERO));
+            j.state = Some(Box::new(state));
+            j.not_before = Some(now + delay.unwrap_or(Duration::ZERO));
         }
         self.classify(key, now);
     }
@@ -572,10 +626,8 @@ impl Handler<Jobs> for Destination {
 
     fn handle(&mut self, msg: Jobs, ctx: &mut Self::Context) {
         let now = Instant::now();
-        for job in msg.0 {
-            let ev = &job.delivery.event;
-            let key: ObjectKey = (Arc::from(ev.object_type.as_str()), ev.object_id);
-            let q = self.queues.entry(key.clone()).or_default();
+        for (key, job) in msg.0 {
+            let q = self.queues.entry(key).or_default();
             let was_empty = q.is_empty();
             q.push_back(job);
             if was_empty {
@@ -609,12 +661,12 @@ impl Handler<Purge> for Destination {
     type Result = ();
 
     fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
-        let mut purged = vec![];
+        let mut purged: Vec<Job> = vec![];
         for q in self.queues.values_mut() {
             q.retain(|j| {
-                let keep = self.sending.contains(&j.delivery.id) || j.delivery.webhook_id != msg.0;
+                let keep = self.sending.contains(&j.id) || j.webhook_id != msg.0;
                 if !keep {
-                    purged.push(j.delivery.clone());
+                    purged.push(j.clone());
                 }
                 keep
             });
@@ -625,16 +677,16 @@ impl Handler<Purge> for Destination {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let updates: Vec<StateUpdate> = purged
             .iter()
-            .map(|d| StateUpdate {
-                id: d.id,
-                was_final: false,
-                state: DeliveryState {
+            .map(|j| {
+                let prev = j.state.as_deref().cloned().unwrap_or_default();
+                let state = DeliveryState {
                     status: Status::Skipped,
                     last_error: Some("webhook deleted".into()),
                     next_attempt_at: None,
-                    last_attempt_at: d.state.last_attempt_at.or(Some(now_ms)),
-                    ..d.state.clone()
-                },
+                    last_attempt_at: prev.last_attempt_at.or(Some(now_ms)),
+                    ..prev
+                };
+                StateUpdate::new(j.id, &state, false)
             })
             .collect();
         let n = updates.len() as u64;
@@ -650,7 +702,7 @@ impl Handler<Purge> for Destination {
             .into_actor(self),
         );
         // Heads may have changed: re-file every object.
-        let keys: Vec<ObjectKey> = self.queues.keys().cloned().collect();
+        let keys: Vec<ObjectKey> = self.queues.keys().copied().collect();
         self.ready.clear();
         self.held.clear();
         self.timers.clear();

@@ -1,12 +1,19 @@
-//! Dispatch: one actor per destination, keeping per-object order and retry timing.
+//! Dispatch: per-destination actors keeping per-object order and retry timing, sharded over
+//! worker threads.
 //!
 //! The [`Dispatcher`] hands each delivery to the [`Destination`] actor of where it goes (for a
-//! `default` webhook: the webhook). A destination keeps one queue per object (objectType +
-//! objectID): only the head of a queue is ever in flight, so a later event about an object waits
-//! while an earlier one is retrying, and other objects go on. Every state change is committed to
-//! the store before the next delivery of the same object starts.
+//! `default` webhook: the webhook). Destinations are spread over `delivery.workers` threads
+//! ([`Worker`], by a stable hash of the destination's name: [`shard_of`]); each worker owns its
+//! destinations whole — their queues, limiter budgets and checkpoint keys — and has its own HTTP
+//! client. A destination keeps one queue per object (objectType + objectID): only the head of a
+//! queue is ever in flight, so a later event about an object waits while an earlier one is
+//! retrying, and other objects go on. A queued delivery is a [`Job`] of a few integers; its event
+//! is read back at send time ([`EventCache`]). Every state change is committed to the store
+//! before the next delivery of the same object starts; the outcomes of one destination are
+//! committed in groups.
 
 mod destination;
+pub mod events;
 pub mod limiter;
 
 use std::collections::HashMap;
@@ -18,12 +25,14 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 pub use destination::Destination;
+pub use events::EventCache;
 
 use crate::config::Config;
 use crate::config::Window;
 use crate::deliver::Deliverer;
+use crate::event::ActionEvent;
 use crate::metrics::Metrics;
-use crate::store::{OpenDelivery, Store};
+use crate::store::{split_delivery_id, BatchEvents, DeliveryState, OpenDelivery, Store};
 use crate::webhook::{SendType, Webhook, WebhookType};
 
 /// A bot's identity: its URL without the per-request `timestamp`/`sign` parameters.
@@ -50,23 +59,65 @@ fn bot_identity(url: &str) -> String {
 pub struct DispatchCtx {
     pub cfg: Arc<Config>,
     pub store: Store,
-    pub deliverer: Deliverer,
+    /// The events of queued deliveries, read back from the store when not cached.
+    pub events: EventCache,
     /// The live webhooks by id (deleted ones removed): deliveries are rendered from the webhook
     /// as it is when they are sent.
     pub webhooks: Arc<DashMap<u64, Arc<Webhook>>>,
     pub metrics: Arc<Metrics>,
-    /// Sends under way, across all destinations (for a graceful drain).
+    /// Sends under way (until their outcome is committed), across all destinations (for a
+    /// graceful drain).
     pub in_flight: AtomicUsize,
     /// Set on shutdown: no new sends start.
     pub draining: AtomicBool,
 }
 
-/// A delivery waiting in a destination.
+/// A delivery waiting in a destination: a few integers. Its event is read back at send time
+/// ([`EventCache`]); its state is held only once it differs from "pending, never attempted".
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub delivery: OpenDelivery,
+    pub id: u64,
+    pub webhook_id: u64,
+    /// Unix milliseconds of the commit that created it.
+    pub created_at: i64,
     /// When it may be sent; `None` = held until the next async flush.
     pub not_before: Option<Instant>,
+    /// The state after earlier attempts (retrying, or re-queued by hand); `None` = pending.
+    pub state: Option<Box<DeliveryState>>,
+}
+
+/// A dispatch worker: one thread owning a share (a shard) of the destinations, with its own
+/// HTTP client and connection pool.
+#[derive(Clone)]
+pub struct Worker {
+    pub arbiter: ArbiterHandle,
+    pub deliverer: Deliverer,
+}
+
+/// An object's identity inside a destination: a hash of its type and its id. Two objects whose
+/// keys collide share one queue, which keeps each one's order (and only costs them their
+/// independence).
+pub(crate) type ObjectKey = (u64, u64);
+
+/// The key of an event's object.
+pub(crate) fn object_key(ev: &ActionEvent) -> ObjectKey {
+    (fnv1a(ev.object_type.as_bytes()), ev.object_id)
+}
+
+/// FNV-1a: stable across processes and builds, so a destination's shard never depends on a
+/// random seed (a cluster node will own shards by this number).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The shard (worker index) that owns a destination.
+pub fn shard_of(destination: &str, workers: usize) -> usize {
+    (fnv1a(destination.as_bytes()) % workers.max(1) as u64) as usize
 }
 
 /// New (or resumed, or re-queued) deliveries.
@@ -76,7 +127,14 @@ pub struct Enqueue {
     pub deliveries: Vec<OpenDelivery>,
     /// Send at once even if the webhook is async (manual retry).
     pub now: bool,
+    /// Read from the outbox at start: queued ahead of anything that arrives while resuming.
+    pub resumed: bool,
 }
+
+/// The outbox has been read whole: what arrived meanwhile is queued now, behind it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeDone;
 
 /// Release every held async delivery now.
 #[derive(Message, Clone, Copy)]
@@ -93,18 +151,29 @@ pub struct Purge(pub u64);
 #[rtype(result = "()")]
 pub struct Drain(pub Duration);
 
+/// One destination's share of an [`Enqueue`]: its key, its rate windows, its jobs.
+type DestinationJobs = (String, Vec<Window>, Vec<(ObjectKey, Job)>);
+
 /// Routes deliveries to destination actors and runs the async flush timer.
 pub struct Dispatcher {
     ctx: Arc<DispatchCtx>,
+    workers: Vec<Worker>,
     destinations: HashMap<String, Addr<Destination>>,
+    /// While the outbox is being resumed: new deliveries wait here, so that each object's older
+    /// deliveries are queued first.
+    waiting: Option<Vec<Enqueue>>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over `ctx`; start it with `Actor::start`.
-    pub fn new(ctx: Arc<DispatchCtx>) -> Dispatcher {
+    /// A dispatcher over `ctx` whose destinations live on `workers`; start it with
+    /// `Actor::start`. With `resuming`, deliveries other than resumed ones wait for
+    /// [`ResumeDone`].
+    pub fn new(ctx: Arc<DispatchCtx>, workers: Vec<Worker>, resuming: bool) -> Dispatcher {
         Dispatcher {
             ctx,
+            workers,
             destinations: HashMap::new(),
+            waiting: resuming.then(Vec::new),
         }
     }
 
@@ -146,33 +215,49 @@ impl Dispatcher {
 
     fn destination(&mut self, key: String, windows: Vec<Window>) -> Addr<Destination> {
         let ctx = self.ctx.clone();
+        let workers = &self.workers;
         self.destinations
             .entry(key)
-            .or_insert_with_key(|k| Destination::new(k.clone(), ctx, windows).start())
+            .or_insert_with_key(|k| {
+                let worker = workers[shard_of(k, workers.len())].clone();
+                let name = k.clone();
+                Destination::start_in_arbiter(&worker.arbiter.clone(), move |_| {
+                    Destination::new(name, ctx, worker.deliverer, windows)
+                })
+            })
             .clone()
     }
-}
 
-impl Actor for Dispatcher {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.ctx.cfg.delivery.async_interval, |act, _| {
-            for d in act.destinations.values() {
-                d.do_send(Flush);
+    /// Offers the events of `deliveries` to the cache, one entry per batch.
+    fn offer_events(&self, deliveries: &[OpenDelivery], resumed: bool) {
+        let mut i = 0;
+        while i < deliveries.len() {
+            let (seq, _) = split_delivery_id(deliveries[i].id);
+            let mut batch = BatchEvents::default();
+            let mut last: Option<&Arc<ActionEvent>> = None;
+            while i < deliveries.len() && split_delivery_id(deliveries[i].id).0 == seq {
+                let d = &deliveries[i];
+                let (_, idx) = split_delivery_id(d.id);
+                if batch.by_delivery.len() <= idx {
+                    batch.by_delivery.resize(idx + 1, None);
+                }
+                if !last.is_some_and(|l| Arc::ptr_eq(l, &d.event)) {
+                    batch.events += 1;
+                }
+                last = Some(&d.event);
+                batch.by_delivery[idx] = Some(d.event.clone());
+                i += 1;
             }
-        });
+            self.ctx.events.offer(seq, batch, resumed);
+        }
     }
-}
 
-impl Handler<Enqueue> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, msg: Enqueue, _: &mut Self::Context) {
+    fn enqueue(&mut self, msg: Enqueue) {
+        self.offer_events(&msg.deliveries, msg.resumed);
         let now = Instant::now();
         let wall = chrono::Utc::now().timestamp_millis();
         // Destinations of this message: (key, windows, jobs); webhooks are looked up once each.
-        let mut dests: Vec<(String, Vec<Window>, Vec<Job>)> = Vec::new();
+        let mut dests: Vec<DestinationJobs> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut per_webhook: HashMap<u64, (usize, bool)> = HashMap::new();
         for d in msg.deliveries {
@@ -198,15 +283,55 @@ impl Handler<Enqueue> for Dispatcher {
             } else {
                 Some(now)
             };
-            dests[slot].2.push(Job {
-                delivery: d,
-                not_before,
-            });
+            let state = (d.state != DeliveryState::default()).then(|| Box::new(d.state));
+            dests[slot].2.push((
+                object_key(&d.event),
+                Job {
+                    id: d.id,
+                    webhook_id: d.webhook_id,
+                    created_at: d.created_at,
+                    not_before,
+                    state,
+                },
+            ));
         }
         for (key, windows, jobs) in dests {
             self.ctx.metrics.queue(jobs.len() as i64);
             self.destination(key, windows)
                 .do_send(destination::Jobs(jobs));
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.ctx.cfg.delivery.async_interval, |act, _| {
+            for d in act.destinations.values() {
+                d.do_send(Flush);
+            }
+        });
+    }
+}
+
+impl Handler<Enqueue> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, _: &mut Self::Context) {
+        match &mut self.waiting {
+            Some(waiting) if !msg.resumed => waiting.push(msg),
+            _ => self.enqueue(msg),
+        }
+    }
+}
+
+impl Handler<ResumeDone> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: ResumeDone, _: &mut Self::Context) {
+        for msg in self.waiting.take().unwrap_or_default() {
+            self.enqueue(msg);
         }
     }
 }

@@ -94,6 +94,7 @@ impl Intake {
             self.dispatcher.do_send(Enqueue {
                 deliveries: res.deliveries,
                 now: false,
+                resumed: false,
             });
         }
         Ok(summary)

@@ -45,6 +45,10 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// over several commits instead of stalling intake in one huge one.
 pub const PRUNE_BATCHES_PER_COMMIT: usize = 1000;
 
+/// redb's page cache (its default is 1 GiB, which a busy outbox fills: resident memory then
+/// grows with the backlog). Reads of recent batches and the delivery log stay fast at this size.
+const PAGE_CACHE: usize = 32 << 20;
+
 /// Most ops merged into one commit: bounds the latency a large group adds to the first op.
 const MAX_OPS_PER_COMMIT: usize = 256;
 
@@ -109,13 +113,33 @@ pub struct IngestResult {
     pub deliveries: Vec<OpenDelivery>,
 }
 
-/// A state change for one delivery.
+/// A state change for one delivery, encoded by the caller: the one writer thread only stores
+/// bytes, so the encoding cost is spread over the dispatch workers.
 #[derive(Debug, Clone)]
 pub struct StateUpdate {
-    pub id: u64,
-    pub state: DeliveryState,
+    id: u64,
+    raw: Vec<u8>,
+    is_final: bool,
     /// Whether the delivery was final before this update (keeps the open-batch counts exact).
-    pub was_final: bool,
+    was_final: bool,
+}
+
+impl StateUpdate {
+    /// Delivery `id` moves to `state`; `was_final` says whether it was final before.
+    pub fn new(id: u64, state: &DeliveryState, was_final: bool) -> StateUpdate {
+        StateUpdate {
+            id,
+            // Plain structs, strings and a JSON value: encoding cannot fail.
+            raw: serde_json::to_vec(state).expect("a delivery state always encodes"),
+            is_final: state.status.is_final(),
+            was_final,
+        }
+    }
+
+    /// The delivery this update is for.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 /// Filter for the delivery log.
@@ -188,13 +212,18 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
             }
         }
-        let db = Database::create(path).map_err(|e| match e {
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE)
+            .create(path)
+            .map_err(|e| {
+                match e {
             redb::DatabaseError::DatabaseAlreadyOpen => open_err(
                 "it is already open in another process (only one `sanhook serve` may use a store)"
                     .into(),
             ),
             other => open_err(other.to_string()),
-        })?;
+        }
+            })?;
         let db = Arc::new(db);
         let (instance, state) = init(&db)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -355,16 +384,40 @@ impl Store {
         Ok(out)
     }
 
-    /// Every delivery that is not final, oldest first: what the dispatcher resumes on start.
+    /// Every delivery that is not final, oldest first.
     pub fn open_deliveries(&self) -> Result<Vec<OpenDelivery>> {
+        Ok(self.open_deliveries_page(0, u64::MAX, usize::MAX)?.0)
+    }
+
+    /// The newest batch that still has open deliveries: resuming stops there, so batches
+    /// committed after the engine started are not resumed twice.
+    pub fn last_open_batch(&self) -> Result<Option<u64>> {
+        let r = self.db.begin_read()?;
+        let open = r.open_table(OPEN)?;
+        let last = open.last()?.map(|(k, _)| k.value());
+        Ok(last)
+    }
+
+    /// The open deliveries of at most `max_batches` batches from `from` up to `upto`
+    /// (inclusive), oldest first, and the batch to continue from (`None` when done). Resuming
+    /// reads the outbox a page at a time so that the first sends start before it is all read.
+    pub fn open_deliveries_page(
+        &self,
+        from: u64,
+        upto: u64,
+        max_batches: usize,
+    ) -> Result<(Vec<OpenDelivery>, Option<u64>)> {
         let r = self.db.begin_read()?;
         let open = r.open_table(OPEN)?;
         let batches = r.open_table(BATCHES)?;
         let states = r.open_table(STATES)?;
         let mut out = vec![];
-        for row in open.iter()? {
+        for (read, row) in open.range(from..=upto)?.enumerate() {
             let (seq, _) = row?;
             let seq = seq.value();
+            if read == max_batches {
+                return Ok((out, Some(seq)));
+            }
             let Some(raw) = batches.get(seq)? else {
                 continue;
             };
@@ -390,7 +443,31 @@ impl Store {
                 });
             }
         }
-        Ok(out)
+        Ok((out, None))
+    }
+
+    /// The event of every delivery of one batch, by delivery index (what dispatch reads back
+    /// at send time when its cache no longer holds the batch).
+    pub fn batch_events(&self, seq: u64) -> Result<Option<BatchEvents>> {
+        let r = self.db.begin_read()?;
+        let batches = r.open_table(BATCHES)?;
+        let Some(raw) = batches.get(seq)? else {
+            return Ok(None);
+        };
+        let batch: BatchRecord =
+            serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
+        let events: Vec<Arc<ActionEvent>> = batch.events.into_iter().map(Arc::new).collect();
+        let mut by_delivery = Vec::with_capacity(batch.deliveries.len());
+        for (_, ev) in &batch.deliveries {
+            let Some(event) = events.get(*ev as usize) else {
+                return Err(corrupt("batches", format!("batch {seq}: event index {ev}")));
+            };
+            by_delivery.push(Some(event.clone()));
+        }
+        Ok(Some(BatchEvents {
+            events: events.len(),
+            by_delivery,
+        }))
     }
 
     /// One delivery.
@@ -819,10 +896,9 @@ fn commit_group(
                 }
                 Op::States(updates, tx) => {
                     for u in updates {
-                        let raw = serde_json::to_vec(&u.state).map_err(|e| corrupt("states", e))?;
-                        states.insert(u.id, raw.as_slice())?;
+                        states.insert(u.id, u.raw.as_slice())?;
                         let (seq, _) = split_delivery_id(u.id);
-                        let delta: i64 = match (u.was_final, u.state.status.is_final()) {
+                        let delta: i64 = match (u.was_final, u.is_final) {
                             (false, true) => -1,
                             (true, false) => 1,
                             _ => 0,

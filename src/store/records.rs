@@ -140,6 +140,14 @@ pub struct OpenDelivery {
     pub state: DeliveryState,
 }
 
+/// The events of one batch's deliveries, by delivery index (`None`: not held here).
+#[derive(Debug, Clone, Default)]
+pub struct BatchEvents {
+    /// Distinct events held (what the memory is mostly spent on).
+    pub events: usize,
+    pub by_delivery: Vec<Option<Arc<ActionEvent>>>,
+}
+
 /// A delivery as the log shows it.
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {

@@ -53,15 +53,15 @@ fn dedupe_open_counts_and_resume_survive_reopen() {
         assert_eq!((r.accepted, r.duplicates, r.deliveries.len()), (2, 1, 3));
         let first = r.deliveries[0].clone();
         store
-            .update_states(vec![StateUpdate {
-                id: first.id,
-                state: DeliveryState {
+            .update_states(vec![StateUpdate::new(
+                first.id,
+                &DeliveryState {
                     status: Status::Delivered,
                     attempts: 1,
                     ..Default::default()
                 },
-                was_final: false,
-            }])
+                false,
+            )])
             .await
             .expect("update");
         assert_eq!(store.open_deliveries().expect("open").len(), 2);
@@ -122,14 +122,14 @@ fn retention_drops_only_finished_batches_and_forgets_their_ids() {
             .await
             .expect("ingest");
         store
-            .update_states(vec![StateUpdate {
-                id: done.deliveries[0].id,
-                state: DeliveryState {
+            .update_states(vec![StateUpdate::new(
+                done.deliveries[0].id,
+                &DeliveryState {
                     status: Status::Dead,
                     ..Default::default()
                 },
-                was_final: false,
-            }])
+                false,
+            )])
             .await
             .expect("update");
         let stats = store.prune(i64::MAX).await.expect("prune");
@@ -176,14 +176,14 @@ fn ids_are_not_reused_after_everything_was_pruned() {
             .expect("ingest");
         let id = r.deliveries[0].id;
         store
-            .update_states(vec![StateUpdate {
+            .update_states(vec![StateUpdate::new(
                 id,
-                state: DeliveryState {
+                &DeliveryState {
                     status: Status::Delivered,
                     ..Default::default()
                 },
-                was_final: false,
-            }])
+                false,
+            )])
             .await
             .expect("update");
         assert_eq!(store.prune(i64::MAX).await.expect("prune").batches, 1);

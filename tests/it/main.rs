@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod import;
+mod kill_loop;
 mod platforms;
 mod sanplex_db;
 mod tail;
