@@ -79,7 +79,9 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Error::Store(crate::store::StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            Error::Store(crate::store::StoreError::TooManyDeliveries { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Store(_) | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

@@ -67,8 +67,15 @@ pub enum StoreError {
     /// stored, and the caller may try again.
     #[error("could not commit to the store: {0}")]
     Commit(String),
-    #[error("{0}")]
-    Invalid(String),
+    /// The store was written by a newer schema than this build knows.
+    #[error("the store was written by a newer sanhook (schema {found}, this build knows {known}); upgrade sanhook")]
+    NewerSchema { found: u64, known: u64 },
+    /// One intake batch would create more deliveries than a batch row can index.
+    #[error("one request may create at most {max} deliveries; split the body")]
+    TooManyDeliveries { max: usize },
+    /// A caller passed routes that do not pair with the events (a bug, not bad input).
+    #[error("an intake batch has {events} events but {routes} routes")]
+    RoutesMismatch { events: usize, routes: usize },
     #[error("not found")]
     NotFound,
 }
@@ -253,7 +260,10 @@ impl Store {
     /// Commits an intake batch durably; returns once it is on disk.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<IngestResult> {
         if batch.events.len() != batch.routes.len() {
-            return Err(StoreError::Invalid("routes do not match events".into()));
+            return Err(StoreError::RoutesMismatch {
+                events: batch.events.len(),
+                routes: batch.routes.len(),
+            });
         }
         self.call(|tx| Op::Ingest(batch, tx)).await
     }
@@ -598,9 +608,10 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
                 meta.insert("schema_version", SCHEMA_VERSION)?;
             }
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::Invalid(format!(
-                    "the store was written by a newer sanhook (schema {v}, this build knows {SCHEMA_VERSION}); upgrade sanhook"
-                )));
+                return Err(StoreError::NewerSchema {
+                    found: v,
+                    known: SCHEMA_VERSION,
+                });
             }
             Some(_) => {}
         }
@@ -778,6 +789,29 @@ fn run_group(db: &Database, st: &mut WriterState, ops: Vec<Op>) {
     }
 }
 
+/// The tables one commit writes, opened once per group.
+struct Tables<'t> {
+    batches: redb::Table<'t, u64, &'static [u8]>,
+    seen: redb::Table<'t, u64, &'static [u8]>,
+    open: redb::Table<'t, u64, u64>,
+    states: redb::Table<'t, u64, &'static [u8]>,
+    checkpoints: redb::Table<'t, &'static str, &'static [u8]>,
+    quarantine: redb::Table<'t, u64, &'static [u8]>,
+    webhooks: redb::Table<'t, u64, &'static [u8]>,
+    settings: redb::Table<'t, &'static str, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, u64>,
+    bindings: redb::Table<'t, (u64, &'static str), &'static str>,
+}
+
+/// What every op of one group works on: its tables, the writer's committed memory, the staged
+/// changes to it, and the commit time.
+struct Group<'a, 't> {
+    t: Tables<'t>,
+    st: &'a WriterState,
+    staged: &'a mut Staged,
+    now: i64,
+}
+
 fn commit_group(
     db: &Database,
     st: &WriterState,
@@ -787,243 +821,54 @@ fn commit_group(
 ) -> Result<()> {
     let w = db.begin_write()?;
     {
-        let mut batches = w.open_table(BATCHES)?;
-        let mut seen = w.open_table(SEEN)?;
-        let mut open = w.open_table(OPEN)?;
-        let mut states = w.open_table(STATES)?;
-        let mut checkpoints = w.open_table(CHECKPOINTS)?;
-        let mut quarantine = w.open_table(QUARANTINE)?;
-        let mut webhooks = w.open_table(WEBHOOKS)?;
-        let mut settings = w.open_table(SETTINGS)?;
-        let mut meta = w.open_table(META)?;
-        let mut bindings = w.open_table(BINDINGS)?;
-        let now = now_ms();
-        let open_count = |staged: &Staged, seq: u64| {
-            staged
-                .open
-                .get(&seq)
-                .copied()
-                .or_else(|| st.open.get(&seq).copied())
-                .unwrap_or(0)
+        let mut g = Group {
+            t: Tables {
+                batches: w.open_table(BATCHES)?,
+                seen: w.open_table(SEEN)?,
+                open: w.open_table(OPEN)?,
+                states: w.open_table(STATES)?,
+                checkpoints: w.open_table(CHECKPOINTS)?,
+                quarantine: w.open_table(QUARANTINE)?,
+                webhooks: w.open_table(WEBHOOKS)?,
+                settings: w.open_table(SETTINGS)?,
+                meta: w.open_table(META)?,
+                bindings: w.open_table(BINDINGS)?,
+            },
+            st,
+            staged,
+            now: now_ms(),
         };
         for op in ops {
             match op {
-                Op::Ingest(batch, tx) => {
-                    let IngestBatch {
-                        source,
-                        events,
-                        routes,
-                        checkpoint,
-                        quarantine: bad,
-                    } = batch;
-                    let mut res = IngestResult::default();
-                    let seq = staged.next_batch;
-                    let mut kept = Vec::with_capacity(events.len());
-                    let mut deliveries = Vec::new();
-                    let mut ids = Vec::new();
-                    for (ev, route) in events.into_iter().zip(routes) {
-                        if let Some(id) = ev.id {
-                            let dup = staged.seen.contains_key(&id)
-                                || (st.seen.contains_key(&id)
-                                    && !staged.seen_removed.contains(&id));
-                            if dup {
-                                res.duplicates += 1;
-                                continue;
-                            }
-                            staged.seen.insert(id, seq);
-                            ids.extend_from_slice(&id.to_le_bytes());
-                        }
-                        let idx = kept.len() as u32;
-                        for wh in route {
-                            deliveries.push((wh, idx));
-                        }
-                        kept.push(ev);
-                    }
-                    if deliveries.len() > MAX_DELIVERIES_PER_BATCH {
-                        // Roll back this op's staged ids; the rest of the group goes on.
-                        staged.seen.retain(|_, s| *s != seq);
-                        let _ = tx.send(Err(StoreError::Invalid(format!(
-                            "one request may create at most {MAX_DELIVERIES_PER_BATCH} deliveries; split the body"
-                        ))));
-                        continue;
-                    }
-                    res.accepted = kept.len();
-                    if !kept.is_empty() {
-                        let rec = BatchRecord {
-                            created_at: now,
-                            source,
-                            events: kept,
-                            deliveries,
-                        };
-                        let raw = serde_json::to_vec(&rec).map_err(|e| corrupt("batches", e))?;
-                        batches.insert(seq, raw.as_slice())?;
-                        if !ids.is_empty() {
-                            seen.insert(seq, ids.as_slice())?;
-                        }
-                        if !rec.deliveries.is_empty() {
-                            open.insert(seq, rec.deliveries.len() as u64)?;
-                            staged.open.insert(seq, rec.deliveries.len() as u64);
-                        }
-                        staged.next_batch += 1;
-                        meta.insert("next_batch", staged.next_batch)?;
-                        let events: Vec<Arc<ActionEvent>> =
-                            rec.events.into_iter().map(Arc::new).collect();
-                        res.deliveries = rec
-                            .deliveries
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (wh, ev))| OpenDelivery {
-                                id: delivery_id(seq, i),
-                                webhook_id: *wh,
-                                event: events[*ev as usize].clone(),
-                                created_at: now,
-                                state: DeliveryState::default(),
-                            })
-                            .collect();
-                    }
-                    if let Some(cp) = checkpoint {
-                        checkpoints.insert(cp.key.as_str(), cp.value.as_slice())?;
-                    }
-                    for mut q in bad {
-                        q.id = staged.next_quarantine;
-                        q.at = now;
-                        staged.next_quarantine += 1;
-                        let raw = serde_json::to_vec(&q).map_err(|e| corrupt("quarantine", e))?;
-                        quarantine.insert(q.id, raw.as_slice())?;
-                        meta.insert("next_quarantine", staged.next_quarantine)?;
-                    }
-                    replies.push(Reply::Ingest(tx, Box::new(res)));
-                }
+                Op::Ingest(batch, tx) => match g.ingest(batch)? {
+                    Ok(res) => replies.push(Reply::Ingest(tx, Box::new(res))),
+                    // Refused on its own: nothing of it was written; the group goes on.
+                    Err(e) => drop(tx.send(Err(e))),
+                },
                 Op::States(updates, tx) => {
-                    for u in updates {
-                        states.insert(u.id, u.raw.as_slice())?;
-                        let (seq, _) = split_delivery_id(u.id);
-                        let delta: i64 = match (u.was_final, u.is_final) {
-                            (false, true) => -1,
-                            (true, false) => 1,
-                            _ => 0,
-                        };
-                        if delta != 0 {
-                            let n = (open_count(staged, seq) as i64 + delta).max(0) as u64;
-                            if n == 0 {
-                                open.remove(seq)?;
-                            } else {
-                                open.insert(seq, n)?;
-                            }
-                            staged.open.insert(seq, n);
-                        }
-                    }
+                    g.states(updates)?;
                     replies.push(Reply::Unit(tx));
                 }
                 Op::PutWebhook(wh, tx) => {
-                    let mut wh = *wh;
-                    if wh.id == 0 {
-                        wh.id = staged.next_webhook;
-                        staged.next_webhook += 1;
-                        meta.insert("next_webhook_id", staged.next_webhook)?;
-                    } else if wh.id >= staged.next_webhook {
-                        staged.next_webhook = wh.id + 1;
-                        meta.insert("next_webhook_id", staged.next_webhook)?;
-                    }
-                    let raw = serde_json::to_vec(&wh).map_err(|e| corrupt("webhooks", e))?;
-                    webhooks.insert(wh.id, raw.as_slice())?;
-                    if wh.deleted {
-                        let keys: Vec<String> = bindings
-                            .range((wh.id, "")..)?
-                            .map_while(|r| {
-                                r.ok().and_then(|(k, _)| {
-                                    let (w, a) = k.value();
-                                    (w == wh.id).then(|| a.to_string())
-                                })
-                            })
-                            .collect();
-                        for a in keys {
-                            bindings.remove((wh.id, a.as_str()))?;
-                        }
-                    }
+                    let wh = g.put_webhook(*wh)?;
                     replies.push(Reply::Webhook(tx, Box::new(wh)));
                 }
                 Op::PutTriggers(t, tx) => {
                     let raw = serde_json::to_vec(&t).map_err(|e| corrupt("settings", e))?;
-                    settings.insert("triggers", raw.as_slice())?;
+                    g.t.settings.insert("triggers", raw.as_slice())?;
                     replies.push(Reply::Unit(tx));
                 }
                 Op::PutCheckpoint(cp, tx) => {
-                    checkpoints.insert(cp.key.as_str(), cp.value.as_slice())?;
+                    g.t.checkpoints
+                        .insert(cp.key.as_str(), cp.value.as_slice())?;
                     replies.push(Reply::Unit(tx));
                 }
                 Op::PutBindings(webhook, changes, tx) => {
-                    for (account, userid) in changes {
-                        match userid {
-                            Some(u) => {
-                                bindings.insert((webhook, account.as_str()), u.as_str())?;
-                            }
-                            None => {
-                                bindings.remove((webhook, account.as_str()))?;
-                            }
-                        }
-                    }
+                    g.put_bindings(webhook, changes)?;
                     replies.push(Reply::Unit(tx));
                 }
                 Op::Prune(cutoff, tx) => {
-                    let mut stats = PruneStats::default();
-                    let mut doomed = vec![];
-                    for row in batches.iter()? {
-                        let (k, v) = row?;
-                        let seq = k.value();
-                        if open_count(staged, seq) > 0 {
-                            continue;
-                        }
-                        if doomed.len() >= PRUNE_BATCHES_PER_COMMIT {
-                            break;
-                        }
-                        match serde_json::from_slice::<BatchRecord>(v.value()) {
-                            Ok(rec) if rec.created_at >= cutoff => break,
-                            Ok(_) => doomed.push(seq),
-                            Err(e) => {
-                                tracing::error!(batch = seq, error = %e, "corrupt batch row left in place by retention");
-                            }
-                        }
-                    }
-                    for seq in doomed {
-                        batches.remove(seq)?;
-                        if let Some(ids) = seen.remove(seq)? {
-                            for chunk in ids.value().chunks_exact(8) {
-                                let mut b = [0u8; 8];
-                                b.copy_from_slice(chunk);
-                                let id = u64::from_le_bytes(b);
-                                if st.seen.get(&id) == Some(&seq) {
-                                    staged.seen_removed.insert(id);
-                                }
-                            }
-                        }
-                        let keys: Vec<u64> = states
-                            .range(delivery_id(seq, 0)..delivery_id(seq + 1, 0))?
-                            .filter_map(|r| r.ok().map(|(k, _)| k.value()))
-                            .collect();
-                        for k in keys {
-                            states.remove(k)?;
-                        }
-                        stats.batches += 1;
-                    }
-                    let mut old_q = vec![];
-                    for row in quarantine.iter()? {
-                        let (k, v) = row?;
-                        if old_q.len() >= PRUNE_BATCHES_PER_COMMIT {
-                            break;
-                        }
-                        match serde_json::from_slice::<QuarantineItem>(v.value()) {
-                            Ok(q) if q.at >= cutoff => break,
-                            Ok(_) => old_q.push(k.value()),
-                            Err(e) => {
-                                tracing::error!(id = k.value(), error = %e, "corrupt quarantine row left in place");
-                            }
-                        }
-                    }
-                    for k in old_q {
-                        quarantine.remove(k)?;
-                        stats.quarantine += 1;
-                    }
+                    let stats = g.prune(cutoff)?;
                     replies.push(Reply::Prune(tx, stats));
                 }
             }
@@ -1032,3 +877,256 @@ fn commit_group(
     w.commit()?;
     Ok(())
 }
+
+impl Group<'_, '_> {
+    /// Open deliveries of batch `seq` as staged so far in this group.
+    fn open_count(&self, seq: u64) -> u64 {
+        self.staged
+            .open
+            .get(&seq)
+            .copied()
+            .or_else(|| self.st.open.get(&seq).copied())
+            .unwrap_or(0)
+    }
+
+    /// Whether event id `id` was already taken (committed, or earlier in this group).
+    fn is_seen(&self, id: u64) -> bool {
+        self.staged.seen.contains_key(&id)
+            || (self.st.seen.contains_key(&id) && !self.staged.seen_removed.contains(&id))
+    }
+
+    /// Writes one intake batch: its new events and their deliveries as one row, their ids, its
+    /// open count, the source's checkpoint and quarantine. The inner `Err` refuses this batch
+    /// alone (nothing of it written); the outer one fails the whole group.
+    fn ingest(&mut self, batch: IngestBatch) -> Result<Result<IngestResult>> {
+        let IngestBatch {
+            source,
+            events,
+            routes,
+            checkpoint,
+            quarantine: bad,
+        } = batch;
+        let mut res = IngestResult::default();
+        let seq = self.staged.next_batch;
+        let mut kept = Vec::with_capacity(events.len());
+        let mut deliveries = Vec::new();
+        let mut ids = Vec::new();
+        let mut new_ids = Vec::new();
+        for (ev, route) in events.into_iter().zip(routes) {
+            if let Some(id) = ev.id {
+                if self.is_seen(id) {
+                    res.duplicates += 1;
+                    continue;
+                }
+                self.staged.seen.insert(id, seq);
+                new_ids.push(id);
+                ids.extend_from_slice(&id.to_le_bytes());
+            }
+            let idx = kept.len() as u32;
+            for wh in route {
+                deliveries.push((wh, idx));
+            }
+            kept.push(ev);
+        }
+        if deliveries.len() > MAX_DELIVERIES_PER_BATCH {
+            for id in new_ids {
+                self.staged.seen.remove(&id);
+            }
+            return Ok(Err(StoreError::TooManyDeliveries {
+                max: MAX_DELIVERIES_PER_BATCH,
+            }));
+        }
+        res.accepted = kept.len();
+        if !kept.is_empty() {
+            let rec = BatchRecord {
+                created_at: self.now,
+                source,
+                events: kept,
+                deliveries,
+            };
+            let raw = serde_json::to_vec(&rec).map_err(|e| corrupt("batches", e))?;
+            self.t.batches.insert(seq, raw.as_slice())?;
+            if !ids.is_empty() {
+                self.t.seen.insert(seq, ids.as_slice())?;
+            }
+            if !rec.deliveries.is_empty() {
+                self.t.open.insert(seq, rec.deliveries.len() as u64)?;
+                self.staged.open.insert(seq, rec.deliveries.len() as u64);
+            }
+            self.staged.next_batch += 1;
+            self.t.meta.insert("next_batch", self.staged.next_batch)?;
+            let events: Vec<Arc<ActionEvent>> = rec.events.into_iter().map(Arc::new).collect();
+            res.deliveries = rec
+                .deliveries
+                .iter()
+                .enumerate()
+                .map(|(i, (wh, ev))| OpenDelivery {
+                    id: delivery_id(seq, i),
+                    webhook_id: *wh,
+                    event: events[*ev as usize].clone(),
+                    created_at: self.now,
+                    state: DeliveryState::default(),
+                })
+                .collect();
+        }
+        if let Some(cp) = checkpoint {
+            self.t
+                .checkpoints
+                .insert(cp.key.as_str(), cp.value.as_slice())?;
+        }
+        for mut q in bad {
+            q.id = self.staged.next_quarantine;
+            q.at = self.now;
+            self.staged.next_quarantine += 1;
+            let raw = serde_json::to_vec(&q).map_err(|e| corrupt("quarantine", e))?;
+            self.t.quarantine.insert(q.id, raw.as_slice())?;
+            self.t
+                .meta
+                .insert("next_quarantine", self.staged.next_quarantine)?;
+        }
+        Ok(Ok(res))
+    }
+
+    /// Writes delivery states and keeps the open counts of their batches exact.
+    fn states(&mut self, updates: Vec<StateUpdate>) -> Result<()> {
+        for u in updates {
+            self.t.states.insert(u.id, u.raw.as_slice())?;
+            let (seq, _) = split_delivery_id(u.id);
+            let delta: i64 = match (u.was_final, u.is_final) {
+                (false, true) => -1,
+                (true, false) => 1,
+                _ => 0,
+            };
+            if delta != 0 {
+                let n = (self.open_count(seq) as i64 + delta).max(0) as u64;
+                if n == 0 {
+                    self.t.open.remove(seq)?;
+                } else {
+                    self.t.open.insert(seq, n)?;
+                }
+                self.staged.open.insert(seq, n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts (id 0: assigns the next id) or replaces a webhook; a deleted one loses its
+    /// bindings.
+    fn put_webhook(&mut self, mut wh: Webhook) -> Result<Webhook> {
+        if wh.id == 0 {
+            wh.id = self.staged.next_webhook;
+            self.staged.next_webhook += 1;
+            self.t
+                .meta
+                .insert("next_webhook_id", self.staged.next_webhook)?;
+        } else if wh.id >= self.staged.next_webhook {
+            self.staged.next_webhook = wh.id + 1;
+            self.t
+                .meta
+                .insert("next_webhook_id", self.staged.next_webhook)?;
+        }
+        let raw = serde_json::to_vec(&wh).map_err(|e| corrupt("webhooks", e))?;
+        self.t.webhooks.insert(wh.id, raw.as_slice())?;
+        if wh.deleted {
+            let accounts: Vec<String> = self
+                .t
+                .bindings
+                .range((wh.id, "")..)?
+                .map_while(|r| {
+                    r.ok().and_then(|(k, _)| {
+                        let (w, a) = k.value();
+                        (w == wh.id).then(|| a.to_string())
+                    })
+                })
+                .collect();
+            for a in accounts {
+                self.t.bindings.remove((wh.id, a.as_str()))?;
+            }
+        }
+        Ok(wh)
+    }
+
+    /// Binds (`Some(userid)`) or unbinds accounts of one webhook.
+    fn put_bindings(&mut self, webhook: u64, changes: Vec<(String, Option<String>)>) -> Result<()> {
+        for (account, userid) in changes {
+            match userid {
+                Some(u) => {
+                    self.t
+                        .bindings
+                        .insert((webhook, account.as_str()), u.as_str())?;
+                }
+                None => {
+                    self.t.bindings.remove((webhook, account.as_str()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops up to [`PRUNE_BATCHES_PER_COMMIT`] finished batches created before `cutoff` (with
+    /// their states and seen ids) and as many quarantine rows older than it.
+    fn prune(&mut self, cutoff: i64) -> Result<PruneStats> {
+        let mut stats = PruneStats::default();
+        let mut doomed = vec![];
+        for row in self.t.batches.iter()? {
+            let (k, v) = row?;
+            let seq = k.value();
+            if self.open_count(seq) > 0 {
+                continue;
+            }
+            if doomed.len() >= PRUNE_BATCHES_PER_COMMIT {
+                break;
+            }
+            match serde_json::from_slice::<BatchRecord>(v.value()) {
+                Ok(rec) if rec.created_at >= cutoff => break,
+                Ok(_) => doomed.push(seq),
+                Err(e) => {
+                    tracing::error!(batch = seq, error = %e, "corrupt batch row left in place by retention");
+                }
+            }
+        }
+        for seq in doomed {
+            self.t.batches.remove(seq)?;
+            if let Some(ids) = self.t.seen.remove(seq)? {
+                for chunk in ids.value().chunks_exact(8) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(chunk);
+                    let id = u64::from_le_bytes(b);
+                    if self.st.seen.get(&id) == Some(&seq) {
+                        self.staged.seen_removed.insert(id);
+                    }
+                }
+            }
+            let keys: Vec<u64> = self
+                .t
+                .states
+                .range(delivery_id(seq, 0)..delivery_id(seq + 1, 0))?
+                .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+                .collect();
+            for k in keys {
+                self.t.states.remove(k)?;
+            }
+            stats.batches += 1;
+        }
+        let mut old_q = vec![];
+        for row in self.t.quarantine.iter()? {
+            let (k, v) = row?;
+            if old_q.len() >= PRUNE_BATCHES_PER_COMMIT {
+                break;
+            }
+            match serde_json::from_slice::<QuarantineItem>(v.value()) {
+                Ok(q) if q.at >= cutoff => break,
+                Ok(_) => old_q.push(k.value()),
+                Err(e) => {
+                    tracing::error!(id = k.value(), error = %e, "corrupt quarantine row left in place");
+                }
+            }
+        }
+        for k in old_q {
+            self.t.quarantine.remove(k)?;
+            stats.quarantine += 1;
+        }
+        Ok(stats)
+    }
+}
+
