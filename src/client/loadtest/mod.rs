@@ -202,9 +202,11 @@ fn check(o: &Opts) -> Result<(), Failure> {
     if let Some(t) = &o.target {
         match reqwest::Url::parse(t) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
-            _ => return Err(usage(format!(
+            _ => {
+                return Err(usage(format!(
                 "--target {t:?} is not an absolute http(s) URL (e.g. http://127.0.0.1:8080/hook)"
-            ))),
+            )))
+            }
         }
     }
     Ok(())
@@ -448,8 +450,14 @@ async fn watch(
             last = arrived;
             last_change = Instant::now();
         } else if last_change.elapsed() > STALL {
+            let unmatched = tally.unmatched.load(Ordering::Relaxed);
+            let unmatched = if unmatched > 0 {
+                format!(" ({unmatched} more requests reached the sink without a readable `lt:` marker in their body)")
+            } else {
+                String::new()
+            };
             return Err(fail(format!(
-                "no delivery arrived for {}s: {arrived} of {expected} arrived{}",
+                "no delivery arrived for {}s: {arrived} of {expected} arrived{unmatched}{}",
                 STALL.as_secs(),
                 engine.log_tail()
             )));
