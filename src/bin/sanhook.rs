@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// End-to-end load test: an engine on a temporary store, a sink, N events over HTTP; prints
+    /// intake and delivery rates, the ratio to the raw HTTP ceiling, latency, engine CPU and RSS.
+    Loadtest(sanhook::client::loadtest::Opts),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Loadtest(opts) => ExitCode::from(sanhook::client::loadtest::run(opts) as u8),
         Command::Serve { config } => {
             init_tracing();
             let cfg = match load(config) {

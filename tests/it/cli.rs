@@ -97,3 +97,58 @@ fn sigterm_stops_gracefully() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
 }
+
+#[test]
+fn loadtest_delivers_every_event_to_every_webhook_and_reports_json() {
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("out.json");
+    let out = sanhook()
+        .args(["loadtest", "--events", "2000", "--webhooks", "2", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("deliveries/s"), "{stdout}");
+    let text = std::fs::read_to_string(&json).expect("the --json file");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["events"], 2000, "{v}");
+    assert_eq!(v["deliveries"], 4000, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert!(v["ratio"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+    assert!(
+        v["deliveries_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{v}"
+    );
+    assert!(
+        v["engine_peak_rss_bytes"].as_u64().is_some_and(|r| r > 0),
+        "{v}"
+    );
+    for p in ["p50_ms", "p99_ms", "p999_ms"] {
+        assert!(
+            v["latency"][p].as_f64().is_some(),
+            "latency.{p} missing: {v}"
+        );
+    }
+    assert!(v["latency"]["p50_ms"].as_f64() <= v["latency"]["p999_ms"].as_f64());
+}
+
+#[test]
+fn loadtest_refuses_bad_arguments_with_exit_2() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--events", "0"], "--events"),
+        (&["--target", "not a url"], "--target"),
+        // Port 1 on loopback: nothing listens there.
+        (
+            &["--target", "http://127.0.0.1:1/hook"],
+            "no server answers",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = sanhook().arg("loadtest").args(args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
