@@ -94,6 +94,46 @@ pub struct Deliverer {
     store: Store,
     /// Recent WeCom app messages per member (`limits.wechatuser_member`).
     members: Arc<recipients::MemberWindows>,
+    /// Destination URLs parsed and masked once, not per send.
+    urls: Arc<UrlCache>,
+}
+
+/// A destination URL, parsed, and as the log shows it.
+struct ParsedUrl {
+    url: reqwest::Url,
+    masked: String,
+}
+
+/// Parsed URLs by their text. Bounded: emptied when it grows past [`UrlCache::MAX`] (signed
+/// bot URLs carry a timestamp and never repeat, so they are not kept at all).
+#[derive(Default)]
+struct UrlCache(std::sync::Mutex<std::collections::HashMap<String, Arc<ParsedUrl>>>);
+
+impl UrlCache {
+    const MAX: usize = 4096;
+
+    fn get(&self, url: &str) -> Result<Arc<ParsedUrl>, String> {
+        let cacheable = !url.contains("timestamp=");
+        if cacheable {
+            if let Some(p) = self.0.lock().ok().and_then(|m| m.get(url).cloned()) {
+                return Ok(p);
+            }
+        }
+        let parsed = Arc::new(ParsedUrl {
+            url: reqwest::Url::parse(url)
+                .map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?,
+            masked: mask_url(url),
+        });
+        if cacheable {
+            if let Ok(mut m) = self.0.lock() {
+                if m.len() >= Self::MAX {
+                    m.clear();
+                }
+                m.insert(url.to_string(), parsed.clone());
+            }
+        }
+        Ok(parsed)
+    }
 }
 
 /// One person in a platform's directory, for binding (CONTRACT §4 "User binding").
@@ -141,9 +181,11 @@ fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
 /// answers are filtered, so the address checked is the address connected to (no window for a
 /// name to resolve to a public address at the check and a private one at the connect).
 fn delivery_client(cfg: &Config) -> Result<reqwest::Client, String> {
-    // Idle keep-alive connections per host: as many as one destination has sends in flight.
-    let b = client_builder(cfg.delivery.timeout)
-        .pool_max_idle_per_host(cfg.delivery.max_in_flight.max(1) as usize);
+    // Idle keep-alive connections per host are not capped: several destinations (ten webhooks
+    // on one receiver) each keep `max_in_flight` sends going to the same host, and a cap below
+    // their sum closes connections only to open new ones a moment later. Idle ones close
+    // after reqwest's idle timeout.
+    let b = client_builder(cfg.delivery.timeout);
     let b = if cfg.delivery.allow_private {
         b
     } else {
@@ -189,6 +231,7 @@ impl Deliverer {
             tokens: token::TokenCache::new(),
             store,
             members: Arc::default(),
+            urls: Arc::default(),
         })
     }
 
@@ -198,6 +241,7 @@ impl Deliverer {
     pub fn with_own_client(&self) -> Result<Deliverer, String> {
         Ok(Deliverer {
             client: delivery_client(&self.cfg)?,
+            urls: Arc::default(),
             ..self.clone()
         })
     }
@@ -340,8 +384,12 @@ impl Deliverer {
         body: Vec<u8>,
         max_response: usize,
     ) -> Sent {
+        let parsed = self.urls.get(url);
         let request = RequestLog {
-            url: mask_url(url),
+            url: match &parsed {
+                Ok(p) => p.masked.clone(),
+                Err(_) => mask_url(url),
+            },
             headers: headers
                 .iter()
                 .map(|(k, v)| {
@@ -355,25 +403,28 @@ impl Deliverer {
                 .collect(),
             body: cut(&body),
         };
-        let result = self
-            .send_raw(method, url, &headers, body, max_response)
-            .await;
+        let result = match parsed {
+            Ok(p) => {
+                self.send_raw(method, &p.url, &headers, body, max_response)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         Sent { request, result }
     }
 
     async fn send_raw(
         &self,
         method: reqwest::Method,
-        url: &str,
+        url: &reqwest::Url,
         headers: &[(String, String)],
         body: Vec<u8>,
         max_response: usize,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?;
         if !self.cfg.delivery.allow_private {
-            check_public(&parsed).await?;
+            check_public(url).await?;
         }
+        let parsed = url.clone();
         let with_body = method != reqwest::Method::GET;
         let mut req = self.client.request(method, parsed);
         for (k, v) in headers {

@@ -9,13 +9,14 @@
 //!
 //! A bot destination runs one lane instead: one message at a time within its sliding windows.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rand::Rng;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::limiter::Limiter;
 use super::{DispatchCtx, Flush, Job, ObjectKey, Purge};
@@ -32,6 +33,15 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct Jobs(pub Vec<(ObjectKey, Job)>);
+
+/// A send of this destination ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Attempted {
+    key: ObjectKey,
+    id: u64,
+    attempt: Attempt,
+}
 
 /// An attempt that ended, waiting for its state to be committed.
 struct Ended {
@@ -104,14 +114,14 @@ impl Destination {
             name,
             ctx,
             deliverer,
-            queues: HashMap::new(),
+            queues: HashMap::default(),
             ready: VecDeque::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
-            held: HashSet::new(),
-            busy: HashSet::new(),
+            held: HashSet::default(),
+            busy: HashSet::default(),
             sends: 0,
-            sending: HashSet::new(),
+            sending: HashSet::default(),
             ended: Vec::new(),
             committing: false,
             wake: None,
@@ -436,25 +446,14 @@ impl Destination {
                 _ => Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into())),
             }
         };
-        ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
-            act.sends -= 1;
-            let prev = act
-                .queues
-                .get(&key)
-                .and_then(|q| q.front())
-                .filter(|j| j.id == id)
-                .and_then(|j| j.state.as_deref().cloned())
-                .unwrap_or_default();
-            let (state, delay) = next_state(&act.ctx, &prev, attempt);
-            act.ended.push(Ended {
-                key,
-                id,
-                state,
-                delay,
-            });
-            act.commit_ended(ctx);
-            act.pump(ctx);
-        }));
+        // A task of its own, not a future of the actor's: actix polls every future an actor
+        // holds whenever any of them wakes, which with many sends in flight costs more than the
+        // sends. The outcome comes back as a message.
+        let addr = ctx.address();
+        actix::spawn(async move {
+            let attempt = fut.await;
+            addr.do_send(Attempted { key, id, attempt });
+        });
     }
 
     /// Writes the outcomes that ended since the last commit in one commit, unless one is being
@@ -634,6 +633,31 @@ impl Handler<Jobs> for Destination {
                 self.classify(key, now);
             }
         }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Attempted> for Destination {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attempted, ctx: &mut Self::Context) {
+        let Attempted { key, id, attempt } = msg;
+        self.sends -= 1;
+        let prev = self
+            .queues
+            .get(&key)
+            .and_then(|q| q.front())
+            .filter(|j| j.id == id)
+            .and_then(|j| j.state.as_deref().cloned())
+            .unwrap_or_default();
+        let (state, delay) = next_state(&self.ctx, &prev, attempt);
+        self.ended.push(Ended {
+            key,
+            id,
+            state,
+            delay,
+        });
+        self.commit_ended(ctx);
         self.pump(ctx);
     }
 }

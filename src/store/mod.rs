@@ -1129,4 +1129,3 @@ impl Group<'_, '_> {
         Ok(stats)
     }
 }
-

@@ -307,7 +307,9 @@ impl<S: Sink> Tailer<S> {
                         if matches!(e, Error::Unavailable | Error::Store(StoreError::Closed)) {
                             break;
                         }
-                        if matches!(e, Error::Store(StoreError::TooManyDeliveries { .. })) && max_lines > 1 {
+                        if matches!(e, Error::Store(StoreError::TooManyDeliveries { .. }))
+                            && max_lines > 1
+                        {
                             // Too many deliveries for one commit: smaller batches.
                             max_lines = (max_lines / 2).max(1);
                         }
