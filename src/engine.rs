@@ -75,6 +75,9 @@ async fn resume(store: Store, dispatcher: Addr<Dispatcher>, upto: u64) {
 /// How often finished deliveries past `storage.retention` are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often freed heap is handed back to the kernel ([`crate::trim_allocator`]).
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
 /// How long a graceful shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -183,6 +186,17 @@ impl Engine {
         };
         crate::ingest::tail::start(&engine)?;
         crate::ingest::sanplex_db::start(&engine)?;
+        let weak = Arc::downgrade(&engine.inner);
+        actix::spawn(async move {
+            // Off the async threads: a trim walks the whole heap (a few ms for hundreds of MB).
+            loop {
+                tokio::time::sleep(TRIM_EVERY).await;
+                if weak.strong_count() == 0 {
+                    break;
+                }
+                let _ = tokio::task::spawn_blocking(crate::trim_allocator).await;
+            }
+        });
         let weak = Arc::downgrade(&engine.inner);
         actix::spawn(async move {
             loop {

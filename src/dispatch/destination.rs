@@ -40,6 +40,8 @@ pub(super) struct Jobs(pub Vec<(ObjectKey, Job)>);
 struct Attempted {
     key: ObjectKey,
     id: u64,
+    /// When the delivery's batch was committed (Unix ms; 0 = not known).
+    created_at: i64,
     attempt: Attempt,
 }
 
@@ -47,6 +49,7 @@ struct Attempted {
 struct Ended {
     key: ObjectKey,
     id: u64,
+    created_at: i64,
     state: DeliveryState,
     delay: Option<Duration>,
 }
@@ -143,7 +146,7 @@ impl Destination {
             self.queues.remove(&key);
             return;
         };
-        match head.not_before {
+        match head.due() {
             None => {
                 self.held.insert(key);
             }
@@ -180,7 +183,7 @@ impl Destination {
                     .queues
                     .get(&key)
                     .and_then(|q| q.front())
-                    .map(|j| j.not_before);
+                    .map(|j| j.due());
                 match due {
                     Some(Some(t)) if t <= now => self.start(key, ctx),
                     Some(_) => self.classify(key, now),
@@ -231,7 +234,7 @@ impl Destination {
         for (key, q) in &self.queues {
             let mut n = 0;
             for j in q {
-                match j.not_before {
+                match j.due() {
                     Some(t) if t <= now => n += 1,
                     Some(t) => {
                         next_due = Some(next_due.map_or(t, |x: Instant| x.min(t)));
@@ -296,9 +299,13 @@ impl Destination {
         }
         // Read the events back; one that cannot be read ends the batch before it.
         let mut events: Vec<Arc<ActionEvent>> = Vec::with_capacity(batch.len());
+        let mut created: Vec<i64> = Vec::with_capacity(batch.len());
         for (_, job) in &batch {
             match self.ctx.events.event(job.id) {
-                Ok(ev) => events.push(ev),
+                Ok((ev, at)) => {
+                    events.push(ev);
+                    created.push(at);
+                }
                 Err(e) => {
                     tracing::error!(delivery = job.id, error = %e, "could not read a queued event back");
                     break;
@@ -314,7 +321,7 @@ impl Destination {
         batch.truncate(fits.max(1));
         events.truncate(fits.max(1));
         self.limiter.record(wall);
-        self.start_lane(batch, events, ctx);
+        self.start_lane(batch, events, created, ctx);
     }
 
     /// How many of `events` one message can carry.
@@ -334,6 +341,7 @@ impl Destination {
         &mut self,
         batch: Vec<(ObjectKey, Job)>,
         events: Vec<Arc<ActionEvent>>,
+        created: Vec<i64>,
         ctx: &mut Context<Self>,
     ) {
         for (k, job) in &batch {
@@ -382,13 +390,14 @@ impl Destination {
             };
             let mut ended = Vec::with_capacity(batch.len());
             let mut updates = Vec::with_capacity(batch.len());
-            for (key, job) in &batch {
+            for ((key, job), created_at) in batch.iter().zip(created) {
                 let prev = job.state.as_deref().cloned().unwrap_or_default();
                 let (state, delay) = next_state(&shared, &prev, attempt.clone());
                 updates.push(StateUpdate::new(job.id, &state, prev.status.is_final()));
                 ended.push(Ended {
                     key: *key,
                     id: job.id,
+                    created_at,
                     state,
                     delay,
                 });
@@ -426,11 +435,12 @@ impl Destination {
         self.sends += 1;
         self.ctx.in_flight.fetch_add(1, Ordering::Relaxed);
         let event = self.ctx.events.event(id);
+        let created_at = event.as_ref().map_or(0, |(_, at)| *at);
         let shared = self.ctx.clone();
         let deliverer = self.deliverer.clone();
         let fut = async move {
             let event = match event {
-                Ok(ev) => ev,
+                Ok((ev, _)) => ev,
                 Err(e) => {
                     return Attempt::failed_before_send(Outcome::Retry {
                         after: Some(STORE_RETRY),
@@ -452,7 +462,12 @@ impl Destination {
         let addr = ctx.address();
         actix::spawn(async move {
             let attempt = fut.await;
-            addr.do_send(Attempted { key, id, attempt });
+            addr.do_send(Attempted {
+                key,
+                id,
+                created_at,
+                attempt,
+            });
         });
     }
 
@@ -491,6 +506,7 @@ impl Destination {
         let Ended {
             key,
             id,
+            created_at,
             state,
             delay,
         } = e;
@@ -510,7 +526,7 @@ impl Destination {
             // send succeeded it may repeat, with the same webhook-id.
             tracing::error!(delivery = id, error = %err, "could not record a delivery outcome");
             if let Some((q, p)) = job {
-                q[p].not_before = Some(now + STORE_RETRY);
+                q[p].set_due(Some(now + STORE_RETRY));
             }
             self.classify(key, now);
             return;
@@ -524,11 +540,11 @@ impl Destination {
         if state.status.is_final() {
             metrics.delivery(state.status, 1);
             metrics.queue(-1);
+            if state.status == Status::Delivered && created_at > 0 {
+                let waited = chrono::Utc::now().timestamp_millis() - created_at;
+                metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
+            }
             if let Some((q, p)) = job {
-                if state.status == Status::Delivered {
-                    let waited = chrono::Utc::now().timestamp_millis() - q[p].created_at;
-                    metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
-                }
                 q.remove(p);
             }
             if state.status == Status::Dead {
@@ -545,7 +561,7 @@ impl Destination {
                 metrics.delivery(Status::Retrying, 1);
             }
             j.state = Some(Box::new(state));
-            j.not_before = Some(now + delay.unwrap_or(Duration::ZERO));
+            j.set_due(Some(now + delay.unwrap_or(Duration::ZERO)));
         }
         self.classify(key, now);
     }
@@ -641,7 +657,12 @@ impl Handler<Attempted> for Destination {
     type Result = ();
 
     fn handle(&mut self, msg: Attempted, ctx: &mut Self::Context) {
-        let Attempted { key, id, attempt } = msg;
+        let Attempted {
+            key,
+            id,
+            created_at,
+            attempt,
+        } = msg;
         self.sends -= 1;
         let prev = self
             .queues
@@ -654,6 +675,7 @@ impl Handler<Attempted> for Destination {
         self.ended.push(Ended {
             key,
             id,
+            created_at,
             state,
             delay,
         });
@@ -669,8 +691,8 @@ impl Handler<Flush> for Destination {
         let now = Instant::now();
         for q in self.queues.values_mut() {
             for j in q.iter_mut() {
-                if j.not_before.is_none() {
-                    j.not_before = Some(now);
+                if j.due().is_none() {
+                    j.set_due(Some(now));
                 }
             }
         }

@@ -14,8 +14,9 @@ use moka::policy::EvictionPolicy;
 use crate::event::ActionEvent;
 use crate::store::{split_delivery_id, BatchEvents, Store, StoreError};
 
-/// The most events the cache holds (about 0.5–1 KB each, decoded).
-pub const DEFAULT_CAPACITY: u64 = 50_000;
+/// The most events the cache holds (about 0.5–1 KB each, decoded): a few batches ahead of
+/// every destination's queue heads.
+pub const DEFAULT_CAPACITY: u64 = 20_000;
 
 /// Decoded batches by batch sequence number, shared by every dispatch worker.
 #[derive(Clone)]
@@ -56,13 +57,14 @@ impl EventCache {
         }
     }
 
-    /// The event of delivery `id`: from the cache, else read back from the store (blocking:
-    /// one read and decode of the batch row, shared by the batch's other deliveries).
-    pub fn event(&self, id: u64) -> Result<Arc<ActionEvent>, StoreError> {
+    /// The event of delivery `id` and when its batch was committed (Unix ms): from the cache,
+    /// else read back from the store (blocking: one read and decode of the batch row, shared by
+    /// the batch's other deliveries).
+    pub fn event(&self, id: u64) -> Result<(Arc<ActionEvent>, i64), StoreError> {
         let (seq, idx) = split_delivery_id(id);
         if let Some(b) = self.batches.get(&seq) {
             if let Some(Some(ev)) = b.by_delivery.get(idx) {
-                return Ok(ev.clone());
+                return Ok((ev.clone(), b.created_at));
             }
         }
         let batch = self.store.batch_events(seq)?.ok_or(StoreError::NotFound)?;
@@ -72,7 +74,8 @@ impl EventCache {
             .cloned()
             .flatten()
             .ok_or(StoreError::NotFound)?;
+        let created_at = batch.created_at;
         self.batches.insert(seq, Arc::new(batch));
-        Ok(ev)
+        Ok((ev, created_at))
     }
 }

@@ -72,18 +72,62 @@ pub struct DispatchCtx {
     pub draining: AtomicBool,
 }
 
-/// A delivery waiting in a destination: a few integers. Its event is read back at send time
-/// ([`EventCache`]); its state is held only once it differs from "pending, never attempted".
+/// A delivery waiting in a destination: a few integers (32 bytes). Its event (and the time it
+/// was committed) is read back at send time ([`EventCache`]); its state is held only once it
+/// differs from "pending, never attempted".
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: u64,
     pub webhook_id: u64,
-    /// Unix milliseconds of the commit that created it.
-    pub created_at: i64,
-    /// When it may be sent; `None` = held until the next async flush.
-    pub not_before: Option<Instant>,
+    /// When it may be sent, as milliseconds on the dispatch clock ([`clock_ms`]); [`HELD`] =
+    /// held until the next async flush.
+    due: u64,
     /// The state after earlier attempts (retrying, or re-queued by hand); `None` = pending.
     pub state: Option<Box<DeliveryState>>,
+}
+
+/// A job's `due` while it is held for the async flush.
+const HELD: u64 = u64::MAX;
+
+/// The dispatch clock's origin: a job's due time is kept in 8 bytes as milliseconds since it.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `t` in milliseconds on the dispatch clock (rounded up, so a job is never early).
+fn clock_ms(t: Instant) -> u64 {
+    let d = t.saturating_duration_since(epoch());
+    d.as_millis() as u64 + u64::from(d.subsec_nanos() % 1_000_000 != 0)
+}
+
+impl Job {
+    /// A job due at `at` (`None`: held for the async flush).
+    pub fn new(
+        id: u64,
+        webhook_id: u64,
+        at: Option<Instant>,
+        state: Option<Box<DeliveryState>>,
+    ) -> Job {
+        let mut j = Job {
+            id,
+            webhook_id,
+            due: HELD,
+            state,
+        };
+        j.set_due(at);
+        j
+    }
+
+    /// When it may be sent; `None` = held until the next async flush.
+    pub fn due(&self) -> Option<Instant> {
+        (self.due != HELD).then(|| epoch() + Duration::from_millis(self.due))
+    }
+
+    /// Sets when it may be sent (`None`: held).
+    pub fn set_due(&mut self, at: Option<Instant>) {
+        self.due = at.map_or(HELD, |t| clock_ms(t).min(HELD - 1));
+    }
 }
 
 /// A dispatch worker: one thread owning a share (a shard) of the destinations, with its own
@@ -233,7 +277,10 @@ impl Dispatcher {
         let mut i = 0;
         while i < deliveries.len() {
             let (seq, _) = split_delivery_id(deliveries[i].id);
-            let mut batch = BatchEvents::default();
+            let mut batch = BatchEvents {
+                created_at: deliveries[i].created_at,
+                ..BatchEvents::default()
+            };
             let mut last: Option<&Arc<ActionEvent>> = None;
             while i < deliveries.len() && split_delivery_id(deliveries[i].id).0 == seq {
                 let d = &deliveries[i];
@@ -286,13 +333,7 @@ impl Dispatcher {
             let state = (d.state != DeliveryState::default()).then(|| Box::new(d.state));
             dests[slot].2.push((
                 object_key(&d.event),
-                Job {
-                    id: d.id,
-                    webhook_id: d.webhook_id,
-                    created_at: d.created_at,
-                    not_before,
-                    state,
-                },
+                Job::new(d.id, d.webhook_id, not_before, state),
             ));
         }
         for (key, windows, jobs) in dests {

@@ -47,7 +47,7 @@ pub const PRUNE_BATCHES_PER_COMMIT: usize = 1000;
 
 /// redb's page cache (its default is 1 GiB, which a busy outbox fills: resident memory then
 /// grows with the backlog). Reads of recent batches and the delivery log stay fast at this size.
-const PAGE_CACHE: usize = 32 << 20;
+const PAGE_CACHE: usize = 16 << 20;
 
 /// Most ops merged into one commit: bounds the latency a large group adds to the first op.
 const MAX_OPS_PER_COMMIT: usize = 256;
@@ -475,6 +475,7 @@ impl Store {
             by_delivery.push(Some(event.clone()));
         }
         Ok(Some(BatchEvents {
+            created_at: batch.created_at,
             events: events.len(),
             by_delivery,
         }))

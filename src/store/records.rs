@@ -143,6 +143,8 @@ pub struct OpenDelivery {
 /// The events of one batch's deliveries, by delivery index (`None`: not held here).
 #[derive(Debug, Clone, Default)]
 pub struct BatchEvents {
+    /// Unix milliseconds of the commit that created the batch.
+    pub created_at: i64,
     /// Distinct events held (what the memory is mostly spent on).
     pub events: usize,
     pub by_delivery: Vec<Option<Arc<ActionEvent>>>,

@@ -21,6 +21,8 @@ pub struct Ceiling {
     /// Requests that failed or got a non-2xx answer.
     pub errors: u64,
     pub concurrency: u64,
+    /// What measured it: `wrk` (the C load generator) or `reqwest` (the delivery client).
+    pub client: &'static str,
 }
 
 /// The engine's delivery client settings (`deliver::client_builder`): rustls, no redirects,
@@ -88,5 +90,103 @@ pub async fn measure(
         requests: ok + errors,
         errors,
         concurrency,
+        client: "reqwest",
+    }
+}
+
+/// Whether `wrk` is on the PATH.
+pub fn wrk_available() -> bool {
+    std::process::Command::new("wrk")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// The ceiling as a C load generator sees it: `wrk` with `concurrency` connections on two
+/// threads, POSTing the same body to `url` for `limit`. This is the figure the issue divides
+/// by: a Rust client (reqwest, hyper) costs several times wrk's CPU per request, so a ceiling
+/// measured with it would flatter every ratio.
+pub fn measure_wrk(
+    url: &str,
+    concurrency: u64,
+    limit: Duration,
+    dir: &std::path::Path,
+) -> Result<Ceiling, String> {
+    let script = dir.join("post.lua");
+    let lua = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{BODY}'\n"
+    );
+    std::fs::write(&script, lua).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+    let out = std::process::Command::new("wrk")
+        .arg("-t2")
+        .arg(format!("-c{concurrency}"))
+        .arg(format!("-d{}s", limit.as_secs().max(1)))
+        .arg("-s")
+        .arg(&script)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_wrk(&text, concurrency).ok_or_else(|| {
+        format!(
+            "could not read wrk's output (exit {}): {}{}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
+}
+
+/// Reads `N requests in Xs`, `Non-2xx or 3xx responses: E` and `Requests/sec: R` from wrk.
+fn parse_wrk(text: &str, concurrency: u64) -> Option<Ceiling> {
+    let mut requests = None;
+    let mut errors = 0u64;
+    let mut rate = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            rate = rest.trim().parse::<f64>().ok();
+        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += rest.trim().parse::<u64>().unwrap_or(0);
+        } else if line.contains(" requests in ") {
+            requests = line
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok());
+        }
+    }
+    let requests = requests?;
+    let rate = rate?;
+    let good = requests.saturating_sub(errors);
+    Some(Ceiling {
+        requests_per_s: if requests == 0 {
+            0.0
+        } else {
+            rate * good as f64 / requests as f64
+        },
+        requests,
+        errors,
+        concurrency,
+        client: "wrk",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_wrk_output() {
+        let text = "Running 3s test @ http://127.0.0.1:1/ceiling\n  2 threads and 64 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.01ms  349.68us  12.48ms   88.09%\n    Req/Sec    31.95k     1.80k   35.42k    73.33%\n  190871 requests in 3.00s, 13.47MB read\nRequests/sec:  63559.07\nTransfer/sec:      4.49MB\n";
+        let c = super::parse_wrk(text, 64).expect("parsed");
+        assert_eq!(c.requests, 190_871);
+        assert_eq!(c.errors, 0);
+        assert!((c.requests_per_s - 63_559.07).abs() < 0.01);
+        assert_eq!(c.client, "wrk");
+        let bad = format!("{text}  Non-2xx or 3xx responses: 190871\n");
+        assert_eq!(
+            super::parse_wrk(&bad, 64).expect("parsed").requests_per_s,
+            0.0
+        );
+        assert!(super::parse_wrk("wrk: command failed", 64).is_none());
     }
 }

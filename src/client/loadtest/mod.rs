@@ -100,6 +100,18 @@ pub struct Opts {
     /// Measure only the ceiling (no engine), e.g. to compare it with wrk.
     #[arg(long)]
     pub ceiling_only: bool,
+    /// Who measures the ceiling: `wrk` (the C load generator, the figure to divide by),
+    /// `reqwest` (the engine's own HTTP client settings), or `auto`: wrk when it is installed.
+    #[arg(long, value_enum, default_value_t = CeilingClient::Auto)]
+    pub ceiling_client: CeilingClient,
+}
+
+/// Who measures the ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CeilingClient {
+    Auto,
+    Wrk,
+    Reqwest,
 }
 
 /// Why a run stopped, and its exit code.
@@ -249,19 +261,35 @@ async fn loadtest(opts: &Opts) -> Result<Report, Failure> {
         .concurrency
         .or(opts.max_in_flight)
         .unwrap_or(DEFAULT_IN_FLIGHT);
-    let ceiling = ceiling::measure(
-        &client,
-        &ceiling_url,
-        u64::from(concurrency),
-        // Alone, the ceiling runs for its whole time limit: a steadier figure to compare.
-        if opts.ceiling_only {
-            u64::MAX
-        } else {
-            CEILING_MIN_REQUESTS.max(expected / 4)
-        },
-        CEILING_LIMIT,
-    )
-    .await;
+    let use_wrk = match opts.ceiling_client {
+        CeilingClient::Wrk => true,
+        CeilingClient::Reqwest => false,
+        CeilingClient::Auto => ceiling::wrk_available(),
+    };
+    let ceiling = if use_wrk {
+        let dir = child::TempDir::new()
+            .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
+        let (url, n, limit) = (ceiling_url.clone(), u64::from(concurrency), CEILING_LIMIT);
+        let path = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || ceiling::measure_wrk(&url, n, limit, &path))
+            .await
+            .map_err(|e| fail(format!("wrk runner failed: {e}")))?
+            .map_err(fail)?
+    } else {
+        ceiling::measure(
+            &client,
+            &ceiling_url,
+            u64::from(concurrency),
+            // Alone, the ceiling runs for its whole time limit: a steadier figure to compare.
+            if opts.ceiling_only {
+                u64::MAX
+            } else {
+                CEILING_MIN_REQUESTS.max(expected / 4)
+            },
+            CEILING_LIMIT,
+        )
+        .await
+    };
     bar.finish_and_clear();
     Ok(Report {
         target: opts.target.clone(),

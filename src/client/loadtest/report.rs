@@ -113,8 +113,9 @@ impl Report {
         rows.push((
             "ceiling",
             format!(
-                "{:.0} requests/s ({} in flight, {} requests, {} errors)",
+                "{:.0} requests/s ({}, {} in flight, {} requests, {} errors)",
                 self.ceiling.requests_per_s,
+                self.ceiling.client,
                 self.ceiling.concurrency,
                 self.ceiling.requests,
                 self.ceiling.errors
@@ -171,6 +172,7 @@ impl Report {
             "target": self.target,
             "ceiling_requests_per_s": round1(c.requests_per_s),
             "ceiling_concurrency": c.concurrency,
+            "ceiling_client": c.client,
             "ceiling_requests": c.requests,
             "ceiling_errors": c.errors,
         });
