@@ -122,6 +122,11 @@ pub trait Channel: Send + Sync {
         })
     }
 
+    /// Whether several deliveries may be merged into one message ([`Channel::digest_body`]).
+    fn has_digests(&self) -> bool {
+        false
+    }
+
     /// The body of one digest from the rendered `lines` (oldest first) under `header`, with
     /// the union of the events' @-mentions; `None` for a kind without digests.
     fn digest_body(&self, _header: &str, _lines: &[String], _mentions: &[String]) -> Option<Value> {

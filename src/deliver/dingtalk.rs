@@ -37,6 +37,10 @@ impl Channel for Group {
         Box::pin(send_group(d, &env.webhook, &env.event))
     }
 
+    fn has_digests(&self) -> bool {
+        true
+    }
+
     fn digest_body(&self, header: &str, lines: &[String], mentions: &[String]) -> Option<Value> {
         // DingTalk markdown needs a blank line to break a line.
         let mut text = format!("**{header}**");

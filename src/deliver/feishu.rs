@@ -38,6 +38,10 @@ impl Channel for Group {
         Box::pin(send_group(d, &env.webhook, &env.event))
     }
 
+    fn has_digests(&self) -> bool {
+        true
+    }
+
     fn digest_body(&self, header: &str, lines: &[String], _mentions: &[String]) -> Option<Value> {
         let card = chat::feishu_card(header, &lines.join("\n"));
         Some(chat::feishu_group_body(card, None, None))

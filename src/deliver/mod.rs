@@ -532,7 +532,7 @@ pub fn digest_capacity(wh: &Webhook, events: &[&ActionEvent], cfg: &Config) -> u
     if events.is_empty() {
         return 0;
     }
-    if channel(wh.kind).digest_body("", &[], &[]).is_none() {
+    if !channel(wh.kind).has_digests() {
         return 1;
     }
     digest_fits(wh.kind, wh, events, &cfg.sanplex.base_url, cfg.sanplex.lang).max(1)

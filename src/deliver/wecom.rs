@@ -35,6 +35,10 @@ impl Channel for Group {
         Box::pin(send_group(d, &env.webhook, &env.event))
     }
 
+    fn has_digests(&self) -> bool {
+        true
+    }
+
     fn digest_body(&self, header: &str, lines: &[String], mentions: &[String]) -> Option<Value> {
         let mut text = header.to_string();
         for l in lines {

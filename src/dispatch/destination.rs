@@ -18,7 +18,7 @@ use actix::prelude::*;
 use rand::Rng;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::envelope::{prepare, MemberBudgets};
+use super::envelope::{prepare, MemberBudgets, Ready};
 use super::limiter::Limiter;
 use super::{DispatchCtx, Flush, Job, ObjectKey, Purge};
 use crate::config::Window;
@@ -349,19 +349,7 @@ impl Destination {
         let deliverer = self.deliverer.clone();
         let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
         let rate_key = rate_key(&self.name);
-        let single = (batch.len() == 1).then(|| {
-            let (_, job) = &batch[0];
-            let progress = job.state.as_ref().and_then(|s| s.progress.clone());
-            let event = events[0].clone();
-            prepare(
-                &self.ctx,
-                &mut self.members,
-                job.id,
-                job.webhook_id,
-                event,
-                progress,
-            )
-        });
+        let single = (batch.len() == 1).then(|| self.prepare_job(&batch[0].1, events[0].clone()));
         let fut = async move {
             // The send counts against the budget before it happens: a crash after this commit
             // wastes a slot, never exceeds one.
@@ -428,6 +416,19 @@ impl Destination {
                     act.pump(ctx);
                 }),
         );
+    }
+
+    /// The envelope of `job`'s attempt, made in the actor's turn (see [`prepare`]).
+    fn prepare_job(&mut self, job: &Job, event: Arc<ActionEvent>) -> Result<Ready, Outcome> {
+        let progress = job.state.as_ref().and_then(|s| s.progress.clone());
+        prepare(
+            &self.ctx,
+            &mut self.members,
+            job.id,
+            job.webhook_id,
+            event,
+            progress,
+        )
     }
 
     fn start(&mut self, key: ObjectKey, ctx: &mut Context<Self>) {

@@ -130,3 +130,99 @@ pub(super) fn prepare(
     }
     Ok(Ready { env, saved })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use dashmap::DashMap;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::store::Store;
+    use crate::webhook::{Webhook, WebhookType};
+
+    fn ctx(store: &Store) -> DispatchCtx {
+        let cfg =
+            Config::from_toml_str("[limits]\nwechatuser_member = [\"2/60s\"]\n").expect("config");
+        let webhooks = DashMap::new();
+        let wh = Webhook {
+            id: 1,
+            kind: WebhookType::Wechatuser,
+            wechat_corp_id: "corp".into(),
+            wechat_corp_secret: "secret".into(),
+            wechat_agent_id: "1000002".into(),
+            ..Webhook::default()
+        };
+        webhooks.insert(1, Arc::new(wh));
+        DispatchCtx {
+            cfg: Arc::new(cfg),
+            store: store.clone(),
+            events: crate::dispatch::EventCache::new(store.clone(), 100),
+            webhooks: Arc::new(webhooks),
+            metrics: Arc::new(Metrics::new()),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    fn granted(r: &Ready) -> Vec<String> {
+        r.env
+            .members
+            .as_ref()
+            .map(|g| g.granted.clone())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn bindings_are_read_per_attempt_and_member_budgets_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("d.redb")).expect("store");
+        let ctx = ctx(&store);
+        let bind = |userid: &str| vec![("bob".to_string(), Some(userid.to_string()))];
+        store.put_bindings(1, bind("u-bob")).await.expect("bind");
+        let ev = Arc::new(ActionEvent {
+            actor: "alice".into(),
+            to_list: vec!["bob".into()],
+            ..ActionEvent::default()
+        });
+        let mut budgets = MemberBudgets::default();
+        for _ in 0..2 {
+            let r = prepare(&ctx, &mut budgets, 7, 1, ev.clone(), None).expect("ready");
+            assert_eq!(granted(&r), vec!["u-bob"]);
+            // The budget is committed before the attempt may send.
+            r.saved.expect("a budget to save").await.expect("saved");
+        }
+        // A restart: the budgets are read back from the store, and bob's is spent.
+        let mut restarted = MemberBudgets::default();
+        let r = prepare(&ctx, &mut restarted, 7, 1, ev.clone(), None).expect("ready");
+        assert!(granted(&r).is_empty(), "the restored budget is spent");
+        let held = r
+            .env
+            .members
+            .as_ref()
+            .map(|g| g.held.clone())
+            .unwrap_or_default();
+        assert_eq!(held.len(), 1);
+        assert!(r.saved.is_none(), "nothing taken, nothing saved");
+        // A binding changed through the API applies to the next attempt.
+        store
+            .put_bindings(1, bind("u-bob-2"))
+            .await
+            .expect("rebind");
+        let r = prepare(&ctx, &mut restarted, 7, 1, ev, None).expect("ready");
+        assert_eq!(r.env.bindings, vec![("bob".into(), "u-bob-2".into())]);
+        assert_eq!(granted(&r), vec!["u-bob-2"]);
+    }
+
+    #[test]
+    fn a_deleted_webhook_is_skipped_without_reading_anything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("d.redb")).expect("store");
+        let ctx = ctx(&store);
+        let ev = Arc::new(ActionEvent::default());
+        let got = prepare(&ctx, &mut MemberBudgets::default(), 1, 99, ev, None).err();
+        assert_eq!(got, Some(Outcome::Skipped("webhook deleted".into())));
+    }
+}
