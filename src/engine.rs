@@ -127,7 +127,7 @@ impl Engine {
         }
         let router_arbiter = Arbiter::new().handle();
         let router = Router::start_in_arbiter(&router_arbiter, move |_| Router::new(index));
-        let deliverer = Deliverer::new(cfg.clone(), store.clone()).map_err(Error::Config)?;
+        let deliverer = Deliverer::new(cfg.clone(), store.instance()).map_err(Error::Config)?;
         let ctx = Arc::new(DispatchCtx {
             cfg: cfg.clone(),
             store: store.clone(),

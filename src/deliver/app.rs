@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::channel::{channel, Envelope};
 use super::reply::{Platform, Reply};
 use super::token::{token_key, Token, TokenFailure};
 use super::{dingtalk, feishu, wecom, Attempt, Deliverer, Outcome, Sent};
 use crate::config::Config;
-use crate::webhook::{Webhook, WebhookType};
+use crate::webhook::Webhook;
 
 /// A token response without a lifetime is taken to live this long (the platforms' documented
 /// maximum).
@@ -18,7 +19,7 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
 
 /// The credentials of an app-message webhook and the API base to use.
 #[derive(Debug, Clone)]
-pub(crate) struct App {
+pub struct App {
     pub platform: Platform,
     /// `apiBase` of the webhook, else `[platforms]`; no trailing slash.
     pub base: String,
@@ -32,64 +33,47 @@ pub(crate) struct App {
     pub key: String,
 }
 
+/// The fields of a credential set as one kind names them (its [`super::Channel::app`]).
+pub(crate) struct AppFields<'a> {
+    pub platform: Platform,
+    /// `[platforms]`' base for this platform, used when the webhook has no `apiBase`.
+    pub default_base: &'a str,
+    pub id: &'a str,
+    pub secret: &'a str,
+    /// The agent id and the name of its field (for the error); `None` where there is none.
+    pub agent: Option<(&'a str, &'static str)>,
+}
+
 impl App {
     /// The app of `wh`; `Err` names the field that is wrong (webhooks are validated on input,
     /// so this only fails for a type that has no app).
     pub fn of(wh: &Webhook, cfg: &Config) -> Result<App, String> {
-        let (platform, default_base, id, secret, agent, agent_field) = match wh.kind {
-            WebhookType::Dinguser => (
-                Platform::DingTalk,
-                &cfg.platforms.dingtalk,
-                &wh.app_key,
-                &wh.app_secret,
-                &wh.agent_id,
-                "agentId",
-            ),
-            WebhookType::Wechatuser => (
-                Platform::WeCom,
-                &cfg.platforms.wecom,
-                &wh.wechat_corp_id,
-                &wh.wechat_corp_secret,
-                &wh.wechat_agent_id,
-                "wechatAgentId",
-            ),
-            WebhookType::Feishuuser => (
-                Platform::Feishu,
-                &cfg.platforms.feishu,
-                &wh.feishu_app_id,
-                &wh.feishu_app_secret,
-                &String::new(),
-                "",
-            ),
-            other => {
-                return Err(format!(
-                    "webhook {} is of type {other}; the platform directory applies to dinguser, wechatuser and feishuuser",
-                    wh.id
-                ))
-            }
-        };
-        let agent = if agent_field.is_empty() {
-            0
-        } else {
-            agent.trim().parse::<u64>().map_err(|_| {
+        channel(wh.kind).app(wh, cfg)
+    }
+
+    /// The app from the fields its kind names.
+    pub(crate) fn from_fields(wh: &Webhook, f: AppFields) -> Result<App, String> {
+        let agent = match f.agent {
+            None => 0,
+            Some((agent, field)) => agent.trim().parse::<u64>().map_err(|_| {
                 format!(
-                    "{agent_field} of webhook {} must be a number, got {agent:?}",
+                    "{field} of webhook {} must be a number, got {agent:?}",
                     wh.id
                 )
-            })?
+            })?,
         };
         let base = if wh.api_base.is_empty() {
-            default_base.as_str()
+            f.default_base
         } else {
             wh.api_base.as_str()
         };
         let base = base.trim_end_matches('/').to_string();
         Ok(App {
-            platform,
-            key: token_key(platform.name(), &base, id.trim(), secret),
+            platform: f.platform,
+            key: token_key(f.platform.name(), &base, f.id.trim(), f.secret),
             base,
-            id: id.trim().to_string(),
-            secret: secret.clone(),
+            id: f.id.trim().to_string(),
+            secret: f.secret.to_string(),
             agent,
         })
     }
@@ -165,29 +149,17 @@ pub(crate) struct Prepared {
 }
 
 impl Deliverer {
-    /// Resolves credentials and recipients for an app-message send; the `Err` is the attempt to
-    /// report when there is nothing to send (bad credentials: dead; bindings unreadable: retry;
-    /// nobody bound: skipped).
-    pub(crate) async fn prepare_app(
-        &self,
-        wh: &Webhook,
-        ev: &crate::event::ActionEvent,
-        progress: Option<&Value>,
-    ) -> Result<Prepared, Attempt> {
-        let app =
-            App::of(wh, &self.cfg).map_err(|e| Attempt::failed_before_send(Outcome::Dead(e)))?;
-        let bindings = self.bindings(wh.id).await.map_err(|e| {
-            Attempt::failed_before_send(Outcome::Retry {
-                after: None,
-                error: e,
-            })
-        })?;
-        let to = super::recipients::resolve(ev, &bindings, wh.id)
-            .map_err(|reason| Attempt::failed_before_send(Outcome::Skipped(reason)))?;
+    /// Resolves credentials and recipients for an app-message send from what dispatch passed
+    /// in; the `Err` is the outcome to report when there is nothing to send (bad credentials:
+    /// dead; nobody bound: skipped).
+    pub(crate) fn prepare_app(&self, env: &Envelope) -> Result<Prepared, Outcome> {
+        let app = App::of(&env.webhook, &self.cfg).map_err(Outcome::Dead)?;
+        let to = super::recipients::resolve(&env.event, &env.bindings, env.webhook.id)
+            .map_err(Outcome::Skipped)?;
         Ok(Prepared {
             app,
             to,
-            progress: super::recipients::Progress::from_value(progress),
+            progress: super::recipients::Progress::from_value(env.progress.as_ref()),
         })
     }
 }
@@ -362,6 +334,7 @@ pub(crate) fn outcome_text(o: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::WebhookType;
 
     #[test]
     fn app_of_webhook_uses_api_base_and_integer_agent() {

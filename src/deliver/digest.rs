@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{chat, dingtalk, feishu, text, wecom, Attempt, Deliverer, Outcome};
+use super::channel::{channel, Channel};
+use super::{text, Attempt, Deliverer, Outcome};
 use crate::config::Lang;
 use crate::event::ActionEvent;
 use crate::webhook::{Webhook, WebhookType};
@@ -40,30 +41,9 @@ fn mentions(events: &[&ActionEvent]) -> Vec<String> {
 /// The body for `kind` from already rendered lines; `Null` for a type without digests.
 fn build(kind: WebhookType, lines: &[String], mentions: &[String], lang: Lang) -> Value {
     let header = digest_header(lines.len(), lang);
-    match kind {
-        WebhookType::Dinggroup => {
-            // DingTalk markdown needs a blank line to break a line.
-            let mut text = format!("**{header}**");
-            for l in lines {
-                text.push_str("\n\n");
-                text.push_str(l);
-            }
-            chat::dingtalk_markdown(&header, &text, mentions)
-        }
-        WebhookType::Wechatgroup => {
-            let mut text = header;
-            for l in lines {
-                text.push('\n');
-                text.push_str(l);
-            }
-            chat::wecom_group(&text, mentions)
-        }
-        WebhookType::Feishugroup => {
-            let card = chat::feishu_card(&header, &lines.join("\n"));
-            chat::feishu_group_body(card, None, None)
-        }
-        _ => Value::Null,
-    }
+    channel(kind)
+        .digest_body(&header, lines, mentions)
+        .unwrap_or(Value::Null)
 }
 
 /// Builds ONE group-bot message for `events` (oldest first): a header with the count, then
@@ -86,25 +66,7 @@ pub fn digest_body(
 
 /// The size that counts against the platform's limit, and that limit.
 fn measure(kind: WebhookType, wh: &Webhook, body: &Value) -> (usize, usize) {
-    match kind {
-        WebhookType::Dinggroup => (body.to_string().len(), chat::DINGTALK_MAX_BYTES),
-        WebhookType::Wechatgroup => {
-            // WeCom limits the content, not the body: 4096 bytes of markdown, 2048 of text.
-            if let Some(c) = body["markdown"]["content"].as_str() {
-                (c.len(), chat::WECOM_MARKDOWN_MAX)
-            } else {
-                let c = body["text"]["content"].as_str().unwrap_or("");
-                (c.len(), chat::WECOM_TEXT_MAX)
-            }
-        }
-        WebhookType::Feishugroup => {
-            // Measured signed: a 10-digit timestamp and a 44-character signature.
-            let card = body["card"].clone();
-            let signed = feishu::group_body(wh, card, 1_700_000_000);
-            (signed.to_string().len(), chat::FEISHU_MAX_BYTES)
-        }
-        _ => (0, 0),
-    }
+    channel(kind).digest_size(wh, body)
 }
 
 /// How many of `events` (a prefix, oldest first) fit in one digest within the platform's
@@ -146,8 +108,13 @@ pub fn digest_fits(
     lo
 }
 
-/// Signs and sends one digest (see [`Deliverer::attempt_digest`]).
-pub(crate) async fn send(d: &Deliverer, wh: &Webhook, events: &[Arc<ActionEvent>]) -> Attempt {
+/// Signs and sends one digest (see [`Deliverer::attempt_digest`]) through `ch`.
+pub(crate) async fn send(
+    d: &Deliverer,
+    ch: &dyn Channel,
+    wh: &Webhook,
+    events: &[Arc<ActionEvent>],
+) -> Attempt {
     if events.is_empty() {
         return Attempt::failed_before_send(Outcome::Skipped("empty digest".into()));
     }
@@ -159,19 +126,13 @@ pub(crate) async fn send(d: &Deliverer, wh: &Webhook, events: &[Arc<ActionEvent>
         &d.cfg.sanplex.base_url,
         d.cfg.sanplex.lang,
     );
-    match wh.kind {
-        WebhookType::Dinggroup => dingtalk::post_group(d, wh, &body).await,
-        WebhookType::Wechatgroup => wecom::post_group(d, wh, &body).await,
-        WebhookType::Feishugroup => feishu::post_group(d, wh, body["card"].clone()).await,
-        other => Attempt::failed_before_send(Outcome::Dead(format!(
-            "digests apply to group bots only, not {other}"
-        ))),
-    }
+    ch.post_digest(d, wh, body).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::chat;
 
     fn ev(id: u64, name: &str) -> ActionEvent {
         ActionEvent {

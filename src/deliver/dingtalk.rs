@@ -5,10 +5,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::app::{with_query, App, Call};
+use futures_util::future::BoxFuture;
+
+use super::app::{with_query, App, AppFields, Call};
+use super::channel::{app_route, bot_route, Channel, Envelope, Route};
 use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
 use super::token::{Token, TokenFailure};
 use super::{chat, sign, Attempt, Deliverer, Outcome, RemoteUser};
+use crate::config::Config;
 use crate::event::ActionEvent;
 use crate::webhook::Webhook;
 
@@ -20,6 +24,84 @@ const PAGE_SIZE: u64 = 100;
 
 /// A directory bigger than this many pages or departments is taken as a server looping.
 const MAX_PAGES: usize = 100_000;
+
+/// The group bot (`dinggroup`): signed markdown, within `limits.dinggroup`, with digests.
+pub struct Group;
+
+impl Channel for Group {
+    fn route(&self, wh: &Webhook, cfg: &Config) -> Route {
+        bot_route(wh, &cfg.limits.dinggroup)
+    }
+
+    fn attempt<'a>(&'a self, d: &'a Deliverer, env: &'a Envelope) -> BoxFuture<'a, Attempt> {
+        Box::pin(send_group(d, &env.webhook, &env.event))
+    }
+
+    fn has_digests(&self) -> bool {
+        true
+    }
+
+    fn digest_body(&self, header: &str, lines: &[String], mentions: &[String]) -> Option<Value> {
+        // DingTalk markdown needs a blank line to break a line.
+        let mut text = format!("**{header}**");
+        for l in lines {
+            text.push_str("\n\n");
+            text.push_str(l);
+        }
+        Some(chat::dingtalk_markdown(header, &text, mentions))
+    }
+
+    fn digest_size(&self, _wh: &Webhook, body: &Value) -> (usize, usize) {
+        (body.to_string().len(), chat::DINGTALK_MAX_BYTES)
+    }
+
+    fn post_digest<'a>(
+        &'a self,
+        d: &'a Deliverer,
+        wh: &'a Webhook,
+        body: Value,
+    ) -> BoxFuture<'a, Attempt> {
+        Box::pin(async move { post_group(d, wh, &body).await })
+    }
+}
+
+/// Work messages (`dinguser`): one destination per app, recipients through the bindings.
+pub struct Work;
+
+impl Channel for Work {
+    fn route(&self, wh: &Webhook, _cfg: &Config) -> Route {
+        app_route(wh, [&wh.app_key, &wh.agent_id])
+    }
+
+    fn attempt<'a>(&'a self, d: &'a Deliverer, env: &'a Envelope) -> BoxFuture<'a, Attempt> {
+        Box::pin(send_work(d, env))
+    }
+
+    fn needs_bindings(&self) -> bool {
+        true
+    }
+
+    fn app(&self, wh: &Webhook, cfg: &Config) -> Result<App, String> {
+        App::from_fields(
+            wh,
+            AppFields {
+                platform: Platform::DingTalk,
+                default_base: &cfg.platforms.dingtalk,
+                id: &wh.app_key,
+                secret: &wh.app_secret,
+                agent: Some((&wh.agent_id, "agentId")),
+            },
+        )
+    }
+
+    fn directory<'a>(
+        &'a self,
+        d: &'a Deliverer,
+        app: &'a App,
+    ) -> BoxFuture<'a, Result<Vec<RemoteUser>, String>> {
+        Box::pin(directory(d, app))
+    }
+}
 
 /// What a DingTalk code means (PLATFORMS.md and DingTalk's global code list).
 pub fn rule(reply: &Reply, code: i64, throttle: Duration) -> Rule {
@@ -104,15 +186,11 @@ pub(crate) async fn fetch_token(d: &Deliverer, app: &App) -> Result<Token, Token
 /// Sends a work message to the bound recipients in chunks of [`WORK_CHUNK`], skipping those
 /// an earlier attempt served. The text ends with the action's date, so that DingTalk does not
 /// drop it as a repeat of an earlier message of the day.
-pub(crate) async fn send_work(
-    d: &Deliverer,
-    wh: &Webhook,
-    ev: &ActionEvent,
-    progress: Option<&Value>,
-) -> Attempt {
-    let (app, to, mut progress) = match d.prepare_app(wh, ev, progress).await {
+async fn send_work(d: &Deliverer, env: &Envelope) -> Attempt {
+    let (wh, ev) = (&env.webhook, &env.event);
+    let (app, to, mut progress) = match d.prepare_app(env) {
         Ok(p) => (p.app, p.to, p.progress),
-        Err(attempt) => return attempt,
+        Err(outcome) => return Attempt::failed_before_send(outcome),
     };
     let remaining = progress.remaining(&to.userids);
     let r = d.render(wh, ev);

@@ -4,12 +4,15 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
+use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::app::{with_query, App, Call};
+use super::app::{with_query, App, AppFields, Call};
+use super::channel::{app_route, bot_route, Channel, Envelope, Route};
 use super::reply::{self, Platform, Reply, Rule};
 use super::token::{Token, TokenFailure};
 use super::{chat, sign, Attempt, Deliverer, Outcome, RemoteUser};
+use crate::config::Config;
 use crate::event::ActionEvent;
 use crate::webhook::Webhook;
 
@@ -22,6 +25,81 @@ const MAX_PAGES: usize = 100_000;
 /// Codes that refuse one recipient of an app message, not the message: `230001` invalid
 /// `receive_id`, `230013` the bot is not available to that user.
 const RECIPIENT_CODES: [i64; 2] = [230001, 230013];
+
+/// The group bot (`feishugroup`): a signed card, within `limits.feishugroup`, with digests.
+pub struct Group;
+
+impl Channel for Group {
+    fn route(&self, wh: &Webhook, cfg: &Config) -> Route {
+        bot_route(wh, &cfg.limits.feishugroup)
+    }
+
+    fn attempt<'a>(&'a self, d: &'a Deliverer, env: &'a Envelope) -> BoxFuture<'a, Attempt> {
+        Box::pin(send_group(d, &env.webhook, &env.event))
+    }
+
+    fn has_digests(&self) -> bool {
+        true
+    }
+
+    fn digest_body(&self, header: &str, lines: &[String], _mentions: &[String]) -> Option<Value> {
+        let card = chat::feishu_card(header, &lines.join("\n"));
+        Some(chat::feishu_group_body(card, None, None))
+    }
+
+    fn digest_size(&self, wh: &Webhook, body: &Value) -> (usize, usize) {
+        // Measured signed: a 10-digit timestamp and a 44-character signature.
+        let signed = group_body(wh, body["card"].clone(), 1_700_000_000);
+        (signed.to_string().len(), chat::FEISHU_MAX_BYTES)
+    }
+
+    fn post_digest<'a>(
+        &'a self,
+        d: &'a Deliverer,
+        wh: &'a Webhook,
+        body: Value,
+    ) -> BoxFuture<'a, Attempt> {
+        Box::pin(post_group(d, wh, body["card"].clone()))
+    }
+}
+
+/// App messages (`feishuuser`): one call per recipient, through the bindings.
+pub struct AppMessage;
+
+impl Channel for AppMessage {
+    fn route(&self, wh: &Webhook, _cfg: &Config) -> Route {
+        app_route(wh, [&wh.api_base, &wh.feishu_app_id])
+    }
+
+    fn attempt<'a>(&'a self, d: &'a Deliverer, env: &'a Envelope) -> BoxFuture<'a, Attempt> {
+        Box::pin(send_app(d, env))
+    }
+
+    fn needs_bindings(&self) -> bool {
+        true
+    }
+
+    fn app(&self, wh: &Webhook, cfg: &Config) -> Result<App, String> {
+        App::from_fields(
+            wh,
+            AppFields {
+                platform: Platform::Feishu,
+                default_base: &cfg.platforms.feishu,
+                id: &wh.feishu_app_id,
+                secret: &wh.feishu_app_secret,
+                agent: None,
+            },
+        )
+    }
+
+    fn directory<'a>(
+        &'a self,
+        d: &'a Deliverer,
+        app: &'a App,
+    ) -> BoxFuture<'a, Result<Vec<RemoteUser>, String>> {
+        Box::pin(directory(d, app))
+    }
+}
 
 /// What a Feishu/Lark code means (PLATFORMS.md and Lark's generic code list).
 pub fn rule(_reply: &Reply, code: i64) -> Rule {
@@ -106,15 +184,11 @@ pub(crate) async fn fetch_token(d: &Deliverer, app: &App) -> Result<Token, Token
 /// Sends an app message to each bound recipient (one call per person), skipping those served
 /// before. A recipient Lark refuses (`230001`) is recorded and the others still get theirs; a
 /// rate limit stops the round and the retry goes on where it stopped.
-pub(crate) async fn send_app(
-    d: &Deliverer,
-    wh: &Webhook,
-    ev: &ActionEvent,
-    progress: Option<&Value>,
-) -> Attempt {
-    let (app, to, mut progress) = match d.prepare_app(wh, ev, progress).await {
+async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
+    let (wh, ev) = (&env.webhook, &env.event);
+    let (app, to, mut progress) = match d.prepare_app(env) {
         Ok(p) => (p.app, p.to, p.progress),
-        Err(attempt) => return attempt,
+        Err(outcome) => return Attempt::failed_before_send(outcome),
     };
     let r = d.render(wh, ev);
     let card = chat::feishu_card(&r.title, &r.text);

@@ -2,10 +2,14 @@
 //! outbound HTTP.
 //!
 //! A deliverer makes one attempt and says what happened ([`Outcome`]); when to try again is the
-//! dispatcher's business.
+//! dispatcher's business. What differs between webhook kinds is each kind's [`Channel`]. Nothing
+//! here touches the store: dispatch reads what an attempt needs (bindings, member budgets)
+//! beforehand and passes it in the [`Envelope`].
 
 mod app;
+pub mod channel;
 pub mod chat;
+pub mod default;
 pub mod digest;
 pub mod dingtalk;
 pub mod feishu;
@@ -23,8 +27,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::event::ActionEvent;
-use crate::store::{RequestLog, ResponseLog, Store};
-use crate::webhook::{Webhook, WebhookType};
+use crate::store::{RequestLog, ResponseLog};
+use crate::webhook::Webhook;
 
 /// The most of a response body that is read; the rest is dropped unread.
 pub const RESPONSE_MAX: usize = 64 * 1024;
@@ -33,6 +37,9 @@ pub const RESPONSE_MAX: usize = 64 * 1024;
 /// every member of a department, in one answer each.
 pub const DIRECTORY_RESPONSE_MAX: usize = 64 * 1024 * 1024;
 
+pub use app::App;
+pub use channel::{channel, Channel, Envelope, MemberDemand, MemberGrant, Route};
+pub use default::classify_default;
 pub use digest::{digest_body, digest_fits};
 pub use dingtalk::classify_dingtalk;
 pub use feishu::classify_feishu;
@@ -90,12 +97,11 @@ pub struct Deliverer {
     instance: Arc<str>,
     /// Access tokens of the app-message types, one per credential set, shared by every send.
     tokens: token::TokenCache,
-    /// Bindings are read from the store at send time, so a new binding applies to retries.
-    store: Store,
-    /// Recent WeCom app messages per member (`limits.wechatuser_member`).
-    members: Arc<recipients::MemberWindows>,
     /// Destination URLs parsed and masked once, not per send.
     urls: Arc<UrlCache>,
+    /// Tests and benches only ([`Deliverer::with_channel`]): the channel every attempt goes
+    /// through instead of its kind's, e.g. one that answers at once without a network.
+    stand_in: Option<Arc<dyn Channel>>,
 }
 
 /// A destination URL, parsed, and as the log shows it.
@@ -222,22 +228,32 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 impl Deliverer {
-    /// A deliverer for this configuration, reading bindings from `store`.
-    pub fn new(cfg: Arc<Config>, store: Store) -> Result<Deliverer, String> {
+    /// A deliverer for this configuration; `instance` is the store's instance id
+    /// ([`crate::store::Store::instance`]), part of every `webhook-id`.
+    pub fn new(cfg: Arc<Config>, instance: &str) -> Result<Deliverer, String> {
         Ok(Deliverer {
             client: delivery_client(&cfg)?,
             cfg,
-            instance: store.instance().into(),
+            instance: instance.into(),
             tokens: token::TokenCache::new(),
-            store,
-            members: Arc::default(),
             urls: Arc::default(),
+            stand_in: None,
         })
     }
 
+    /// The same deliverer sending every attempt through `channel` whatever the webhook's kind.
+    /// For tests and benches that measure everything but the network; nothing in the
+    /// configuration or the API reaches it.
+    #[doc(hidden)]
+    pub fn with_channel(self, channel: Arc<dyn Channel>) -> Deliverer {
+        Deliverer {
+            stand_in: Some(channel),
+            ..self
+        }
+    }
+
     /// The same deliverer with an HTTP client (and connection pool) of its own: each dispatch
-    /// worker has one, so that its connections are driven by its own thread. Tokens and the
-    /// WeCom member windows stay shared.
+    /// worker has one, so that its connections are driven by its own thread. Tokens stay shared.
     pub fn with_own_client(&self) -> Result<Deliverer, String> {
         Ok(Deliverer {
             client: delivery_client(&self.cfg)?,
@@ -251,22 +267,11 @@ impl Deliverer {
         format!("msg_{}_{}", self.instance, delivery_id)
     }
 
-    /// Makes one attempt to deliver `ev` to `wh`.
-    pub async fn attempt(
-        &self,
-        wh: &Webhook,
-        ev: &ActionEvent,
-        delivery_id: u64,
-        progress: Option<&serde_json::Value>,
-    ) -> Attempt {
-        match wh.kind {
-            WebhookType::Default => self.send_default(wh, ev, delivery_id).await,
-            WebhookType::Dinggroup => dingtalk::send_group(self, wh, ev).await,
-            WebhookType::Wechatgroup => wecom::send_group(self, wh, ev).await,
-            WebhookType::Feishugroup => feishu::send_group(self, wh, ev).await,
-            WebhookType::Dinguser => dingtalk::send_work(self, wh, ev, progress).await,
-            WebhookType::Wechatuser => wecom::send_app(self, wh, ev, progress).await,
-            WebhookType::Feishuuser => feishu::send_app(self, wh, ev, progress).await,
+    /// Makes one attempt to deliver `env`, through its kind's [`Channel`].
+    pub async fn attempt(&self, env: &Envelope) -> Attempt {
+        match &self.stand_in {
+            Some(c) => c.attempt(self, env).await,
+            None => channel(env.webhook.kind).attempt(self, env).await,
         }
     }
 
@@ -279,75 +284,30 @@ impl Deliverer {
         events: &[Arc<ActionEvent>],
         _delivery_id: u64,
     ) -> Attempt {
-        digest::send(self, wh, events).await
+        match &self.stand_in {
+            Some(c) => digest::send(self, c.as_ref(), wh, events).await,
+            None => digest::send(self, channel(wh.kind), wh, events).await,
+        }
     }
 
     /// Lists the platform directory of an app-message webhook: every department (recursively),
     /// every page, each user once.
     pub async fn remote_users(&self, wh: &Webhook) -> Result<Vec<RemoteUser>, crate::Error> {
         let app = app::App::of(wh, &self.cfg).map_err(crate::Error::BadRequest)?;
-        let users = match app.platform {
-            Platform::DingTalk => dingtalk::directory(self, &app).await,
-            Platform::WeCom => wecom::directory(self, &app).await,
-            Platform::Feishu => feishu::directory(self, &app).await,
-        };
+        let users = channel(wh.kind).directory(self, &app).await;
         users.map_err(|e| {
             crate::Error::Upstream(format!("listing the directory of webhook {}: {e}", wh.id))
         })
     }
 
     /// The text of `ev` for `wh`, in the configured language.
-    fn render(&self, wh: &Webhook, ev: &ActionEvent) -> text::Rendered {
+    pub(crate) fn render(&self, wh: &Webhook, ev: &ActionEvent) -> text::Rendered {
         text::render(
             ev,
             &wh.domain,
             &self.cfg.sanplex.base_url,
             self.cfg.sanplex.lang,
         )
-    }
-
-    /// The bindings of a webhook, read off the async threads.
-    async fn bindings(&self, webhook: u64) -> Result<Vec<(String, String)>, String> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.bindings(webhook))
-            .await
-            .map_err(|e| format!("could not read the bindings of webhook {webhook}: {e}"))?
-            .map_err(|e| format!("could not read the bindings of webhook {webhook}: {e}"))
-    }
-
-    async fn send_default(&self, wh: &Webhook, ev: &ActionEvent, delivery_id: u64) -> Attempt {
-        let rendered = text::render(
-            ev,
-            &wh.domain,
-            &self.cfg.sanplex.base_url,
-            self.cfg.sanplex.lang,
-        );
-        let body = payload::default_payload(ev, &wh.payload_keys(), &rendered.text);
-        let content_type = if wh.content_type.is_empty() {
-            "application/json"
-        } else {
-            wh.content_type.as_str()
-        };
-        let mut headers = vec![("content-type".to_string(), content_type.to_string())];
-        if !wh.secret.is_empty() {
-            let id = self.message_id(delivery_id);
-            let ts = chrono::Utc::now().timestamp();
-            let sig = payload::standard_webhooks_signature(&wh.secret, &id, ts, &body);
-            headers.push(("webhook-id".into(), id));
-            headers.push(("webhook-timestamp".into(), ts.to_string()));
-            headers.push(("webhook-signature".into(), sig));
-        }
-        let sent = self.post(&wh.url, headers, body).await;
-        let outcome = match &sent.result {
-            Err(e) => Outcome::Retry {
-                after: None,
-                error: e.clone(),
-            },
-            Ok((status, resp_headers, _)) => {
-                classify_default(*status, resp_headers, self.cfg.delivery.max_retry_after)
-            }
-        };
-        sent.into_attempt(outcome)
     }
 
     /// POSTs `body` to `url`, recording the request and response for the log.
@@ -500,42 +460,6 @@ impl Sent {
     }
 }
 
-/// Classifies a `default` webhook's answer per CONTRACT §5.
-pub fn classify_default(
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    max_retry_after: Duration,
-) -> Outcome {
-    match status {
-        200..=299 => Outcome::Delivered,
-        410 => Outcome::Dead("HTTP 410 Gone: the endpoint says it no longer exists".into()),
-        300..=399 => {
-            let to = headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?");
-            Outcome::Retry {
-                after: None,
-                error: format!("HTTP {status}: redirect to {} not followed", mask_url(to)),
-            }
-        }
-        429 | 503 => Outcome::Retry {
-            // A zero or past Retry-After says nothing useful: the schedule applies.
-            after: headers
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
-                .filter(|d| !d.is_zero())
-                .map(|d| d.min(max_retry_after)),
-            error: format!("HTTP {status}"),
-        },
-        _ => Outcome::Retry {
-            after: None,
-            error: format!("HTTP {status}"),
-        },
-    }
-}
-
 /// Parses a `Retry-After` value: delay seconds or an HTTP date.
 pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
     let v = v.trim();
@@ -608,12 +532,10 @@ pub fn digest_capacity(wh: &Webhook, events: &[&ActionEvent], cfg: &Config) -> u
     if events.is_empty() {
         return 0;
     }
-    match wh.kind {
-        WebhookType::Dinggroup | WebhookType::Wechatgroup | WebhookType::Feishugroup => {
-            digest_fits(wh.kind, wh, events, &cfg.sanplex.base_url, cfg.sanplex.lang).max(1)
-        }
-        _ => 1,
+    if !channel(wh.kind).has_digests() {
+        return 1;
     }
+    digest_fits(wh.kind, wh, events, &cfg.sanplex.base_url, cfg.sanplex.lang).max(1)
 }
 
 /// Cuts a body for the log at a character boundary.
@@ -693,31 +615,6 @@ mod tests {
             Some(Duration::from_secs(90))
         );
         assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn classification_of_default_answers() {
-        let h = reqwest::header::HeaderMap::new();
-        let cap = Duration::from_secs(3600);
-        assert_eq!(classify_default(204, &h, cap), Outcome::Delivered);
-        assert!(matches!(classify_default(410, &h, cap), Outcome::Dead(_)));
-        assert!(matches!(
-            classify_default(500, &h, cap),
-            Outcome::Retry { after: None, .. }
-        ));
-        assert!(matches!(
-            classify_default(302, &h, cap),
-            Outcome::Retry { .. }
-        ));
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, "99999".parse().unwrap());
-        assert_eq!(
-            classify_default(429, &h, cap),
-            Outcome::Retry {
-                after: Some(cap),
-                error: "HTTP 429".into()
-            }
-        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Recipients of work/app messages, the per-recipient progress of a delivery, and WeCom's
-//! per-member budget.
+//! Recipients of work/app messages and the per-recipient progress of a delivery. (WeCom's
+//! per-member budget is dispatch's: `dispatch::limiter::Keyed`.)
 //!
 //! Recipients are the event's `toList` minus the actor, mapped through the webhook's bindings
 //! (SANPLEX.md "Recipients"). A delivery to several recipients may take several calls (DingTalk
@@ -7,13 +7,10 @@
 //! been served or refused, and is stored with each attempt, so that a retry sends only to the
 //! others and nobody gets a message twice.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Window;
 use crate::event::ActionEvent;
 
 /// Who a work message goes to.
@@ -153,116 +150,6 @@ impl Progress {
     }
 }
 
-/// Sliding windows per (credential set, member), for WeCom's "30 messages a minute to one
-/// member per app". WeCom drops the excess without an error, so sanhook must hold back rather
-/// than send.
-#[derive(Debug, Default)]
-pub struct MemberWindows {
-    sent: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
-    /// Apps whose saved send times were read back from the store already.
-    loaded: Mutex<std::collections::HashSet<String>>,
-}
-
-impl MemberWindows {
-    /// Whether `app`'s saved send times still have to be read (true once per app).
-    pub fn needs_load(&self, app: &str) -> bool {
-        self.loaded
-            .lock()
-            .map(|mut l| l.insert(app.to_string()))
-            .unwrap_or(false)
-    }
-
-    /// Puts back saved send times (Unix ms per member), so a restart keeps each member's budget.
-    pub fn import(&self, app: &str, saved: HashMap<String, Vec<i64>>, now: Instant, now_ms: i64) {
-        let Ok(mut sent) = self.sent.lock() else {
-            return;
-        };
-        for (member, times) in saved {
-            let q = sent.entry((app.to_string(), member)).or_default();
-            for t in times {
-                let age = Duration::from_millis((now_ms - t).max(0) as u64);
-                if let Some(at) = now.checked_sub(age) {
-                    q.push_back(at);
-                }
-            }
-            q.make_contiguous().sort();
-        }
-    }
-
-    /// The send times of `app`'s members as Unix ms, to save.
-    pub fn export(&self, app: &str, now: Instant, now_ms: i64) -> HashMap<String, Vec<i64>> {
-        let Ok(sent) = self.sent.lock() else {
-            return HashMap::new();
-        };
-        sent.iter()
-            .filter(|((a, _), _)| a == app)
-            .map(|((_, m), q)| {
-                let times = q
-                    .iter()
-                    .map(|t| now_ms - now.saturating_duration_since(*t).as_millis() as i64)
-                    .collect();
-                (m.clone(), times)
-            })
-            .collect()
-    }
-
-    /// Takes a slot for each of `members` that has budget under every window and returns them;
-    /// the others are returned with the time until their first slot frees.
-    ///
-    /// Taking the slots before sending keeps concurrent senders from overrunning a member; a
-    /// send that then fails keeps its slots (erring on the side of the platform's limit).
-    pub fn take<'a>(
-        &self,
-        app: &str,
-        members: &[&'a str],
-        windows: &[Window],
-        now: Instant,
-    ) -> (Vec<&'a str>, Vec<(&'a str, Duration)>) {
-        let longest = windows.iter().map(|w| w.per).max().unwrap_or_default();
-        let mut granted = vec![];
-        let mut held = vec![];
-        let Ok(mut sent) = self.sent.lock() else {
-            // A poisoned lock only means another sender panicked; hold everyone back briefly.
-            return (
-                vec![],
-                members
-                    .iter()
-                    .map(|m| (*m, Duration::from_secs(1)))
-                    .collect(),
-            );
-        };
-        for &m in members {
-            let times = sent.entry((app.to_string(), m.to_string())).or_default();
-            while times
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= longest)
-            {
-                times.pop_front();
-            }
-            let mut wait = Duration::ZERO;
-            for w in windows {
-                let in_window: Vec<&Instant> = times
-                    .iter()
-                    .filter(|t| now.saturating_duration_since(**t) < w.per)
-                    .collect();
-                if in_window.len() >= w.count as usize {
-                    // The slot frees when the oldest send that still counts leaves the window.
-                    let idx = in_window.len() - w.count as usize;
-                    let frees = *in_window[idx] + w.per;
-                    wait = wait.max(frees.saturating_duration_since(now));
-                }
-            }
-            if wait.is_zero() {
-                times.push_back(now);
-                granted.push(m);
-            } else {
-                held.push((m, wait));
-            }
-        }
-        (granted, held)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,50 +207,5 @@ mod tests {
             Progress::from_value(Some(&serde_json::json!("junk"))),
             Progress::default()
         );
-    }
-
-    #[test]
-    fn member_budget_round_trips_through_a_checkpoint() {
-        let windows = [Window {
-            count: 2,
-            per: Duration::from_secs(60),
-        }];
-        let (t0, ms0) = (Instant::now(), 1_000_000_i64);
-        let before = MemberWindows::default();
-        before.take("app", &["a", "a"], &windows, t0);
-        let saved = before.export("app", t0 + Duration::from_secs(5), ms0 + 5_000);
-        assert_eq!(saved.get("a").map(|v| v.len()), Some(2));
-        // A new process, 10 s later on the wall clock.
-        let after = MemberWindows::default();
-        assert!(after.needs_load("app"));
-        assert!(!after.needs_load("app"));
-        let t1 = Instant::now() + Duration::from_secs(100);
-        after.import("app", saved, t1, ms0 + 10_000);
-        let (g, h) = after.take("app", &["a"], &windows, t1);
-        assert!(g.is_empty(), "the restored budget is spent");
-        assert_eq!(h[0].1, Duration::from_secs(50));
-    }
-
-    #[test]
-    fn member_windows_hold_back_the_spent() {
-        let w = MemberWindows::default();
-        let windows = [Window {
-            count: 2,
-            per: Duration::from_secs(60),
-        }];
-        let t0 = Instant::now();
-        let (g, h) = w.take("app", &["a", "b"], &windows, t0);
-        assert_eq!((g.len(), h.len()), (2, 0));
-        let (g, h) = w.take("app", &["a"], &windows, t0 + Duration::from_secs(10));
-        assert_eq!((g.len(), h.len()), (1, 0));
-        // `a` has had 2 in the last minute: held until the first one leaves the window.
-        let (g, h) = w.take("app", &["a", "b"], &windows, t0 + Duration::from_secs(20));
-        assert_eq!(g, vec!["b"]);
-        assert_eq!(h, vec![("a", Duration::from_secs(40))]);
-        // Another app has its own budget.
-        let (g, _) = w.take("other", &["a"], &windows, t0 + Duration::from_secs(20));
-        assert_eq!(g, vec!["a"]);
-        let (g, _) = w.take("app", &["a"], &windows, t0 + Duration::from_secs(60));
-        assert_eq!(g, vec!["a"]);
     }
 }

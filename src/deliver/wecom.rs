@@ -2,14 +2,17 @@
 //! PLATFORMS.md.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::app::{with_query, App, Call};
+use super::app::{with_query, App, AppFields, Call};
+use super::channel::{app_route, bot_route, Channel, Envelope, MemberDemand, Route};
 use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
 use super::token::{Token, TokenFailure};
 use super::{chat, Attempt, Deliverer, Outcome, RemoteUser};
+use crate::config::Config;
 use crate::event::ActionEvent;
 use crate::webhook::Webhook;
 
@@ -18,6 +21,112 @@ pub const APP_CHUNK: usize = 1000;
 
 /// WeCom asks for at least a minute's pause after `45009`.
 pub const FREQ_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// The group bot (`wechatgroup`): markdown (text to @-mention), within `limits.wechatgroup`,
+/// with digests.
+pub struct Group;
+
+impl Channel for Group {
+    fn route(&self, wh: &Webhook, cfg: &Config) -> Route {
+        bot_route(wh, &cfg.limits.wechatgroup)
+    }
+
+    fn attempt<'a>(&'a self, d: &'a Deliverer, env: &'a Envelope) -> BoxFuture<'a, Attempt> {
+        Box::pin(send_group(d, &env.webhook, &env.event))
+    }
+
+    fn has_digests(&self) -> bool {
+        true
+    }
+
+    fn digest_body(&self, header: &str, lines: &[String], mentions: &[String]) -> Option<Value> {
+        let mut text = header.to_string();
+        for l in lines {
+            text.push('\n');
+            text.push_str(l);
+        }
+        Some(chat::wecom_group(&text, mentions))
+    }
+
+    fn digest_size(&self, _wh: &Webhook, body: &Value) -> (usize, usize) {
+        // WeCom limits the content, not the body: 4096 bytes of markdown, 2048 of text.
+        if let Some(c) = body["markdown"]["content"].as_str() {
+            (c.len(), chat::WECOM_MARKDOWN_MAX)
+        } else {
+            let c = body["text"]["content"].as_str().unwrap_or("");
+            (c.len(), chat::WECOM_TEXT_MAX)
+        }
+    }
+
+    fn post_digest<'a>(
+        &'a self,
+        d: &'a Deliverer,
+        wh: &'a Webhook,
+        body: Value,
+    ) -> BoxFuture<'a, Attempt> {
+        Box::pin(async move { post_group(d, wh, &body).await })
+    }
+}
+
+/// App messages (`wechatuser`): calls of up to [`APP_CHUNK`] recipients, each member within
+/// `limits.wechatuser_member` (a budget dispatch keeps: [`Channel::member_demand`]).
+pub struct AppMessage;
+
+impl Channel for AppMessage {
+    fn route(&self, wh: &Webhook, _cfg: &Config) -> Route {
+        app_route(wh, [&wh.wechat_corp_id, &wh.wechat_agent_id])
+    }
+
+    fn attempt<'a>(&'a self, d: &'a Deliverer, env: &'a Envelope) -> BoxFuture<'a, Attempt> {
+        Box::pin(send_app(d, env))
+    }
+
+    fn needs_bindings(&self) -> bool {
+        true
+    }
+
+    /// The bound recipients not yet served, under the app's budget (`rate:wecom-members:<app>`
+    /// is the checkpoint dispatch keeps it in). WeCom drops messages past a member's limit
+    /// without an error, so they must be held back before the send, not retried after it.
+    fn member_demand(&self, env: &Envelope, cfg: &Config) -> Option<MemberDemand> {
+        if cfg.limits.wechatuser_member.is_empty() {
+            return None;
+        }
+        let app = self.app(&env.webhook, cfg).ok()?;
+        let to = super::recipients::resolve(&env.event, &env.bindings, env.webhook.id).ok()?;
+        let progress = super::recipients::Progress::from_value(env.progress.as_ref());
+        Some(MemberDemand {
+            budget: app.key,
+            windows: cfg.limits.wechatuser_member.clone(),
+            members: progress
+                .remaining(&to.userids)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        })
+    }
+
+    fn app(&self, wh: &Webhook, cfg: &Config) -> Result<App, String> {
+        App::from_fields(
+            wh,
+            AppFields {
+                platform: Platform::WeCom,
+                default_base: &cfg.platforms.wecom,
+                id: &wh.wechat_corp_id,
+                secret: &wh.wechat_corp_secret,
+                agent: Some((&wh.wechat_agent_id, "wechatAgentId")),
+            },
+        )
+    }
+
+    fn directory<'a>(
+        &'a self,
+        d: &'a Deliverer,
+        app: &'a App,
+    ) -> BoxFuture<'a, Result<Vec<RemoteUser>, String>> {
+        Box::pin(directory(d, app))
+    }
+}
 
 /// What a WeCom code means (PLATFORMS.md and WeCom's global code list).
 pub fn rule(_reply: &Reply, code: i64) -> Rule {
@@ -74,48 +183,33 @@ pub(crate) async fn fetch_token(d: &Deliverer, app: &App) -> Result<Token, Token
 }
 
 /// Sends an app message to the bound recipients, at most [`APP_CHUNK`] per call, skipping
-/// those served before and holding back members whose budget (`limits.wechatuser_member`) is
-/// spent: WeCom drops messages past it silently. Users WeCom names in `invaliduser` are
+/// those served before. With a per-member limit (`limits.wechatuser_member`) only the members
+/// dispatch granted a slot are sent to ([`Envelope::members`]); the others are held back for a
+/// retry, since WeCom drops messages past it silently. Users WeCom names in `invaliduser` are
 /// recorded as rejected; the others count as served.
-pub(crate) async fn send_app(
-    d: &Deliverer,
-    wh: &Webhook,
-    ev: &ActionEvent,
-    progress: Option<&Value>,
-) -> Attempt {
-    let (app, to, mut progress) = match d.prepare_app(wh, ev, progress).await {
+async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
+    let (wh, ev) = (&env.webhook, &env.event);
+    let (app, to, mut progress) = match d.prepare_app(env) {
         Ok(p) => (p.app, p.to, p.progress),
-        Err(attempt) => return attempt,
+        Err(outcome) => return Attempt::failed_before_send(outcome),
     };
     let remaining = progress.remaining(&to.userids);
-    // Each member's budget survives a restart: the send times are a checkpoint, written before
-    // the send (a crash after it wastes a slot, never exceeds one).
-    let budget_key = format!("rate:wecom-members:{}", app.key);
-    let (now, now_ms) = (Instant::now(), chrono::Utc::now().timestamp_millis());
-    if d.members.needs_load(&app.key) {
-        if let Ok(Some(raw)) = d.store.checkpoint(&budget_key) {
-            if let Ok(saved) = serde_json::from_slice(&raw) {
-                d.members.import(&app.key, saved, now, now_ms);
-            }
+    // Only the granted, and only those still to serve: a grant is made for the same bindings
+    // and progress, so this is the grant in the attempt's order.
+    let (granted, held): (Vec<&str>, &[(String, Duration)]) = match &env.members {
+        Some(grant) => {
+            let granted: std::collections::HashSet<&str> =
+                grant.granted.iter().map(String::as_str).collect();
+            (
+                remaining
+                    .into_iter()
+                    .filter(|u| granted.contains(u))
+                    .collect(),
+                &grant.held,
+            )
         }
-    }
-    let (granted, held) =
-        d.members
-            .take(&app.key, &remaining, &d.cfg.limits.wechatuser_member, now);
-    if !granted.is_empty() {
-        let saved =
-            serde_json::to_vec(&d.members.export(&app.key, now, now_ms)).unwrap_or_default();
-        let cp = crate::store::Checkpoint {
-            key: budget_key,
-            value: saved,
-        };
-        if let Err(e) = d.store.put_checkpoint(cp).await {
-            return Attempt::failed_before_send(Outcome::Retry {
-                after: Some(Duration::from_secs(1)),
-                error: format!("could not save the member send budget: {e}"),
-            });
-        }
-    }
+        None => (remaining, &[]),
+    };
     let r = d.render(wh, ev);
     let mut last: Option<Attempt> = None;
     for chunk in granted.chunks(APP_CHUNK) {
@@ -174,7 +268,7 @@ pub(crate) async fn send_app(
     let mut attempt = last.unwrap_or_else(|| Attempt::failed_before_send(Outcome::Delivered));
     attempt.progress = Some(progress.to_value());
     attempt.outcome = if let Some(wait) = held.iter().map(|(_, w)| *w).min() {
-        let names: Vec<&str> = held.iter().map(|(u, _)| *u).collect();
+        let names: Vec<&str> = held.iter().map(|(u, _)| u.as_str()).collect();
         Outcome::Retry {
             after: Some(wait),
             error: format!(

@@ -18,6 +18,7 @@ use actix::prelude::*;
 use rand::Rng;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use super::envelope::{prepare, MemberBudgets, Ready};
 use super::limiter::Limiter;
 use super::{DispatchCtx, Flush, Job, ObjectKey, Purge};
 use crate::config::Window;
@@ -27,7 +28,7 @@ use crate::store::{DeliveryState, StateUpdate, Status};
 
 /// How long to wait before trying again when the store could not record an outcome (or read
 /// an event back).
-const STORE_RETRY: Duration = Duration::from_secs(1);
+pub(super) const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Jobs for this destination, each with its object.
 #[derive(Message)]
@@ -87,6 +88,8 @@ pub struct Destination {
     limiter: Limiter,
     /// Set when the platform said "too fast": nothing is sent to this destination until then.
     paused_until: Option<Instant>,
+    /// Per-member budgets of an app destination (WeCom), taken before each send.
+    members: MemberBudgets,
 }
 
 /// The checkpoint key under which a destination's recent send times are kept.
@@ -113,6 +116,7 @@ impl Destination {
             lane: !windows.is_empty(),
             limiter: Limiter::new(windows, past),
             paused_until: None,
+            members: MemberBudgets::default(),
             max_in_flight: ctx.cfg.delivery.max_in_flight.max(1) as usize,
             name,
             ctx,
@@ -353,6 +357,7 @@ impl Destination {
         let deliverer = self.deliverer.clone();
         let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
         let rate_key = rate_key(&self.name);
+        let single = (batch.len() == 1).then(|| self.prepare_job(&batch[0].1, events[0].clone()));
         let fut = async move {
             // The send counts against the budget before it happens: a crash after this commit
             // wastes a slot, never exceeds one.
@@ -366,21 +371,19 @@ impl Destination {
             let (_, first) = &batch[0];
             let attempt = match (
                 saved_budget,
+                single,
                 shared.webhooks.get(&first.webhook_id).map(|w| w.clone()),
             ) {
-                (Err(e), _) => Attempt::failed_before_send(Outcome::Retry {
+                (Err(e), _, _) => Attempt::failed_before_send(Outcome::Retry {
                     after: Some(STORE_RETRY),
                     error: format!("could not save the send budget: {e}"),
                 }),
-                (Ok(()), Some(wh)) if !wh.deleted => {
-                    if batch.len() == 1 {
-                        let progress = first.state.as_ref().and_then(|s| s.progress.as_ref());
-                        deliverer.attempt(&wh, &events[0], first.id, progress).await
-                    } else {
-                        deliverer.attempt_digest(&wh, &events, first.id).await
-                    }
+                (Ok(()), Some(Ok(ready)), _) => ready.run(&deliverer).await,
+                (Ok(()), Some(Err(outcome)), _) => Attempt::failed_before_send(outcome),
+                (Ok(()), None, Some(wh)) if !wh.deleted => {
+                    deliverer.attempt_digest(&wh, &events, first.id).await
                 }
-                (Ok(()), _) => {
+                (Ok(()), None, _) => {
                     Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into()))
                 }
             };
@@ -424,6 +427,19 @@ impl Destination {
         );
     }
 
+    /// The envelope of `job`'s attempt, made in the actor's turn (see [`prepare`]).
+    fn prepare_job(&mut self, job: &Job, event: Arc<ActionEvent>) -> Result<Ready, Outcome> {
+        let progress = job.state.as_ref().and_then(|s| s.progress.clone());
+        prepare(
+            &self.ctx,
+            &mut self.members,
+            job.id,
+            job.webhook_id,
+            event,
+            progress,
+        )
+    }
+
     fn start(&mut self, key: ObjectKey, ctx: &mut Context<Self>) {
         let Some(job) = self.queues.get(&key).and_then(|q| q.front()) else {
             return;
@@ -434,26 +450,24 @@ impl Destination {
         self.busy.insert(key);
         self.sends += 1;
         self.ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-        let event = self.ctx.events.event(id);
-        let created_at = event.as_ref().map_or(0, |(_, at)| *at);
-        let shared = self.ctx.clone();
+        // The envelope is made here, in the actor: member budgets are taken (and their
+        // checkpoint queued) in send order.
+        let mut created_at = 0;
+        let ready = match self.ctx.events.event(id) {
+            Ok((ev, at)) => {
+                created_at = at;
+                prepare(&self.ctx, &mut self.members, id, webhook_id, ev, progress)
+            }
+            Err(e) => Err(Outcome::Retry {
+                after: Some(STORE_RETRY),
+                error: format!("could not read the event back from the store: {e}"),
+            }),
+        };
         let deliverer = self.deliverer.clone();
         let fut = async move {
-            let event = match event {
-                Ok((ev, _)) => ev,
-                Err(e) => {
-                    return Attempt::failed_before_send(Outcome::Retry {
-                        after: Some(STORE_RETRY),
-                        error: format!("could not read the event back from the store: {e}"),
-                    })
-                }
-            };
-            let webhook = shared.webhooks.get(&webhook_id).map(|w| w.clone());
-            match webhook {
-                Some(wh) if !wh.deleted => {
-                    deliverer.attempt(&wh, &event, id, progress.as_ref()).await
-                }
-                _ => Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into())),
+            match ready {
+                Ok(ready) => ready.run(&deliverer).await,
+                Err(outcome) => Attempt::failed_before_send(outcome),
             }
         };
         // A task of its own, not a future of the actor's: actix polls every future an actor

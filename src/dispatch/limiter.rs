@@ -3,8 +3,10 @@
 //! Kept as the times of recent sends, so that the budget can be saved and rebuilt after a restart:
 //! a crash loop must not trip a platform's throttle.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use crate::config::Window;
 
@@ -107,6 +109,62 @@ impl Limiter {
     pub fn snapshot(&self) -> Vec<i64> {
         self.sends.iter().copied().collect()
     }
+
+    /// Whether no send counts in any window any more (nothing worth keeping).
+    pub fn is_idle(&self, now: i64) -> bool {
+        self.windows.iter().all(|w| self.in_window(now, w.per) == 0)
+    }
+}
+
+/// One [`Limiter`] per key, all with the same windows: WeCom's "30 messages a minute to one
+/// member per app", where each member of an app has a budget of its own. Saved and rebuilt
+/// whole as `{key: [send times]}`.
+#[derive(Debug, Clone, Default)]
+pub struct Keyed {
+    windows: Vec<Window>,
+    by_key: FxHashMap<String, Limiter>,
+}
+
+impl Keyed {
+    /// A keyed limiter with these windows and the send times saved by [`Keyed::snapshot`].
+    pub fn new(windows: Vec<Window>, saved: HashMap<String, Vec<i64>>) -> Keyed {
+        let by_key = saved
+            .into_iter()
+            .map(|(k, past)| (k, Limiter::new(windows.clone(), past)))
+            .collect();
+        Keyed { windows, by_key }
+    }
+
+    /// Takes a slot at `now` for each of `keys` that has one left under every window (a key
+    /// listed twice takes two) and returns them; the others are returned with the time until
+    /// their next slot.
+    pub fn take(&mut self, keys: &[String], now: i64) -> (Vec<String>, Vec<(String, Duration)>) {
+        let mut granted = vec![];
+        let mut held = vec![];
+        for k in keys {
+            let l = self
+                .by_key
+                .entry(k.clone())
+                .or_insert_with(|| Limiter::new(self.windows.clone(), vec![]));
+            let wait = l.wait(now);
+            if wait.is_zero() {
+                l.record(now);
+                granted.push(k.clone());
+            } else {
+                held.push((k.clone(), wait));
+            }
+        }
+        (granted, held)
+    }
+
+    /// The send times to save; keys none of whose sends count any more are dropped.
+    pub fn snapshot(&mut self, now: i64) -> HashMap<String, Vec<i64>> {
+        self.by_key.retain(|_, l| !l.is_idle(now));
+        self.by_key
+            .iter()
+            .map(|(k, l)| (k.clone(), l.snapshot()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +214,43 @@ mod tests {
         let again = Limiter::new(vec![w(2, 1000)], l.snapshot());
         assert_eq!(again.remaining(5_600), 0);
         assert_eq!(again.wait(5_600), Duration::from_millis(450));
+    }
+
+    fn keys(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn keyed_holds_back_the_spent() {
+        let mut l = Keyed::new(vec![w(2, 60_000)], HashMap::new());
+        let (g, h) = l.take(&keys(&["a", "b"]), 0);
+        assert_eq!((g.len(), h.len()), (2, 0));
+        let (g, h) = l.take(&keys(&["a"]), 10_000);
+        assert_eq!((g.len(), h.len()), (1, 0));
+        // `a` has had 2 in the last minute: held until the first one leaves the window (plus
+        // the 3 s margin of a 60 s window).
+        let (g, h) = l.take(&keys(&["a", "b"]), 20_000);
+        assert_eq!(g, vec!["b"]);
+        assert_eq!(h, vec![("a".to_string(), Duration::from_millis(43_000))]);
+        let (g, _) = l.take(&keys(&["a"]), 63_001);
+        assert_eq!(g, vec!["a"]);
+    }
+
+    #[test]
+    fn keyed_budget_round_trips_through_a_checkpoint() {
+        let mut before = Keyed::new(vec![w(2, 60_000)], HashMap::new());
+        before.take(&keys(&["a", "a", "b"]), 1_000_000);
+        let saved = before.snapshot(1_005_000);
+        assert_eq!(saved.get("a").map(|v| v.len()), Some(2));
+        // What a restart reads back, 10 s later: the spent budget stays spent.
+        let json = serde_json::to_vec(&saved).expect("encode");
+        let back: HashMap<String, Vec<i64>> = serde_json::from_slice(&json).expect("decode");
+        let mut after = Keyed::new(vec![w(2, 60_000)], back);
+        let (g, h) = after.take(&keys(&["a"]), 1_010_000);
+        assert!(g.is_empty(), "the restored budget is spent");
+        assert_eq!(h[0].1, Duration::from_millis(53_000));
+        // Members whose sends left every window are not saved again.
+        assert_eq!(after.snapshot(1_200_000), HashMap::new());
     }
 
     #[test]

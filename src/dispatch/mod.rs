@@ -13,6 +13,7 @@
 //! committed in groups.
 
 mod destination;
+mod envelope;
 pub mod events;
 pub mod limiter;
 
@@ -33,27 +34,7 @@ use crate::deliver::Deliverer;
 use crate::event::ActionEvent;
 use crate::metrics::Metrics;
 use crate::store::{split_delivery_id, BatchEvents, DeliveryState, OpenDelivery, Store};
-use crate::webhook::{SendType, Webhook, WebhookType};
-
-/// A bot's identity: its URL without the per-request `timestamp`/`sign` parameters.
-fn bot_identity(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let kept: Vec<(String, String)> = u
-                .query_pairs()
-                .filter(|(k, _)| k != "timestamp" && k != "sign")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            if kept.is_empty() {
-                u.set_query(None);
-            } else {
-                u.query_pairs_mut().clear().extend_pairs(kept);
-            }
-            u.to_string()
-        }
-        Err(_) => url.to_string(),
-    }
-}
+use crate::webhook::{SendType, Webhook};
 
 /// What every destination actor shares.
 pub struct DispatchCtx {
@@ -221,40 +202,15 @@ impl Dispatcher {
         }
     }
 
-    /// Where a webhook's deliveries go, and that destination's rate windows. Deliveries of one
-    /// destination share its order and its budget: two webhooks on one bot share the bot's.
+    /// Where a webhook's deliveries go, and that destination's rate windows (its channel's
+    /// [`crate::deliver::Route`]). Deliveries of one destination share its order and its
+    /// budget: two webhooks on one bot share the bot's.
     fn destination_key(&self, webhook_id: u64) -> (String, Vec<Window>) {
         let Some(wh) = self.ctx.webhooks.get(&webhook_id).map(|w| w.clone()) else {
             return (format!("wh:{webhook_id}"), vec![]);
         };
-        let limits = &self.ctx.cfg.limits;
-        let bot = |windows: &Vec<Window>| {
-            (
-                format!("bot:{}:{}", wh.kind, bot_identity(&wh.url)),
-                windows.clone(),
-            )
-        };
-        match wh.kind {
-            WebhookType::Default => (format!("wh:{webhook_id}"), vec![]),
-            WebhookType::Dinggroup => bot(&limits.dinggroup),
-            WebhookType::Wechatgroup => bot(&limits.wechatgroup),
-            WebhookType::Feishugroup => bot(&limits.feishugroup),
-            WebhookType::Dinguser => (
-                format!("app:dinguser:{}:{}", wh.app_key, wh.agent_id),
-                vec![],
-            ),
-            WebhookType::Wechatuser => (
-                format!(
-                    "app:wechatuser:{}:{}",
-                    wh.wechat_corp_id, wh.wechat_agent_id
-                ),
-                vec![],
-            ),
-            WebhookType::Feishuuser => (
-                format!("app:feishuuser:{}:{}", wh.api_base, wh.feishu_app_id),
-                vec![],
-            ),
-        }
+        let route = crate::deliver::channel(wh.kind).route(&wh, &self.ctx.cfg);
+        (route.name, route.windows)
     }
 
     fn destination(&mut self, key: String, windows: Vec<Window>) -> Addr<Destination> {

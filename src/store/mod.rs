@@ -291,6 +291,25 @@ impl Store {
         self.call(|tx| Op::PutCheckpoint(cp, tx)).await
     }
 
+    /// Queues a checkpoint write now, in call order with every other write, and returns the
+    /// wait for its commit. Unlike [`Store::put_checkpoint`], whose write is queued only when
+    /// the future is first polled, two snapshots of one budget queued one after the other are
+    /// committed in that order, so the newer one is what stays.
+    pub fn queue_checkpoint(
+        &self,
+        cp: Checkpoint,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let queued = self
+            .tx
+            .send(Op::PutCheckpoint(cp, tx))
+            .map_err(|_| StoreError::Closed);
+        async move {
+            queued?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+
     /// Binds (`Some(userid)`) or unbinds (`None`) accounts of one webhook.
     pub async fn put_bindings(
         &self,

@@ -828,8 +828,8 @@ async fn digests_are_signed_and_accepted_by_each_bot() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = crate::support::test_config(dir.path(), "");
     let store = sanhook::store::Store::open(&dir.path().join("d.redb")).expect("store");
-    let deliverer =
-        sanhook::deliver::Deliverer::new(std::sync::Arc::new(cfg), store).expect("deliverer");
+    let deliverer = sanhook::deliver::Deliverer::new(std::sync::Arc::new(cfg), store.instance())
+        .expect("deliverer");
     let events: Vec<std::sync::Arc<sanhook::ActionEvent>> = (1..=3)
         .map(|i| {
             let mut e = sanhook::ActionEvent {
