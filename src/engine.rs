@@ -32,22 +32,29 @@ async fn resume(store: Store, dispatcher: Addr<Dispatcher>, upto: u64) {
     let started = std::time::Instant::now();
     let mut from = 0;
     let mut total = 0usize;
+    let mut pause = Duration::from_secs(1);
     loop {
         let s = store.clone();
         let page =
             tokio::task::spawn_blocking(move || s.open_deliveries_page(from, upto, RESUME_PAGE))
-                .await;
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
         let (deliveries, next) = match page {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, batch = from, "could not read the outbox; the rest is resumed at the next start");
-                break;
-            }
+            Ok(p) => p,
+            // Nothing pending is skipped: the page is read again until it can be (new
+            // deliveries keep waiting behind it, so each object's order holds).
             Err(e) => {
-                tracing::error!(error = %e, "outbox reader failed");
-                break;
+                if !dispatcher.connected() {
+                    return;
+                }
+                tracing::error!(error = %e, batch = from, retry_in = ?pause, "could not read the outbox; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+                continue;
             }
         };
+        pause = Duration::from_secs(1);
         total += deliveries.len();
         if !deliveries.is_empty() {
             let msg = Enqueue {

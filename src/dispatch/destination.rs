@@ -86,6 +86,8 @@ pub struct Destination {
     /// short. Otherwise: one send per object, up to `max_in_flight` at once.
     lane: bool,
     limiter: Limiter,
+    /// Whether the bot's saved send times are in `limiter` ([`Destination::read_budget`]).
+    budget_read: bool,
     /// Set when the platform said "too fast": nothing is sent to this destination until then.
     paused_until: Option<Instant>,
     /// Per-member budgets of an app destination (WeCom), taken before each send.
@@ -104,17 +106,10 @@ impl Destination {
         deliverer: Deliverer,
         windows: Vec<Window>,
     ) -> Destination {
-        let past: Vec<i64> = match ctx.store.checkpoint(&rate_key(&name)) {
-            Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_default(),
-            Ok(None) => vec![],
-            Err(e) => {
-                tracing::error!(destination = %name, error = %e, "could not read the send budget; starting empty");
-                vec![]
-            }
-        };
-        Destination {
+        let mut d = Destination {
             lane: !windows.is_empty(),
-            limiter: Limiter::new(windows, past),
+            limiter: Limiter::new(windows, vec![]),
+            budget_read: false,
             paused_until: None,
             members: MemberBudgets::default(),
             max_in_flight: ctx.cfg.delivery.max_in_flight.max(1) as usize,
@@ -132,7 +127,32 @@ impl Destination {
             ended: Vec::new(),
             committing: false,
             wake: None,
+        };
+        if d.lane {
+            d.read_budget();
         }
+        d
+    }
+
+    /// Reads the bot's saved send times back into its limiter (once). A budget that cannot be
+    /// read is not guessed: sending without it could exceed the platform's window after a
+    /// restart, so the lane waits and tries the read again.
+    fn read_budget(&mut self) -> bool {
+        if self.budget_read {
+            return true;
+        }
+        let past: Vec<i64> = match self.ctx.store.checkpoint(&rate_key(&self.name)) {
+            // A budget that no longer decodes is dropped: it is a window's worth at most.
+            Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_default(),
+            Ok(None) => vec![],
+            Err(e) => {
+                tracing::error!(destination = %self.name, error = %e, "could not read the send budget; trying again before sending");
+                return false;
+            }
+        };
+        self.limiter = Limiter::new(self.limiter.windows().to_vec(), past);
+        self.budget_read = true;
+        true
     }
 
     /// Files the head of `key`'s queue under ready, a timer, or held.
@@ -256,6 +276,10 @@ impl Destination {
             if let Some(t) = next_due {
                 self.wake_at(t, now, ctx);
             }
+            return;
+        }
+        if !self.read_budget() {
+            self.wake_at(now + STORE_RETRY, now, ctx);
             return;
         }
         let wall = chrono::Utc::now().timestamp_millis();

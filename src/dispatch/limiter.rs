@@ -36,6 +36,11 @@ impl Limiter {
         l
     }
 
+    /// The windows it enforces.
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
     /// Whether any window applies.
     pub fn is_limited(&self) -> bool {
         !self.windows.is_empty()

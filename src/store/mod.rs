@@ -288,7 +288,7 @@ impl Store {
 
     /// Writes a checkpoint on its own (sources write theirs with their events via `ingest`).
     pub async fn put_checkpoint(&self, cp: Checkpoint) -> Result<()> {
-        self.call(|tx| Op::PutCheckpoint(cp, tx)).await
+        self.queue_checkpoint(cp).await
     }
 
     /// Queues a checkpoint write now, in call order with every other write, and returns the
@@ -450,23 +450,19 @@ impl Store {
             let Some(raw) = batches.get(seq)? else {
                 continue;
             };
-            let batch: BatchRecord =
-                serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
+            let batch = Decoded::new(seq, raw.value())?;
             let st = batch_states(&states, seq)?;
-            let events: Vec<Arc<ActionEvent>> = batch.events.into_iter().map(Arc::new).collect();
-            for (i, (wh, ev)) in batch.deliveries.iter().enumerate() {
+            for i in 0..batch.deliveries.len() {
                 let id = delivery_id(seq, i);
                 let state = st.get(&id).cloned().unwrap_or_default();
                 if state.status.is_final() {
                     continue;
                 }
-                let Some(event) = events.get(*ev as usize) else {
-                    return Err(corrupt("batches", format!("batch {seq}: event index {ev}")));
-                };
+                let (webhook_id, event) = batch.delivery(i)?;
                 out.push(OpenDelivery {
                     id,
-                    webhook_id: *wh,
-                    event: event.clone(),
+                    webhook_id,
+                    event,
                     created_at: batch.created_at,
                     state,
                 });
@@ -483,19 +479,13 @@ impl Store {
         let Some(raw) = batches.get(seq)? else {
             return Ok(None);
         };
-        let batch: BatchRecord =
-            serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
-        let events: Vec<Arc<ActionEvent>> = batch.events.into_iter().map(Arc::new).collect();
-        let mut by_delivery = Vec::with_capacity(batch.deliveries.len());
-        for (_, ev) in &batch.deliveries {
-            let Some(event) = events.get(*ev as usize) else {
-                return Err(corrupt("batches", format!("batch {seq}: event index {ev}")));
-            };
-            by_delivery.push(Some(event.clone()));
-        }
+        let batch = Decoded::new(seq, raw.value())?;
+        let by_delivery = (0..batch.deliveries.len())
+            .map(|i| batch.delivery(i).map(|(_, ev)| Some(ev)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Some(BatchEvents {
             created_at: batch.created_at,
-            events: events.len(),
+            events: batch.events.len(),
             by_delivery,
         }))
     }
@@ -549,8 +539,7 @@ impl Store {
             }
             let (seq, raw) = row?;
             let seq = seq.value();
-            let batch: BatchRecord =
-                serde_json::from_slice(raw.value()).map_err(|e| corrupt("batches", e))?;
+            let batch = Decoded::new(seq, raw.value())?;
             if batch.deliveries.is_empty() {
                 continue;
             }
@@ -560,8 +549,7 @@ impl Store {
                 }
             }
             let st = batch_states(&states, seq)?;
-            let events: Vec<Arc<ActionEvent>> = batch.events.into_iter().map(Arc::new).collect();
-            for (i, (wh, ev)) in batch.deliveries.iter().enumerate().rev() {
+            for (i, (wh, _)) in batch.deliveries.iter().enumerate().rev() {
                 let id = delivery_id(seq, i);
                 if q.before.is_some_and(|b| id >= b) || q.webhook.is_some_and(|w| w != *wh) {
                     continue;
@@ -570,13 +558,11 @@ impl Store {
                 if q.status.is_some_and(|s| s != state.status) {
                     continue;
                 }
-                let Some(event) = events.get(*ev as usize) else {
-                    return Err(corrupt("batches", format!("batch {seq}: event index {ev}")));
-                };
+                let (webhook_id, event) = batch.delivery(i)?;
                 out.push(DeliveryRecord {
                     id,
-                    webhook_id: *wh,
-                    event: event.clone(),
+                    webhook_id,
+                    event,
                     created_at: batch.created_at,
                     state,
                 });
@@ -586,6 +572,36 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// A batch row decoded, its events shared by the deliveries that point at them.
+struct Decoded {
+    seq: u64,
+    created_at: i64,
+    deliveries: Vec<(u64, u32)>,
+    events: Vec<Arc<ActionEvent>>,
+}
+
+impl Decoded {
+    fn new(seq: u64, raw: &[u8]) -> Result<Decoded> {
+        let rec: BatchRecord = serde_json::from_slice(raw).map_err(|e| corrupt("batches", e))?;
+        Ok(Decoded {
+            seq,
+            created_at: rec.created_at,
+            deliveries: rec.deliveries,
+            events: rec.events.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    /// Delivery `i`'s webhook and event (a row whose delivery points past its events is corrupt).
+    fn delivery(&self, i: usize) -> Result<(u64, Arc<ActionEvent>)> {
+        let (wh, ev) = self.deliveries[i];
+        let event = self
+            .events
+            .get(ev as usize)
+            .ok_or_else(|| corrupt("batches", format!("batch {}: event index {ev}", self.seq)))?;
+        Ok((wh, event.clone()))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::binary::{free_port, Sanhook};
+use crate::support::binary::{free_port, write_config, Sanhook};
 use crate::support::receiver::Receiver;
 
 const EVENTS: u64 = 1000;
@@ -27,16 +27,7 @@ async fn sigkill_mid_run_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\n[delivery]\nretry_schedule = [{}]\n",
-            dir.path().join("data/sanhook.redb").display(),
-            vec!["\"300ms\""; 40].join(", ")
-        ),
-    )
-    .expect("write config");
+    let config = write_config(dir.path(), port, "300ms", 40);
     let mut child = Sanhook::serve(&config, &dir.path().join("run1.log"), &base).await;
     let client = reqwest::Client::new();
     let resp = client

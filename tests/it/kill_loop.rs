@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
-use crate::support::binary::{free_port, Sanhook};
+use crate::support::binary::{free_port, write_config, Sanhook};
 
 const WEBHOOKS: usize = 10;
 const OBJECTS: u64 = 500;
@@ -25,7 +25,7 @@ fn events() -> u64 {
         .unwrap_or(5_000)
 }
 
-/// One arrival: (webhook index, object id, event number, webhook-id hash).
+/// One arrival: (webhook index, object id, event number).
 type Arrival = (u8, u32, u32);
 
 /// A receiver that keeps only what the checks need (a 500k-delivery run stays small).
@@ -82,27 +82,42 @@ impl Sink {
     }
 }
 
-async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u64) -> bool {
-    let body: Vec<String> = (from..to)
-        .map(|n| {
-            json!({
-                "id": n + 1, "objectType": "bug", "objectID": n % OBJECTS + 1, "product": ",1,",
-                "execution": 5, "actor": "alice", "action": "edited",
-                "date": "2026-11-20 09:00:35", "objectName": "Login fails",
-                "comment": format!("n={n}")
+/// Posts events `from..to` in NDJSON batches of 1,000, each until it gets its `202` (a batch
+/// the engine did not answer is posted again: ids dedupe it), for at most 30 s a batch.
+async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u64) {
+    let mut next = from;
+    while next < to {
+        let end = (next + 1000).min(to);
+        let body: Vec<String> = (next..end)
+            .map(|n| {
+                json!({
+                    "id": n + 1, "objectType": "bug", "objectID": n % OBJECTS + 1, "product": ",1,",
+                    "execution": 5, "actor": "alice", "action": "edited",
+                    "date": "2026-11-20 09:00:35", "objectName": "Login fails",
+                    "comment": format!("n={n}")
+                })
+                .to_string()
             })
-            .to_string()
-        })
-        .collect();
-    match client
-        .post(format!("{base}/api/v1/events"))
-        .header("content-type", "application/x-ndjson")
-        .body(body.join("\n"))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16() == 202,
-        Err(_) => false,
+            .collect();
+        let body = body.join("\n");
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = client
+                .post(format!("{base}/api/v1/events"))
+                .header("content-type", "application/x-ndjson")
+                .body(body.clone())
+                .send()
+                .await;
+            if sent.is_ok_and(|r| r.status().as_u16() == 202) {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "events {next}..{end} got no 202 in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        next = end;
     }
 }
 
@@ -114,16 +129,7 @@ async fn five_kills_under_full_load_lose_nothing_and_keep_order() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\n[delivery]\nretry_schedule = [{}]\n",
-            dir.path().join("data/sanhook.redb").display(),
-            vec!["\"200ms\""; 20].join(", ")
-        ),
-    )
-    .expect("write config");
+    let config = write_config(dir.path(), port, "200ms", 20);
     let client = reqwest::Client::new();
     let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
     for i in 0..WEBHOOKS {
@@ -137,18 +143,16 @@ async fn five_kills_under_full_load_lose_nothing_and_keep_order() {
     }
 
     // Post in batches of 1,000; kill the engine after every fifth of the events (while the
-    // deliveries of what was posted are still flowing), start it again, and go on. A batch
-    // that got no 202 (the engine died under it) is posted again: ids dedupe it.
+    // deliveries of what was posted are still flowing), start it again, and go on.
     let per_kill = total / KILLS as u64;
-    let mut next = 0;
     for run in 1..=KILLS {
-        let stop_at = (per_kill * run as u64).min(total);
-        while next < stop_at {
-            let to = (next + 1000).min(stop_at);
-            if post_events(&client, &base, next, to).await {
-                next = to;
-            }
-        }
+        post_events(
+            &client,
+            &base,
+            per_kill * (run as u64 - 1),
+            per_kill * run as u64,
+        )
+        .await;
         // Let deliveries get going, then kill mid-stream.
         let want = sink.count() + 2000;
         let until = Instant::now() + Duration::from_secs(10);
@@ -158,12 +162,7 @@ async fn five_kills_under_full_load_lose_nothing_and_keep_order() {
         child.sigkill();
         child = Sanhook::serve(&config, &dir.path().join(format!("run{run}.log")), &base).await;
     }
-    while next < total {
-        let to = (next + 1000).min(total);
-        if post_events(&client, &base, next, to).await {
-            next = to;
-        }
-    }
+    post_events(&client, &base, per_kill * KILLS as u64, total).await;
 
     let expected = total as usize * WEBHOOKS;
     let until = Instant::now() + Duration::from_secs(600);

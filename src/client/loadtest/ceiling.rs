@@ -25,21 +25,6 @@ pub struct Ceiling {
     pub client: &'static str,
 }
 
-/// The engine's delivery client settings (`deliver::client_builder`): rustls, no redirects,
-/// the delivery timeout, sanhook's User-Agent. Copied, not shared, because the load test must
-/// not reach into `deliver`; keep the two in step.
-pub fn delivery_like_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    crate::deliver::install_crypto_provider();
-    reqwest::Client::builder()
-        .tls_backend_rustls()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(crate::deliver::user_agent())
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
 /// Posts `count` requests to `url` with `concurrency` in flight, or for `limit`, whichever ends
 /// first.
 pub async fn measure(

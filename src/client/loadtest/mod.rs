@@ -235,7 +235,8 @@ async fn loadtest(opts: &Opts) -> Result<Report, Failure> {
                 .map_err(|e| fail(format!("cannot start the sink on 127.0.0.1: {e}")))?,
         ),
     };
-    let client = ceiling::delivery_like_client(DELIVERY_TIMEOUT).map_err(usage)?;
+    // The engine's own client settings (rustls, no redirects, timeout, User-Agent).
+    let client = crate::deliver::http_client(DELIVERY_TIMEOUT).map_err(usage)?;
     let sink_base = own_sink.as_ref().map(|s| format!("http://{}", s.addr));
     if let Some(t) = &opts.target {
         // A refused connection now would otherwise show as a run that never delivers.

@@ -1,6 +1,6 @@
 //! The real `sanhook` binary as a child process, for tests that kill it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,22 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Writes `DIR/config.toml` for a child serving on 127.0.0.1:`port` with its store under
+/// `DIR/data`, retrying `retries` times `retry` apart; returns its path.
+pub fn write_config(dir: &Path, port: u16, retry: &str, retries: usize) -> PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\n[delivery]\nretry_schedule = [{}]\n",
+            dir.join("data/sanhook.redb").display(),
+            vec![format!("\"{retry}\""); retries].join(", ")
+        ),
+    )
+    .expect("write config");
+    config
 }
 
 /// A `sanhook serve` child, killed when dropped (also when the test panics).
