@@ -65,7 +65,25 @@ pub struct ActionEvent {
     /// Mobile numbers to @-mention in group-bot messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
+    /// What the action changed (Sanplex's `zt_history` rows). `None`: not known; `Some([])`:
+    /// known to have changed nothing (the "no-op edit" rule of README "Message details").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Change>>,
 }
+
+/// One field an action changed: a row of Sanplex's `zt_history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Change {
+    /// The field's code (`status`, `assignedTo`, ...).
+    pub field: String,
+    #[serde(default)]
+    pub old: String,
+    #[serde(default)]
+    pub new: String,
+}
+
+/// The most entries of `changes` one event may carry (CONTRACT §3).
+pub const MAX_CHANGES: usize = 1000;
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -622,6 +640,7 @@ const K_URL: u32 = 1 << 13;
 const K_KANBAN_ID: u32 = 1 << 14;
 const K_TO_LIST: u32 = 1 << 15;
 const K_MENTIONS: u32 = 1 << 16;
+const K_CHANGES: u32 = 1 << 17;
 
 /// Required keys, in the order they are reported when missing, with an example value.
 const REQUIRED: [(u32, &str, &str); 4] = [
@@ -665,6 +684,7 @@ fn event_from_nodes(nodes: &[Node<'_>], now: &str) -> Result<ActionEvent, EventE
             "kanbanID" => K_KANBAN_ID,
             "toList" => K_TO_LIST,
             "mentions" => K_MENTIONS,
+            "changes" => K_CHANGES,
             // Unknown keys (Sanplex's `vision`, `read`, ...) are ignored.
             _ => continue,
         };
@@ -692,7 +712,8 @@ fn event_from_nodes(nodes: &[Node<'_>], now: &str) -> Result<ActionEvent, EventE
             K_URL => event.url = opt_str(key, value)?,
             K_KANBAN_ID => event.kanban_id = opt_uint(key, value)?,
             K_TO_LIST => event.to_list = strings(key, value)?,
-            _ => event.mentions = strings(key, value)?,
+            K_MENTIONS => event.mentions = strings(key, value)?,
+            _ => event.changes = changes(value)?,
         }
     }
     for (flag, key, example) in REQUIRED {
@@ -804,6 +825,87 @@ fn strings(key: &str, value: &[Node<'_>]) -> Result<Vec<String>, EventError> {
         }
     }
     Ok(out)
+}
+
+/// `changes`: `null` (not known) or an array of `{"field", "old", "new"}` objects; `old` and
+/// `new` may be strings, numbers or `null` (empty), as `zt_history` holds them.
+fn changes(value: &[Node<'_>]) -> Result<Option<Vec<Change>>, EventError> {
+    const KEY: &str = "changes";
+    let len = match value.first() {
+        Some(Node::Static(StaticNode::Null)) => return Ok(None),
+        Some(Node::Array { len, .. }) => *len,
+        _ => {
+            return Err(EventError::at(
+                KEY,
+                format!(
+                    "{KEY}: expected an array of {{\"field\", \"old\", \"new\"}} objects, got {}",
+                    describe(value)
+                ),
+            ))
+        }
+    };
+    if len > MAX_CHANGES {
+        return Err(EventError::at(
+            KEY,
+            format!("{KEY}: {len} entries; at most {MAX_CHANGES} are accepted"),
+        ));
+    }
+    let mut out = Vec::with_capacity(len);
+    let mut at = 1;
+    for i in 0..len {
+        let element = value_at(value, at)?;
+        at += element.len();
+        let Some(&Node::Object { len: keys, .. }) = element.first() else {
+            return Err(EventError::at(
+                KEY,
+                format!(
+                    "{KEY}[{i}]: expected an object like {{\"field\": \"status\", \"old\": \"active\", \"new\": \"resolved\"}}, got {}",
+                    describe(element)
+                ),
+            ));
+        };
+        let mut change = Change::default();
+        let mut k = 1;
+        for _ in 0..keys {
+            let name = match element.get(k) {
+                Some(Node::String(name)) => *name,
+                _ => return Err(EventError::new("internal error: bad JSON tape".to_owned())),
+            };
+            let v = value_at(element, k + 1)?;
+            k += 1 + v.len();
+            let slot = match name {
+                "field" => &mut change.field,
+                "old" => &mut change.old,
+                "new" => &mut change.new,
+                _ => continue,
+            };
+            *slot = match v.first() {
+                Some(Node::Static(StaticNode::Null)) => String::new(),
+                Some(Node::String(s)) => (*s).to_owned(),
+                Some(Node::Static(StaticNode::U64(n))) => n.to_string(),
+                Some(Node::Static(StaticNode::I64(n))) => n.to_string(),
+                Some(Node::Static(StaticNode::F64(n))) => n.to_string(),
+                Some(Node::Static(StaticNode::Bool(b))) => b.to_string(),
+                _ => {
+                    return Err(EventError::at(
+                        KEY,
+                        format!(
+                            "{KEY}[{i}].{name}: expected a string, a number or null, got {}",
+                            describe(v)
+                        ),
+                    ))
+                }
+            };
+        }
+        if change.field.trim().is_empty() {
+            return Err(EventError::at(
+                KEY,
+                format!("{KEY}[{i}].field: required; name the changed field, e.g. \"status\""),
+            ));
+        }
+        out.push(change);
+    }
+    Ok(Some(out))
 }
 
 /// The product list in any of Sanplex's shapes, normalised: zeros dropped, duplicates dropped,

@@ -179,7 +179,32 @@ pub struct Webhook {
     /// Set when a webhook is deleted: kept only so that in-flight deliveries can say why they stop.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deleted: bool,
+    /// MiniJinja templates replacing the built-in title/text (chat types) or body (`default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+    /// Chat types: append the action's changes and comment to the message.
+    #[serde(default)]
+    pub details: bool,
+    /// Actions by these accounts never fire this webhook.
+    #[serde(default)]
+    pub ignore_actors: Vec<String>,
 }
+
+/// A webhook's own message templates (CONTRACT §4 `template`): `title`/`text` for chat types,
+/// `body` for `default`; an empty one means the built-in one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body: String,
+}
+
+/// The most accounts `ignoreActors` may list.
+pub const MAX_IGNORED_ACTORS: usize = 1000;
 
 impl Default for Webhook {
     /// An enabled, sync `default` webhook with every other field empty.
@@ -210,6 +235,9 @@ impl Default for Webhook {
             desc: String::new(),
             sanplex_id: None,
             deleted: false,
+            template: None,
+            details: false,
+            ignore_actors: vec![],
         }
     }
 }
@@ -355,9 +383,61 @@ impl Webhook {
                 format!("params apply to type default only, not {}", self.kind),
             );
         }
+        if self.ignore_actors.len() > MAX_IGNORED_ACTORS {
+            return err(
+                "ignoreActors",
+                format!(
+                    "ignoreActors lists {} accounts; at most {MAX_IGNORED_ACTORS} are accepted",
+                    self.ignore_actors.len()
+                ),
+            );
+        }
+        if let Some(i) = self.ignore_actors.iter().position(|a| a.trim().is_empty()) {
+            return err(
+                "ignoreActors",
+                format!("ignoreActors[{i}] is empty; list Sanplex accounts, e.g. [\"system\"]"),
+            );
+        }
+        if let Some(t) = &self.template {
+            self.validate_template(t)?;
+        }
+        Ok(())
+    }
+
+    /// The template fields that apply to this type, each compiled and tried on a sample event.
+    fn validate_template(&self, t: &Template) -> Result<(), ValidationError> {
+        let err = |field: &'static str, message: String| Err(ValidationError { field, message });
+        let chat = [("template.title", &t.title), ("template.text", &t.text)];
+        let body = [("template.body", &t.body)];
+        let (used, unused): (&[Field<'_>], &[Field<'_>]) = if self.kind == WebhookType::Default {
+            (&body, &chat)
+        } else {
+            (&chat, &body)
+        };
+        for (field, value) in unused {
+            if !value.is_empty() {
+                let applies = if *field == "template.body" {
+                    "type default"
+                } else {
+                    "the chat types"
+                };
+                return err(
+                    field,
+                    format!("{field} applies to {applies}, not {}", self.kind),
+                );
+            }
+        }
+        for (field, source) in used {
+            if let Err(message) = crate::deliver::template::check(field, source, self.kind) {
+                return err(field, message);
+            }
+        }
         Ok(())
     }
 }
+
+/// A field's wire name and value.
+type Field<'a> = (&'static str, &'a String);
 
 /// Why a webhook was refused: the field and a message that says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -430,6 +430,25 @@ fn id_array(rec: &Record, cols: &[&str]) -> Result<Vec<u64>, String> {
     Ok(out)
 }
 
+/// The type an older Sanplex name stands for: `dingding` was the DingTalk group bot before
+/// `dinggroup` and `dinguser` were split.
+fn legacy_type(name: &str) -> Option<WebhookType> {
+    match name {
+        "dingding" => Some(WebhookType::Dinggroup),
+        _ => None,
+    }
+}
+
+/// Why a row of a type whose service no longer exists is skipped (not failed).
+fn retired_type(name: &str) -> Option<&'static str> {
+    match name {
+        "bearychat" => {
+            Some("type bearychat: the BearyChat service was shut down in 2021; nothing to send to")
+        }
+        _ => None,
+    }
+}
+
 /// A JSON credential value as text (Sanplex writes agent ids as numbers or strings).
 fn credential(obj: &Map<String, Value>, key: &str) -> String {
     match obj.get(key) {
@@ -447,11 +466,17 @@ impl Desired {
             .and_then(|v| v.trim().parse().ok())
             .ok_or("the row has no id")?;
         let type_name = rec.get("type").unwrap_or("").trim();
-        let kind = WebhookType::parse(type_name).ok_or_else(|| {
-            format!("unknown type {type_name:?}; sanhook knows default, dinggroup, dinguser, wechatgroup, wechatuser, feishugroup and feishuuser")
-        })?;
-        let text = |c: &str| rec.get(c).unwrap_or("").trim().to_string();
         let mut notes = Vec::new();
+        let kind = match legacy_type(type_name) {
+            Some(kind) => {
+                notes.push(format!("legacy type {type_name:?} imported as {kind}"));
+                kind
+            }
+            None => WebhookType::parse(type_name).ok_or_else(|| {
+                format!("unknown type {type_name:?}; sanhook knows default, dinggroup, dinguser, wechatgroup, wechatuser, feishugroup and feishuuser")
+            })?,
+        };
+        let text = |c: &str| rec.get(c).unwrap_or("").trim().to_string();
         let mut f = Map::new();
         f.insert("name".into(), json!(text("name")));
         f.insert("type".into(), json!(kind.as_str()));
@@ -653,6 +678,10 @@ async fn import_webhooks(
                 ),
                 None => "deleted in Sanplex".into(),
             };
+            report.add(Outcome::Skipped, label, why);
+            continue;
+        }
+        if let Some(why) = retired_type(rec.get("type").unwrap_or("").trim()) {
             report.add(Outcome::Skipped, label, why);
             continue;
         }

@@ -29,8 +29,10 @@ impl Channel for Default {
 /// Sends the event as JSON, signed when the webhook has a secret.
 async fn send(d: &Deliverer, env: &Envelope) -> Attempt {
     let (wh, ev) = (&env.webhook, &env.event);
-    let rendered = d.render(wh, ev);
-    let body = payload::default_payload(ev, &wh.payload_keys(), &rendered.text);
+    let body = match d.default_body(wh, ev) {
+        Ok(body) => body,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     let content_type = if wh.content_type.is_empty() {
         "application/json"
     } else {

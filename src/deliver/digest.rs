@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::channel::{channel, Channel};
-use super::{text, Attempt, Deliverer, Outcome};
+use super::{Attempt, Deliverer, Outcome};
 use crate::config::Lang;
 use crate::event::ActionEvent;
 use crate::webhook::{Webhook, WebhookType};
@@ -59,7 +59,7 @@ pub fn digest_body(
 ) -> Value {
     let lines: Vec<String> = events
         .iter()
-        .map(|ev| text::render(ev, &wh.domain, base_url, lang).text)
+        .map(|ev| super::digest_line(wh, ev, base_url, lang))
         .collect();
     build(kind, &lines, &mentions(events), lang)
 }
@@ -82,7 +82,7 @@ pub fn digest_fits(
 ) -> usize {
     let lines: Vec<String> = events
         .iter()
-        .map(|ev| text::render(ev, &wh.domain, base_url, lang).text)
+        .map(|ev| super::digest_line(wh, ev, base_url, lang))
         .collect();
     let fits = |n: usize| {
         let body = build(kind, &lines[..n], &mentions(&events[..n]), lang);
@@ -166,6 +166,30 @@ mod tests {
         assert_eq!(
             body.to_string(),
             r#"{"msgtype":"markdown","markdown":{"title":"2 updates","text":"**2 updates**\n\nAlice resolved Bug [#1::One](http://pm/bug-view-1.html)\n\nAlice resolved Bug [#2::Two](http://pm/bug-view-2.html)"}}"#
+        );
+    }
+
+    /// A webhook's text template makes each line; a line that fails to render falls back to
+    /// the built-in text rather than holding back the digest.
+    #[test]
+    fn digest_lines_use_the_text_template() {
+        let (a, mut b) = (ev(1, "One"), ev(2, "Two"));
+        b.changes = Some(vec![crate::event::Change {
+            field: "status".into(),
+            old: "active".into(),
+            new: "resolved".into(),
+        }]);
+        let w = Webhook {
+            template: Some(crate::webhook::Template {
+                text: "#{{ objectID }} {{ changes[0].new }}".into(),
+                ..Default::default()
+            }),
+            ..wh(WebhookType::Dinggroup)
+        };
+        let body = digest_body(WebhookType::Dinggroup, &w, &[&b, &a], "http://pm", Lang::En);
+        assert_eq!(
+            body["markdown"]["text"],
+            "**2 updates**\n\n#2 resolved\n\nAlice resolved Bug [#1::One](http://pm/bug-view-1.html)"
         );
     }
 

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::app::{with_query, App, AppFields, Call};
 use super::channel::{app_route, bot_route, Channel, Envelope, Route};
+use super::details::Markup;
 use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
 use super::token::{Token, TokenFailure};
 use super::{chat, sign, Attempt, Deliverer, Outcome, RemoteUser};
@@ -156,7 +157,10 @@ pub fn classify_dingtalk(status: u16, body: &[u8], throttle: Duration) -> Outcom
 
 /// Sends one group-bot message: markdown, signed URL when the bot has a secret, @-mentions.
 pub(crate) async fn send_group(d: &Deliverer, wh: &Webhook, ev: &ActionEvent) -> Attempt {
-    let r = d.render(wh, ev);
+    let r = match d.message(wh, ev, Markup::DingTalk) {
+        Ok(r) => r,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     let body = chat::dingtalk_markdown(&r.title, &r.text, &ev.mentions);
     post_group(d, wh, &body).await
 }
@@ -193,7 +197,10 @@ async fn send_work(d: &Deliverer, env: &Envelope) -> Attempt {
         Err(outcome) => return Attempt::failed_before_send(outcome),
     };
     let remaining = progress.remaining(&to.userids);
-    let r = d.render(wh, ev);
+    let r = match d.message(wh, ev, Markup::DingTalk) {
+        Ok(r) => r,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     let msg = chat::dingtalk_work_markdown(&r.title, &r.text, &ev.date);
     let mut last: Option<Attempt> = None;
     for chunk in remaining.chunks(WORK_CHUNK) {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::app::{with_query, App, AppFields, Call};
 use super::channel::{app_route, bot_route, Channel, Envelope, Route};
+use super::details::Markup;
 use super::reply::{self, Platform, Reply, Rule};
 use super::token::{Token, TokenFailure};
 use super::{chat, sign, Attempt, Deliverer, Outcome, RemoteUser};
@@ -136,7 +137,10 @@ pub fn classify_feishu(status: u16, headers: &reqwest::header::HeaderMap, body: 
 /// Sends one group-bot message: the interactive card, signed in the body when the bot has a
 /// secret.
 pub(crate) async fn send_group(d: &Deliverer, wh: &Webhook, ev: &ActionEvent) -> Attempt {
-    let r = d.render(wh, ev);
+    let r = match d.message(wh, ev, Markup::Lark) {
+        Ok(r) => r,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     post_group(d, wh, chat::feishu_card(&r.title, &r.text)).await
 }
 
@@ -190,7 +194,10 @@ async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
         Ok(p) => (p.app, p.to, p.progress),
         Err(outcome) => return Attempt::failed_before_send(outcome),
     };
-    let r = d.render(wh, ev);
+    let r = match d.message(wh, ev, Markup::Lark) {
+        Ok(r) => r,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     let card = chat::feishu_card(&r.title, &r.text);
     let mut last: Option<Attempt> = None;
     for open_id in progress.remaining(&to.userids) {

@@ -10,6 +10,7 @@ mod app;
 pub mod channel;
 pub mod chat;
 pub mod default;
+pub mod details;
 pub mod digest;
 pub mod dingtalk;
 pub mod feishu;
@@ -17,6 +18,7 @@ pub mod payload;
 pub mod recipients;
 pub mod reply;
 pub mod sign;
+pub mod template;
 pub mod text;
 pub mod token;
 pub mod wecom;
@@ -310,6 +312,56 @@ impl Deliverer {
         )
     }
 
+    /// The title and text of a chat message of `wh` for `ev`: the webhook's templates over the
+    /// built-in ones, `details` appended, cut to what `markup`'s platform takes. `Err` is a
+    /// template that fails to render (the delivery ends `dead` with it).
+    pub(crate) fn message(
+        &self,
+        wh: &Webhook,
+        ev: &ActionEvent,
+        markup: details::Markup,
+    ) -> Result<text::Rendered, String> {
+        let lang = self.cfg.sanplex.lang;
+        let mut r = self.render(wh, ev);
+        if let Some(t) = &wh.template {
+            let built = r.clone();
+            let escape = template::Escape::Text;
+            if !t.title.is_empty() {
+                r.title = template::render(&t.title, escape, ev, &built, lang)
+                    .map_err(|e| format!("template.title: {e}"))?;
+            }
+            if !t.text.is_empty() {
+                r.text = template::render(&t.text, escape, ev, &built, lang)
+                    .map_err(|e| format!("template.text: {e}"))?;
+            }
+        }
+        if wh.details {
+            details::append(&mut r.text, ev, lang, markup);
+        }
+        r.text = details::cut_bytes(r.text, markup.max_text());
+        Ok(r)
+    }
+
+    /// The body of a `default` webhook: its `template.body` when set (it must render JSON),
+    /// else Sanplex's payload.
+    pub(crate) fn default_body(&self, wh: &Webhook, ev: &ActionEvent) -> Result<Vec<u8>, String> {
+        let built = self.render(wh, ev);
+        match wh.template.as_ref().filter(|t| !t.body.is_empty()) {
+            None => Ok(payload::default_payload(
+                ev,
+                &wh.payload_keys(),
+                &built.text,
+            )),
+            Some(t) => {
+                let lang = self.cfg.sanplex.lang;
+                let body = template::render(&t.body, template::Escape::Json, ev, &built, lang)
+                    .map_err(|e| format!("template.body: {e}"))?;
+                template::json_check(&body).map_err(|e| format!("template.body rendered {e}"))?;
+                Ok(body.into_bytes())
+            }
+        }
+    }
+
     /// POSTs `body` to `url`, recording the request and response for the log.
     pub async fn post(&self, url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Sent {
         self.request(reqwest::Method::POST, url, headers, body)
@@ -536,6 +588,25 @@ pub fn digest_capacity(wh: &Webhook, events: &[&ActionEvent], cfg: &Config) -> u
         return 1;
     }
     digest_fits(wh.kind, wh, events, &cfg.sanplex.base_url, cfg.sanplex.lang).max(1)
+}
+
+/// One line of a digest for `ev`: the webhook's text template when it has one (the built-in
+/// text when that fails, so that one event cannot hold back the rest), without details.
+pub fn digest_line(
+    wh: &Webhook,
+    ev: &ActionEvent,
+    base_url: &str,
+    lang: crate::config::Lang,
+) -> String {
+    let built = text::render(ev, &wh.domain, base_url, lang);
+    match wh.template.as_ref().filter(|t| !t.text.is_empty()) {
+        None => built.text,
+        Some(t) => template::render(&t.text, template::Escape::Text, ev, &built, lang)
+            .unwrap_or_else(|e| {
+                tracing::warn!(webhook = wh.id, error = %e, "template.text failed in a digest; the line uses the built-in text");
+                built.text
+            }),
+    }
 }
 
 /// Cuts a body for the log at a character boundary.

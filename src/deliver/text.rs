@@ -17,6 +17,8 @@ use crate::event::ActionEvent;
 
 /// The label table, embedded so the binary needs no data files at run time.
 const LABELS_TSV: &str = include_str!("../../fixtures/labels.tsv");
+/// Field labels for changes (`details: true`), in the same format with kind `field`.
+const FIELDS_TSV: &str = include_str!("../../fixtures/fields.tsv");
 
 /// The text of one notification, rendered for one webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,16 +48,18 @@ impl Label {
     }
 }
 
-/// The parsed label table: action code → verb, object code → type name.
+/// The parsed label table: action code → verb, object code → type name, field code → name.
 #[derive(Debug, Default)]
 struct Labels {
     actions: HashMap<&'static str, Label>,
     objects: HashMap<&'static str, Label>,
+    fields: HashMap<&'static str, Label>,
 }
 
 /// A line of the label table that could not be used; names the line so it can be fixed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LabelLineError {
+    file: &'static str,
     line: usize,
     content: String,
     reason: &'static str,
@@ -65,9 +69,9 @@ impl fmt::Display for LabelLineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "fixtures/labels.tsv line {}: {} ({:?}); expected `kind<TAB>code<TAB>en<TAB>zh-cn` \
-             with kind `action` or `object`",
-            self.line, self.reason, self.content
+            "{} line {}: {} ({:?}); expected `kind<TAB>code<TAB>en<TAB>zh-cn` \
+             with kind `action`, `object` or `field`",
+            self.file, self.line, self.reason, self.content
         )
     }
 }
@@ -78,12 +82,24 @@ impl fmt::Display for LabelLineError {
 fn parse_labels(src: &'static str) -> (Labels, Vec<LabelLineError>) {
     let mut labels = Labels::default();
     let mut errors = Vec::new();
+    parse_into(&mut labels, &mut errors, "fixtures/labels.tsv", src);
+    (labels, errors)
+}
+
+/// Parses one file into `labels` (see [`parse_labels`]).
+fn parse_into(
+    labels: &mut Labels,
+    errors: &mut Vec<LabelLineError>,
+    file: &'static str,
+    src: &'static str,
+) {
     for (i, raw) in src.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') || line.starts_with("kind\t") {
             continue;
         }
         let err = |reason| LabelLineError {
+            file,
             line: i + 1,
             content: line.to_string(),
             reason,
@@ -100,6 +116,7 @@ fn parse_labels(src: &'static str) -> (Labels, Vec<LabelLineError>) {
         let map = match kind {
             "action" => &mut labels.actions,
             "object" => &mut labels.objects,
+            "field" => &mut labels.fields,
             _ => {
                 errors.push(err("unknown kind"));
                 continue;
@@ -109,14 +126,14 @@ fn parse_labels(src: &'static str) -> (Labels, Vec<LabelLineError>) {
             errors.push(err("duplicate code (the later line wins)"));
         }
     }
-    (labels, errors)
 }
 
 /// The embedded table, parsed on first use.
 fn labels() -> &'static Labels {
     static LABELS: OnceLock<Labels> = OnceLock::new();
     LABELS.get_or_init(|| {
-        let (labels, errors) = parse_labels(LABELS_TSV);
+        let (mut labels, mut errors) = parse_labels(LABELS_TSV);
+        parse_into(&mut labels, &mut errors, "fixtures/fields.tsv", FIELDS_TSV);
         for e in &errors {
             tracing::error!(error = %e, "skipping a bad label line");
         }
@@ -138,6 +155,15 @@ pub fn action_label(code: &str, lang: Lang) -> &str {
 pub fn object_type_name(code: &str, lang: Lang) -> &str {
     labels()
         .objects
+        .get(code)
+        .map_or(code, |label| label.get(lang))
+}
+
+/// The name of a changed field (`assignedTo` → "Assigned To" / "指派给"); a field without a
+/// label is shown as its code.
+pub fn field_label(code: &str, lang: Lang) -> &str {
+    labels()
+        .fields
         .get(code)
         .map_or(code, |label| label.get(lang))
 }
@@ -265,6 +291,11 @@ mod tests {
         // Counted from the file: 188 actions, 77 object types.
         assert_eq!(labels.actions.len(), 188);
         assert_eq!(labels.objects.len(), 77);
+        let (mut labels, mut errors) = (Labels::default(), Vec::new());
+        parse_into(&mut labels, &mut errors, "fixtures/fields.tsv", FIELDS_TSV);
+        let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(msgs.is_empty(), "{}", msgs.join("\n"));
+        assert_eq!((labels.actions.len(), labels.fields.len()), (0, 49));
     }
 
     #[test]
@@ -293,5 +324,8 @@ mod tests {
         assert_eq!(object_type_name("testtask", Lang::ZhCn), "测试单");
         assert_eq!(action_label("teleported", Lang::ZhCn), "teleported");
         assert_eq!(object_type_name("spaceship", Lang::En), "spaceship");
+        assert_eq!(field_label("assignedTo", Lang::En), "Assigned To");
+        assert_eq!(field_label("assignedTo", Lang::ZhCn), "指派给");
+        assert_eq!(field_label("lastEditedBy", Lang::ZhCn), "lastEditedBy");
     }
 }

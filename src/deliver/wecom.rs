@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::app::{with_query, App, AppFields, Call};
 use super::channel::{app_route, bot_route, Channel, Envelope, MemberDemand, Route};
+use super::details::Markup;
 use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
 use super::token::{Token, TokenFailure};
 use super::{chat, Attempt, Deliverer, Outcome, RemoteUser};
@@ -155,7 +156,15 @@ pub fn classify_wecom(status: u16, headers: &reqwest::header::HeaderMap, body: &
 
 /// Sends one group-bot message: markdown, or text with `mentioned_mobile_list` to @-mention.
 pub(crate) async fn send_group(d: &Deliverer, wh: &Webhook, ev: &ActionEvent) -> Attempt {
-    let r = d.render(wh, ev);
+    let markup = if ev.mentions.is_empty() {
+        Markup::WeComMarkdown
+    } else {
+        Markup::Plain
+    };
+    let r = match d.message(wh, ev, markup) {
+        Ok(r) => r,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     post_group(d, wh, &chat::wecom_group(&r.text, &ev.mentions)).await
 }
 
@@ -210,7 +219,10 @@ async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
         }
         None => (remaining, &[]),
     };
-    let r = d.render(wh, ev);
+    let r = match d.message(wh, ev, Markup::WeComApp) {
+        Ok(r) => r,
+        Err(e) => return Attempt::failed_before_send(Outcome::Dead(e)),
+    };
     let mut last: Option<Attempt> = None;
     for chunk in granted.chunks(APP_CHUNK) {
         let body = chat::wecom_app_body(chunk, app.agent, &r.text);

@@ -65,6 +65,10 @@ struct Rule {
     executions: Box<[u64]>,
     /// `None`: follows the global settings. `Some`: its own list, deduplicated (empty for `{}`).
     own: Option<Box<[PairId]>>,
+    /// Accounts whose actions never fire it (`ignoreActors`), sorted.
+    ignore: Box<[Box<str>]>,
+    /// `details: true`: a no-op edit does not fire it ([`super::is_noop_edit`]).
+    details: bool,
     /// Empty for a webhook that can never fire (disabled, deleted, an empty own list, or filters
     /// listing only the id 0): such a webhook is remembered but filed nowhere.
     keys: Box<[Key]>,
@@ -110,23 +114,39 @@ impl Rule {
         } else {
             Box::new([Key::Any])
         };
+        let mut ignore: Vec<Box<str>> = webhook
+            .ignore_actors
+            .iter()
+            .map(|a| a.as_str().into())
+            .collect();
+        ignore.sort_unstable();
+        ignore.dedup();
         Rule {
             id: webhook.id,
             products,
             executions,
             own,
+            ignore: ignore.into_boxed_slice(),
+            details: webhook.details,
             keys,
         }
     }
 
-    /// The scope filters; the trigger check was done by choosing the slot.
+    /// The scope filters, ignored actors and the no-op rule; the trigger check was done by
+    /// choosing the slot.
     #[inline]
     fn scope_passes(&self, ev: &ActionEvent) -> bool {
-        (self.products.is_empty()
-            || ev
-                .product
-                .iter()
-                .any(|p| *p != 0 && self.products.binary_search(p).is_ok()))
+        (self.ignore.is_empty()
+            || self
+                .ignore
+                .binary_search_by(|a| (**a).cmp(ev.actor.as_str()))
+                .is_err())
+            && !(self.details && super::is_noop_edit(ev))
+            && (self.products.is_empty()
+                || ev
+                    .product
+                    .iter()
+                    .any(|p| *p != 0 && self.products.binary_search(p).is_ok()))
             && (self.executions.is_empty()
                 || (ev.execution != 0 && self.executions.binary_search(&ev.execution).is_ok()))
     }

@@ -300,6 +300,12 @@ fn random_webhook(rng: &mut Rng, id: u64) -> Webhook {
         },
         enabled: rng.chance(90),
         deleted: rng.chance(5),
+        ignore_actors: match rng.below(4) {
+            0 => vec!["system".into()],
+            1 => vec!["alice".into(), "system".into()],
+            _ => vec![],
+        },
+        details: rng.chance(50),
         ..Webhook::default()
     }
 }
@@ -310,6 +316,21 @@ fn random_event(rng: &mut Rng) -> ActionEvent {
         action: rng.pick(ACTIONS).to_string(),
         product: rng.ids(3, 12),
         execution: if rng.chance(30) { 0 } else { rng.below(15) },
+        actor: rng.pick(&["admin", "system", "alice"]).to_string(),
+        changes: match rng.below(3) {
+            0 => None,
+            1 => Some(vec![]),
+            _ => Some(vec![crate::event::Change {
+                field: "pri".into(),
+                old: "3".into(),
+                new: "1".into(),
+            }]),
+        },
+        comment: if rng.chance(20) {
+            "c".into()
+        } else {
+            String::new()
+        },
         ..ActionEvent::default()
     }
 }

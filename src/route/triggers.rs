@@ -155,6 +155,16 @@ pub fn matches(wh: &Webhook, global: &Triggers, ev: &ActionEvent) -> bool {
         && triggered(wh.actions.as_ref().unwrap_or(global), ev)
         && products_pass(&wh.products, &ev.product)
         && execution_passes(&wh.executions, ev.execution)
+        && !wh.ignore_actors.contains(&ev.actor)
+        && !(wh.details && is_noop_edit(ev))
+}
+
+/// An `edited` action known to have changed nothing (its `changes` present and empty) and
+/// without a comment: webhooks with `details: true` skip it. Absent `changes` means not known.
+pub fn is_noop_edit(ev: &ActionEvent) -> bool {
+    ev.action == "edited"
+        && ev.changes.as_ref().is_some_and(Vec::is_empty)
+        && ev.comment.trim().is_empty()
 }
 
 fn triggered(triggers: &Triggers, ev: &ActionEvent) -> bool {

@@ -288,13 +288,18 @@ async fn import_sanplex_reports_rows_it_cannot_import_and_exits_1() {
         (1, 'dinguser', 'Broken creds', '', '{"agentId": "1", "appKey": "k", topsecret', 'text'),
         (2, 'default', 'No url', '', '', 'text'),
         (3, 'slack', 'Unknown', 'http://x.example.com', '', 'text'),
-        (4, 'default', 'Fine', 'http://fine.example.com', '', 'text')"#,
+        (4, 'default', 'Fine', 'http://fine.example.com', '', 'text'),
+        (5, 'dingding', 'Old ding', 'https://oapi.dingtalk.com/robot/send?access_token=OLD', 'SECold', 'text'),
+        (6, 'bearychat', 'Gone', 'https://hook.bearychat.com/x', '', 'text')"#,
     ])
     .await;
     let (s, config) = server().await;
     let (code, out, err) = import(&config, &db.url).await;
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
-    assert_eq!(summary(&out), [1, 0, 0, 1, 3], "{out}");
+    assert_eq!(summary(&out), [2, 0, 0, 2, 3], "{out}");
+    // Legacy names: dingding is the DingTalk group bot, bearychat's service is gone.
+    assert!(line(&out, "created", "webhook 5 \"Old ding\"").contains("imported as dinggroup"));
+    assert!(line(&out, "skipped", "webhook 6 \"Gone\"").contains("BearyChat"));
     assert!(line(&out, "failed", "webhook 1 \"Broken creds\"").contains("JSON credentials"));
     assert!(!out.contains("topsecret"), "the secret was printed:\n{out}");
     assert!(line(&out, "failed", "webhook 2 \"No url\"").contains("url is required"));
@@ -302,10 +307,9 @@ async fn import_sanplex_reports_rows_it_cannot_import_and_exits_1() {
     line(&out, "created", "webhook 4 \"Fine\"");
     // No trigger settings saved in Sanplex: sanhook's defaults stay.
     assert!(line(&out, "skipped", "trigger settings").contains("defaults"));
-    assert_eq!(
-        by_sanplex_id(&s).await.keys().copied().collect::<Vec<_>>(),
-        vec![4]
-    );
+    let imported = by_sanplex_id(&s).await;
+    assert_eq!(imported.keys().copied().collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(imported[&5]["type"], "dinggroup");
     s.stop().await;
 }
 

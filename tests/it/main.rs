@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod import;
 mod kill_loop;
+mod messages;
 mod platforms;
 mod sanplex_db;
 mod tail;

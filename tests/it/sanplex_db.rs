@@ -13,6 +13,7 @@ use sanhook::ActionEvent;
 use serde_json::json;
 
 use crate::support::binary::{free_port, Sanhook};
+use crate::support::fakes::DingTalkFake;
 use crate::support::receiver::Receiver;
 use crate::support::TestServer;
 
@@ -254,6 +255,73 @@ async fn db_source_enriches_bug_story_task_and_kanban_card_actions() {
     assert_eq!(ev(4).kanban_id, Some(9));
     assert_eq!(ev(4).to_list, vec!["carol"]);
     assert_eq!(ev(4).mentions, vec!["13700000003", "13900000002"]);
+    let _ = c.disconnect().await;
+    s.stop().await;
+}
+
+/// Issue 10: an action's `zt_history` rows arrive as its `changes`, and a DingTalk bot with
+/// `details: true` shows them (labels, HTML stripped from the comment); an edit without
+/// history rows and without a comment (a no-op edit) fires the plain webhook only.
+#[actix_rt::test]
+async fn db_source_reads_changes_from_zt_history_into_a_dingtalk_message() {
+    let Some(db) = TestDb::create("db_source_reads_changes_from_zt_history").await else {
+        return;
+    };
+    db.exec(&[
+        "INSERT INTO zt_user (account, realname) VALUES ('alice', 'Alice Smith')",
+        "INSERT INTO zt_bug (id, title, assignedTo) VALUES (12, 'Login fails', 'bob')",
+    ])
+    .await;
+    let dt = DingTalkFake::start();
+    let r = Receiver::fixed(200);
+    let s = TestServer::start(&source_config(&db, "beginning")).await;
+    let bot = s
+        .webhook(
+            json!({"name": "dt", "type": "dinggroup", "url": dt.bot("tok", None), "details": true}),
+        )
+        .await;
+    let plain = s.webhook(json!({"name": "plain", "url": r.url})).await;
+    let mut c = db.conn().await;
+    c.query_drop(
+        "INSERT INTO zt_action (objectType, objectID, product, execution, actor, action, date, comment) \
+         VALUES ('bug', 12, ',1,', 5, 'alice', 'resolved', '2026-01-05 18:35:21', '<p>Fixed &amp; tested</p>')",
+    )
+    .await
+    .expect("insert action");
+    c.query_drop(
+        "INSERT INTO zt_history (action, field, old, new) VALUES \
+         (1, 'status', 'active', 'resolved'), (1, 'resolution', '', 'fixed'), (1, 'assignedTo', 'bob', 'alice')",
+    )
+    .await
+    .expect("insert history");
+    // The no-op edit: no history rows, no comment.
+    act(&mut c, "bug", 12, "alice", "edited").await;
+    wait_received(&r, 2, "both actions at the plain webhook").await;
+    s.wait_deliveries(bot, WAIT, "the details message", |d| {
+        d.iter().any(|x| x["status"] == "delivered")
+    })
+    .await;
+    let got = dt.received();
+    assert_eq!(
+        got.len(),
+        1,
+        "only the resolution reaches the details bot: {got:?}"
+    );
+    assert_eq!(
+        got[0].text(),
+        "Alice Smith resolved Bug [#12::Login fails](http://localhost/bug-view-12.html)\n\n\
+         - **Status**: active → resolved\n- **Resolution**: (empty) → fixed\n\
+         - **Assigned To**: bob → alice\n\n> Fixed & tested"
+    );
+    // Routing decided at intake: the edit made no delivery for the details bot at all.
+    assert_eq!(
+        logged(&s, bot).await.keys().copied().collect::<Vec<_>>(),
+        vec![1]
+    );
+    let log = logged(&s, plain).await;
+    let changes = |id: u64| log[&id][0].changes.clone();
+    assert_eq!(changes(1).map(|c| c.len()), Some(3));
+    assert_eq!(changes(2), Some(vec![]), "known to have changed nothing");
     let _ = c.disconnect().await;
     s.stop().await;
 }

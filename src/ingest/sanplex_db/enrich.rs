@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
 use super::row::{comma_list, Record};
-use crate::event::ActionEvent;
+use crate::event::{ActionEvent, Change, MAX_CHANGES};
 
 /// An object table: which action `objectType`s it holds, its title column, and the columns
 /// that name people.
@@ -118,6 +118,9 @@ pub const ACTION_OPTIONAL: &[&str] = &[
 /// Columns of `zt_user` read when present (besides `account`).
 const USER_OPTIONAL: &[&str] = &["realname", "mobile", "deleted"];
 
+/// Columns of `zt_history` the source reads (all of them, or it reads no changes).
+const HISTORY_COLUMNS: &[&str] = &["id", "action", "field", "old", "new"];
+
 /// Columns that name people to notify, in the order they are added to `toList`.
 const RECIPIENT_COLUMNS: &[&str] = &["assignedTo", "owner", "account", "mailto"];
 
@@ -136,6 +139,8 @@ pub struct Schema {
     pub objects: HashMap<&'static str, Vec<&'static str>>,
     /// `zt_user` columns to select (`account` first); empty = no user lookups.
     pub user: Vec<&'static str>,
+    /// Whether `zt_history` is there to read the actions' changes from.
+    pub history: bool,
     /// What is missing, for one log line.
     pub missing: Vec<String>,
 }
@@ -144,7 +149,7 @@ impl Schema {
     /// Reads the columns of the tables the source uses. An error names what `zt_action` lacks.
     pub async fn discover(conn: &mut Conn) -> Result<Result<Schema, String>, mysql_async::Error> {
         let mut tables: Vec<&str> = OBJECT_TABLES.iter().map(|t| t.table).collect();
-        tables.extend(["zt_action", "zt_user"]);
+        tables.extend(["zt_action", "zt_user", "zt_history"]);
         let list = tables
             .iter()
             .map(|t| format!("'{t}'"))
@@ -219,6 +224,10 @@ impl Schema {
         } else {
             schema.missing.push("zt_user.account".into());
         }
+        schema.history = HISTORY_COLUMNS.iter().all(|c| has("zt_history", c));
+        if !schema.history {
+            schema.missing.push("zt_history (changes)".into());
+        }
         Ok(schema)
     }
 
@@ -253,6 +262,8 @@ pub struct Lookups {
     pub objects: HashMap<(&'static str, u64), Record>,
     /// account → user.
     pub users: HashMap<String, User>,
+    /// action id → its `zt_history` rows in id order; `None` when changes were not read.
+    pub changes: Option<HashMap<u64, Vec<Change>>>,
 }
 
 /// Runs `sql` (which has no parameters) and reads every row.
@@ -264,6 +275,37 @@ pub async fn select(conn: &mut Conn, sql: String) -> Result<Vec<Record>, mysql_a
 /// Comma-joined ids for an `IN (...)` (integers: nothing to escape).
 pub fn id_list(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The `zt_history` rows of `events`' actions (one query per thousand actions: one per poll),
+/// by action id, in row order.
+async fn history(
+    conn: &mut Conn,
+    events: &[ActionEvent],
+) -> Result<HashMap<u64, Vec<Change>>, mysql_async::Error> {
+    let ids: Vec<u64> = events.iter().filter_map(|ev| ev.id).collect();
+    let mut out: HashMap<u64, Vec<Change>> = HashMap::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT `action`, `field`, `old`, `new` FROM `zt_history` WHERE `action` IN ({}) ORDER BY `action`, `id`",
+            id_list(chunk)
+        );
+        for rec in select(conn, sql).await? {
+            let Some(action) = rec.get("action").and_then(|v| v.trim().parse::<u64>().ok()) else {
+                continue;
+            };
+            let field = rec.get("field").unwrap_or("").trim();
+            if field.is_empty() {
+                continue;
+            }
+            out.entry(action).or_default().push(Change {
+                field: field.to_string(),
+                old: rec.get("old").unwrap_or("").to_string(),
+                new: rec.get("new").unwrap_or("").to_string(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl Lookups {
@@ -297,6 +339,9 @@ impl Lookups {
                     }
                 }
             }
+        }
+        if schema.history {
+            out.changes = Some(history(conn, events).await?);
         }
         if schema.user.is_empty() {
             return Ok(out);
@@ -342,6 +387,18 @@ impl Lookups {
     /// Fills in what the lookups found: `objectName`, `actorName`, `toList`, `mentions`,
     /// `kanbanID`. `url` stays empty so that each webhook's `domain` applies.
     pub fn apply(&self, ev: &mut ActionEvent) {
+        if let (Some(changes), Some(id)) = (&self.changes, ev.id) {
+            let mut mine = changes.get(&id).cloned().unwrap_or_default();
+            if mine.len() > MAX_CHANGES {
+                tracing::warn!(
+                    action_id = id,
+                    rows = mine.len(),
+                    "zt_history has more rows for this action than an event carries; keeping the first {MAX_CHANGES}"
+                );
+                mine.truncate(MAX_CHANGES);
+            }
+            ev.changes = Some(mine);
+        }
         if let Some(u) = self.users.get(&ev.actor) {
             if !u.realname.is_empty() {
                 ev.actor_name = Some(u.realname.clone());

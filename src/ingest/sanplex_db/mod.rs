@@ -90,6 +90,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
         backoff: BACKOFF_MIN,
         outage: None,
         logged_missing: None,
+        settled: 0,
     };
     actix::spawn(poller.run(engine.stopping()));
     Ok(())
@@ -137,6 +138,9 @@ struct Poller {
     outage: Option<Outage>,
     /// The missing columns last logged, so that reconnects do not repeat the line.
     logged_missing: Option<Vec<String>>,
+    /// The highest `zt_action` id read by an earlier poll: a row at or below it has had a
+    /// poll interval for its `zt_history` rows to be written ([`read_batch`]).
+    settled: u64,
 }
 
 impl Poller {
@@ -260,9 +264,13 @@ impl Poller {
         let Some(cursor) = self.cursor.clone() else {
             return Ok(false);
         };
-        let read = tokio::time::timeout(READ_TIMEOUT, read_batch(conn, schema, &cursor))
-            .await
-            .map_err(|_| SourceError::Timeout(READ_TIMEOUT))??;
+        let read = tokio::time::timeout(
+            READ_TIMEOUT,
+            read_batch(conn, schema, &cursor, self.settled),
+        )
+        .await
+        .map_err(|_| SourceError::Timeout(READ_TIMEOUT))??;
+        self.settled = self.settled.max(read.read_up_to);
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut next = cursor.clone();
         next.fill(&read.found_gaps);
@@ -305,8 +313,10 @@ impl Poller {
 
 /// One poll's reads.
 struct Batch {
-    /// Ids of new rows above the cursor, ascending.
+    /// Ids of new rows above the cursor taken this poll, ascending.
     new_ids: Vec<u64>,
+    /// The highest new id read, including rows held back for the next poll.
+    read_up_to: u64,
     /// Gap ids that are now visible.
     found_gaps: Vec<u64>,
     /// Enriched events: late (gap) rows first, then new rows, each by id.
@@ -315,10 +325,16 @@ struct Batch {
 }
 
 /// Reads the rows after the cursor and the gaps that showed up, and enriches them.
+///
+/// Sanplex writes an action's `zt_history` rows just after the action row, not in the same
+/// transaction, so a poll can see the action before its changes. A new row without history
+/// rows that no earlier poll has seen (`id > settled`) is therefore held back, with every row
+/// after it, until the next poll reads it again; then what `zt_history` holds is its answer.
 async fn read_batch(
     conn: &mut Conn,
     schema: &Schema,
     cursor: &Cursor,
+    settled: u64,
 ) -> Result<Batch, SourceError> {
     let cols = Schema::select_list(&schema.action);
     let mut late = Vec::new();
@@ -373,8 +389,25 @@ async fn read_batch(
             lookups.apply(ev);
         }
     }
+    let read_up_to = new_ids.last().copied().unwrap_or(0);
+    let held = events
+        .iter()
+        .filter_map(|ev| {
+            ev.id
+                .filter(|id| *id > cursor.high && *id > settled)
+                .map(|id| (id, ev))
+        })
+        .find(|(_, ev)| ev.changes.as_ref().is_some_and(Vec::is_empty))
+        .map(|(id, _)| id);
+    let mut new_ids = new_ids;
+    if let Some(held) = held {
+        new_ids.retain(|id| *id < held);
+        events.retain(|ev| ev.id.is_none_or(|id| id <= cursor.high || id < held));
+        quarantine.retain(|q| q.offset <= cursor.high || q.offset < held);
+    }
     Ok(Batch {
         new_ids,
+        read_up_to,
         found_gaps,
         events,
         quarantine,
