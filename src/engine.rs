@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use crate::config::Config;
 use crate::deliver::Deliverer;
 use crate::dispatch::{
-    DispatchCtx, Dispatcher, Drain, Enqueue, EventCache, Flush, Purge, ResumeDone, Worker,
+    DispatchCtx, Dispatcher, Drain, Enqueue, EventCache, Flush, Purge, ResumeDone, TakeSlot, Worker,
 };
 use crate::event::ActionEvent;
 use crate::ingest::{IngestSummary, Intake};
@@ -434,6 +434,64 @@ impl Engine {
             users.retain(|u| !bound.contains(&u.userid));
         }
         Ok(users)
+    }
+
+    /// The envelope a send of `event` (the sample event when `None`) to webhook `id` would
+    /// have: the webhook as it is now, its bindings when its type has recipients, and a fresh
+    /// id (high bit set: never a delivery's) so that receivers do not take it for a repeat.
+    async fn envelope(
+        &self,
+        id: u64,
+        event: Option<ActionEvent>,
+    ) -> Result<crate::deliver::Envelope, Error> {
+        let wh = Arc::new(self.webhook(id)?);
+        let event = Arc::new(event.unwrap_or_else(crate::deliver::template::sample_event));
+        let mut env = crate::deliver::Envelope::new(
+            wh.clone(),
+            event,
+            (1 << 63) | rand::random::<u64>() >> 1,
+        );
+        if crate::deliver::channel(wh.kind).needs_bindings() {
+            env.bindings = self.bindings(id).await?;
+        }
+        Ok(env)
+    }
+
+    /// Exactly what a send of `event` (the sample event when `None`) to webhook `id` would be,
+    /// credentials masked; nothing is sent (CONTRACT §4 `preview`).
+    pub async fn preview(
+        &self,
+        id: u64,
+        event: Option<ActionEvent>,
+    ) -> Result<crate::deliver::Preview, Error> {
+        let env = self.envelope(id, event).await?;
+        self.inner
+            .deliverer
+            .preview(&env)
+            .await
+            .map_err(Error::BadRequest)
+    }
+
+    /// Sends `event` (the sample event when `None`) to webhook `id` now, outside the queue and
+    /// the delivery log, within the destination's rate windows (CONTRACT §4 `test`).
+    pub async fn test_send(
+        &self,
+        id: u64,
+        event: Option<ActionEvent>,
+    ) -> Result<crate::deliver::Attempt, Error> {
+        let env = self.envelope(id, event).await?;
+        self.inner
+            .dispatcher
+            .send(TakeSlot(id))
+            .await?
+            .map_err(|(retry_after, why)| Error::RateLimited {
+                message: format!(
+                    "not sent: {why}; try again in {}s",
+                    retry_after.as_secs().max(1)
+                ),
+                retry_after,
+            })?;
+        Ok(self.inner.deliverer.attempt(&env).await)
     }
 
     /// The global trigger settings.

@@ -27,6 +27,12 @@ pub enum Error {
     /// The engine is shutting down or an actor is gone.
     #[error("the engine is shutting down")]
     Unavailable,
+    /// Refused for now: a rate limit is spent; try again after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// A platform or other outside service failed.
     #[error("{0}")]
     Upstream(String),

@@ -4,6 +4,7 @@ mod bindings;
 mod deliveries;
 mod events;
 mod ops;
+mod preview;
 mod remote_users;
 mod settings;
 mod webhooks;
@@ -31,6 +32,8 @@ pub struct AppState {
 pub struct ApiError {
     pub status: StatusCode,
     pub body: Value,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -40,7 +43,11 @@ impl ApiError {
         if let (Some(b), Value::Object(d)) = (body.as_object_mut(), details) {
             b.extend(d);
         }
-        ApiError { status, body }
+        ApiError {
+            status,
+            body,
+            retry_after: None,
+        }
     }
 
     /// 400 with a message.
@@ -60,7 +67,11 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(&self.body)
+        let mut r = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            r.insert_header(("retry-after", secs.to_string()));
+        }
+        r.json(&self.body)
     }
 }
 
@@ -73,6 +84,19 @@ impl From<Error> for ApiError {
                     v.message.clone(),
                     json!({ "field": v.field }),
                 )
+            }
+            Error::RateLimited {
+                message,
+                retry_after,
+            } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    message.clone(),
+                    json!({ "retryAfter": secs }),
+                );
+                e.retry_after = Some(secs);
+                return e;
             }
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -162,6 +186,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(bindings::routes)
                 .configure(remote_users::routes)
                 .configure(settings::routes)
+                .configure(preview::routes)
                 .configure(deliveries::routes),
         )
         .default_service(web::to(|| async {

@@ -232,6 +232,12 @@ impl Deliverer {
     /// The cached token of `app`, fetched when there is none (one fetch for all concurrent
     /// callers). `Err` is the failed token call as an attempt for the log.
     pub(crate) async fn token(&self, app: &App) -> Result<Arc<Token>, Attempt> {
+        if self.is_preview() {
+            return Ok(Arc::new(Token {
+                value: crate::webhook::MASK.into(),
+                lifetime: std::time::Duration::ZERO,
+            }));
+        }
         self.tokens
             .get(&app.key, async {
                 match app.platform {

@@ -104,6 +104,19 @@ pub struct Deliverer {
     /// Tests and benches only ([`Deliverer::with_channel`]): the channel every attempt goes
     /// through instead of its kind's, e.g. one that answers at once without a network.
     stand_in: Option<Arc<dyn Channel>>,
+    /// Set on a preview's copy ([`Deliverer::preview`]): the first request is kept here instead
+    /// of being sent.
+    capture: Option<Arc<std::sync::Mutex<Option<Preview>>>>,
+}
+
+/// A request as it would be sent (`POST /webhooks/{id}/preview`): credentials masked, the body
+/// whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Preview {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 /// A destination URL, parsed, and as the log shows it.
@@ -240,6 +253,7 @@ impl Deliverer {
             tokens: token::TokenCache::new(),
             urls: Arc::default(),
             stand_in: None,
+            capture: None,
         })
     }
 
@@ -262,6 +276,33 @@ impl Deliverer {
             urls: Arc::default(),
             ..self.clone()
         })
+    }
+
+    /// What one attempt of `env` would send first, without sending anything: the request of a
+    /// `default` webhook or a group bot, or an app type's first message call (its token is not
+    /// fetched: it shows masked). `Err` says why nothing would be sent (a template that fails,
+    /// nobody bound to send to, ...).
+    pub async fn preview(&self, env: &Envelope) -> Result<Preview, String> {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let dry = Deliverer {
+            capture: Some(slot.clone()),
+            ..self.clone()
+        };
+        let attempt = dry.attempt(env).await;
+        let captured = slot.lock().ok().and_then(|mut s| s.take());
+        match (captured, attempt.outcome) {
+            (Some(p), _) => Ok(p),
+            (None, Outcome::Dead(why) | Outcome::Skipped(why)) => {
+                Err(format!("nothing would be sent: {why}"))
+            }
+            (None, Outcome::Retry { error, .. }) => Err(format!("nothing would be sent: {error}")),
+            (None, Outcome::Delivered) => Err("nothing would be sent".into()),
+        }
+    }
+
+    /// Whether this is a preview's copy: app types then use a stand-in token.
+    pub(crate) fn is_preview(&self) -> bool {
+        self.capture.is_some()
     }
 
     /// The Standard Webhooks `webhook-id` of a delivery: stable across retries and restarts.
@@ -415,6 +456,20 @@ impl Deliverer {
                 .collect(),
             body: cut(&body),
         };
+        if let Some(slot) = &self.capture {
+            if let Ok(mut slot) = slot.lock() {
+                slot.get_or_insert_with(|| Preview {
+                    method: method.to_string(),
+                    url: request.url.clone(),
+                    headers: request.headers.clone(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+            }
+            return Sent {
+                request,
+                result: Err("preview: not sent".into()),
+            };
+        }
         let result = match parsed {
             Ok(p) => {
                 self.send_raw(method, &p.url, &headers, body, max_response)

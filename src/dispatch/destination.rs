@@ -20,7 +20,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::envelope::{prepare, MemberBudgets, Ready};
 use super::limiter::Limiter;
-use super::{DispatchCtx, Flush, Job, ObjectKey, Purge};
+use super::{DispatchCtx, Flush, Job, ObjectKey, Purge, TakeSlot};
 use crate::config::Window;
 use crate::deliver::{Attempt, Deliverer, Outcome};
 use crate::event::ActionEvent;
@@ -719,6 +719,45 @@ impl Handler<Attempted> for Destination {
         });
         self.commit_ended(ctx);
         self.pump(ctx);
+    }
+}
+
+/// A send outside the queue takes a slot of the windows like any message, saved before it is
+/// sent; refused (with the wait) when the windows are spent or the platform asked for a pause.
+impl Handler<TakeSlot> for Destination {
+    type Result = ResponseFuture<Result<(), (Duration, String)>>;
+
+    fn handle(&mut self, _: TakeSlot, _: &mut Context<Self>) -> Self::Result {
+        let refuse = |wait: Duration, why: String| -> Self::Result {
+            Box::pin(async move { Err((wait, why)) })
+        };
+        if !self.lane {
+            return Box::pin(async { Ok(()) });
+        }
+        if !self.read_budget() {
+            return refuse(STORE_RETRY, "the send budget could not be read".into());
+        }
+        let now = Instant::now();
+        if let Some(until) = self.paused_until.filter(|u| *u > now) {
+            return refuse(until - now, "the platform asked to pause sending".into());
+        }
+        let wall = chrono::Utc::now().timestamp_millis();
+        let wait = self.limiter.wait(wall);
+        if !wait.is_zero() {
+            return refuse(
+                wait,
+                "the rate-limit windows of this destination are spent".into(),
+            );
+        }
+        self.limiter.record(wall);
+        let budget = serde_json::to_vec(&self.limiter.snapshot()).unwrap_or_default();
+        let (store, key) = (self.ctx.store.clone(), rate_key(&self.name));
+        Box::pin(async move {
+            store
+                .put_checkpoint(crate::store::Checkpoint { key, value: budget })
+                .await
+                .map_err(|e| (STORE_RETRY, format!("could not save the send budget: {e}")))
+        })
     }
 }
 

@@ -333,6 +333,29 @@ impl Handler<ResumeDone> for Dispatcher {
     }
 }
 
+/// Takes one send from the rate windows of a webhook's destination, for a send outside the queue
+/// (`POST /webhooks/{id}/test`). `Err` holds how long until one is free and why.
+#[derive(Message)]
+#[rtype(result = "Result<(), (Duration, String)>")]
+pub struct TakeSlot(pub u64);
+
+impl Handler<TakeSlot> for Dispatcher {
+    type Result = ResponseFuture<Result<(), (Duration, String)>>;
+
+    fn handle(&mut self, msg: TakeSlot, _: &mut Self::Context) -> Self::Result {
+        let (key, windows) = self.destination_key(msg.0);
+        if windows.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        let dest = self.destination(key, windows);
+        Box::pin(async move {
+            dest.send(msg)
+                .await
+                .unwrap_or_else(|_| Err((Duration::from_secs(1), "the destination is gone".into())))
+        })
+    }
+}
+
 impl Handler<Flush> for Dispatcher {
     type Result = ();
 

@@ -219,3 +219,283 @@ async fn ignored_actors_do_not_fire_the_webhook() {
     r.stop().await;
     s.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// preview and test
+
+fn platforms(dingtalk: &str, wecom: &str, feishu: &str) -> String {
+    format!("[platforms]\ndingtalk = \"{dingtalk}\"\nwecom = \"{wecom}\"\nfeishu = \"{feishu}\"\n")
+}
+
+/// A preview is exactly what the receiver then gets for the same event (a `default` webhook and
+/// a DingTalk bot), credentials masked; with no body it shows the sample event; nothing is sent.
+#[actix_rt::test]
+async fn preview_is_what_the_receiver_then_gets() {
+    let r = Receiver::fixed(200);
+    let dt = DingTalkFake::start();
+    let s = TestServer::start("").await;
+    let json_hook = s
+        .webhook(
+            json!({"name": "j", "url": r.url, "contentType": "application/json; charset=utf-8"}),
+        )
+        .await;
+    let bot = s
+        .webhook(json!({"name": "b", "type": "dinggroup", "url": dt.bot("tok-secret-1", None), "details": true}))
+        .await;
+    let mut ev = event(7, 12, "resolved");
+    ev["objectName"] = json!("Crash on \"save\"");
+    ev["changes"] = json!([{"field": "status", "old": "active", "new": "resolved"}]);
+    let mut previews = vec![];
+    for wh in [json_hook, bot] {
+        let (st, v) = s
+            .call(
+                "POST",
+                &format!("/api/v1/webhooks/{wh}/preview"),
+                Some(ev.clone()),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        previews.push(v["request"].clone());
+    }
+    assert!(
+        r.received().is_empty() && dt.received().is_empty(),
+        "a preview sends nothing"
+    );
+    assert!(
+        s.deliveries(json_hook).await.is_empty(),
+        "nor logs anything"
+    );
+    post_events(&s, json!([ev])).await;
+    for wh in [json_hook, bot] {
+        s.wait_deliveries(wh, WAIT, "delivered", |d| {
+            d.len() == 1 && d[0]["status"] == "delivered"
+        })
+        .await;
+    }
+    let got = r.received();
+    assert_eq!(
+        previews[0]["body"].as_str(),
+        std::str::from_utf8(&got[0].body).ok()
+    );
+    assert_eq!(previews[0]["url"], r.url.as_str());
+    assert_eq!(
+        previews[0]["headers"]["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let sent = serde_json::to_string(&dt.received()[0].body).expect("json");
+    assert_eq!(previews[1]["body"].as_str(), Some(sent.as_str()));
+    let url = previews[1]["url"].as_str().unwrap_or("");
+    assert!(
+        !url.contains("tok-secret-1") && url.contains("access_token=******"),
+        "{url}"
+    );
+
+    // No body: the sample event.
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/v1/webhooks/{json_hook}/preview"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let body: Value =
+        serde_json::from_str(v["request"]["body"].as_str().unwrap_or("")).expect("JSON");
+    assert_eq!(body["objectID"], "12");
+    assert_eq!(body["action"], "resolved");
+    // A bad event names its key; an unknown webhook is a 404.
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/v1/webhooks/{json_hook}/preview"),
+            Some(json!({"objectType": "bug"})),
+        )
+        .await;
+    assert_eq!((st, v["key"].clone()), (400, json!("objectID")), "{v}");
+    let (st, _) = s.call("POST", "/api/v1/webhooks/999/preview", None).await;
+    assert_eq!(st, 404);
+    r.stop().await;
+    s.stop().await;
+}
+
+/// An app type's preview is its first message call, recipients from `toList` through the
+/// bindings, the token masked (it is not fetched); nobody bound is a 400 that says so.
+#[actix_rt::test]
+async fn preview_of_an_app_message_shows_the_message_call() {
+    let wc = crate::support::fakes::WeComFake::start();
+    wc.app("corp1", "csec", 1000002);
+    let s = TestServer::start(&platforms(
+        "http://127.0.0.1:9",
+        &wc.base,
+        "http://127.0.0.1:9",
+    ))
+    .await;
+    let wh = s
+        .webhook(json!({"name": "wc", "type": "wechatuser", "wechatCorpId": "corp1", "wechatCorpSecret": "csec", "wechatAgentId": "1000002"}))
+        .await;
+    let mut ev = event(1, 12, "resolved");
+    ev["toList"] = json!(["bob", "carol"]);
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/v1/webhooks/{wh}/preview"),
+            Some(ev.clone()),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing would be sent"),
+        "{v}"
+    );
+    let (st, v) = s
+        .call(
+            "PUT",
+            &format!("/api/v1/webhooks/{wh}/bindings"),
+            Some(json!({"bob": "u-bob"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .call("POST", &format!("/api/v1/webhooks/{wh}/preview"), Some(ev))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let url = v["request"]["url"].as_str().unwrap_or("");
+    assert!(
+        url.starts_with(&format!("{}/cgi-bin/message/send?access_token=", wc.base)),
+        "{url}"
+    );
+    assert!(!url.contains("csec"), "{url}");
+    let body: Value =
+        serde_json::from_str(v["request"]["body"].as_str().unwrap_or("")).expect("JSON");
+    assert_eq!(
+        (body["touser"].clone(), body["agentid"].clone()),
+        (json!("u-bob"), json!(1000002))
+    );
+    assert!(wc.received().is_empty());
+    s.stop().await;
+}
+
+/// `test` sends now and says what the platform said, in words; nothing enters the delivery log.
+#[actix_rt::test]
+async fn test_sends_now_and_classifies_the_answer() {
+    let dt = DingTalkFake::start();
+    let fs = crate::support::fakes::FeishuFake::start();
+    let wc = crate::support::fakes::WeComFake::start();
+    wc.app("corp1", "csec", 1000002);
+    let s = TestServer::start(&platforms(
+        "http://127.0.0.1:9",
+        &wc.base,
+        "http://127.0.0.1:9",
+    ))
+    .await;
+    let good = s
+        .webhook(json!({"name": "good", "type": "dinggroup", "url": dt.bot("t1", Some("SECgood")), "secret": "SECgood"}))
+        .await;
+    let bad_sig = s
+        .webhook(json!({"name": "bad", "type": "dinggroup", "url": dt.bot("t2", Some("SECgood")), "secret": "SECwrong"}))
+        .await;
+    let lark_sig = s
+        .webhook(json!({"name": "lark", "type": "feishugroup", "url": fs.bot("h1", Some("lsec")), "secret": "wrong"}))
+        .await;
+    let bad_creds = s
+        .webhook(json!({"name": "wc", "type": "wechatuser", "wechatCorpId": "corp1", "wechatCorpSecret": "nope", "wechatAgentId": "1000002"}))
+        .await;
+    let (st, v) = s
+        .call(
+            "PUT",
+            &format!("/api/v1/webhooks/{bad_creds}/bindings"),
+            Some(json!({"bob": "u-bob"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let test = |wh: u64, body: Option<Value>| {
+        let s = &s;
+        async move {
+            let (st, v) = s
+                .call("POST", &format!("/api/v1/webhooks/{wh}/test"), body)
+                .await;
+            assert_eq!(st, 200, "{v}");
+            v
+        }
+    };
+    let v = test(good, None).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(true), json!("delivered")),
+        "{v}"
+    );
+    assert_eq!(v["lastError"], Value::Null);
+    assert_eq!(dt.received().len(), 1);
+    assert!(
+        dt.received()[0]
+            .text()
+            .contains("Login fails with \"quotes\""),
+        "the sample event"
+    );
+
+    let v = test(bad_sig, None).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), json!("dead")),
+        "{v}"
+    );
+    let why = v["lastError"].as_str().unwrap_or("");
+    assert!(why.contains("310000") && why.contains("secret"), "{why}");
+    assert_eq!(v["response"]["status"], 200);
+
+    let v = test(lark_sig, None).await;
+    let why = v["lastError"].as_str().unwrap_or("");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(why.contains("19021"), "{why}");
+
+    let mut ev = event(1, 12, "resolved");
+    ev["toList"] = json!(["bob"]);
+    let v = test(bad_creds, Some(ev)).await;
+    let why = v["lastError"].as_str().unwrap_or("");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        why.contains("40001") && why.contains("wechatCorpSecret"),
+        "{why}"
+    );
+
+    for wh in [good, bad_sig, lark_sig, bad_creds] {
+        assert!(
+            s.deliveries(wh).await.is_empty(),
+            "webhook {wh} logged a test"
+        );
+    }
+    s.stop().await;
+}
+
+/// A test takes a slot of the bot's windows; when they are spent it is a 429 with Retry-After
+/// and nothing is sent.
+#[actix_rt::test]
+async fn test_is_refused_when_the_windows_are_spent() {
+    let dt = DingTalkFake::start();
+    let s = TestServer::start("[limits]\ndinggroup = [\"1/60s\"]\n").await;
+    let wh = s
+        .webhook(json!({"name": "b", "type": "dinggroup", "url": dt.bot("t", None)}))
+        .await;
+    let (st, v) = s
+        .call("POST", &format!("/api/v1/webhooks/{wh}/test"), None)
+        .await;
+    assert_eq!((st, v["ok"].clone()), (200, json!(true)), "{v}");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/webhooks/{wh}/test", s.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 429);
+    let after: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((50..=75).contains(&after), "{after}");
+    assert_eq!(dt.received().len(), 1);
+    s.stop().await;
+}
