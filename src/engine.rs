@@ -497,7 +497,12 @@ impl Engine {
         };
         self.inner
             .store
-            .update_states(vec![StateUpdate::new(id, &state, true)])
+            .update_states(vec![StateUpdate::new(
+                id,
+                rec.webhook_id,
+                rec.state.status,
+                &state,
+            )])
             .await?;
         self.inner.metrics.delivery(Status::Pending, 1);
         self.inner.dispatcher.do_send(Enqueue {

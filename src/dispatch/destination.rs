@@ -41,6 +41,7 @@ pub(super) struct Jobs(pub Vec<(ObjectKey, Job)>);
 struct Attempted {
     key: ObjectKey,
     id: u64,
+    webhook_id: u64,
     /// When the delivery's batch was committed (Unix ms; 0 = not known).
     created_at: i64,
     attempt: Attempt,
@@ -50,6 +51,9 @@ struct Attempted {
 struct Ended {
     key: ObjectKey,
     id: u64,
+    webhook_id: u64,
+    /// The status the attempt started from (what the commit moves the delivery out of).
+    from: Status,
     created_at: i64,
     state: DeliveryState,
     delay: Option<Duration>,
@@ -420,10 +424,17 @@ impl Destination {
             for ((key, job), created_at) in batch.iter().zip(created) {
                 let prev = job.state.as_deref().cloned().unwrap_or_default();
                 let (state, delay) = next_state(&shared, &prev, attempt.clone());
-                updates.push(StateUpdate::new(job.id, &state, prev.status.is_final()));
+                updates.push(StateUpdate::new(
+                    job.id,
+                    job.webhook_id,
+                    prev.status,
+                    &state,
+                ));
                 ended.push(Ended {
                     key: *key,
                     id: job.id,
+                    webhook_id: job.webhook_id,
+                    from: prev.status,
                     created_at,
                     state,
                     delay,
@@ -503,6 +514,7 @@ impl Destination {
             addr.do_send(Attempted {
                 key,
                 id,
+                webhook_id,
                 created_at,
                 attempt,
             });
@@ -519,7 +531,7 @@ impl Destination {
         let ended = std::mem::take(&mut self.ended);
         let updates: Vec<StateUpdate> = ended
             .iter()
-            .map(|e| StateUpdate::new(e.id, &e.state, false))
+            .map(|e| StateUpdate::new(e.id, e.webhook_id, e.from, &e.state))
             .collect();
         let store = self.ctx.store.clone();
         let fut = async move {
@@ -547,6 +559,7 @@ impl Destination {
             created_at,
             state,
             delay,
+            ..
         } = e;
         if counted {
             self.ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -698,6 +711,7 @@ impl Handler<Attempted> for Destination {
         let Attempted {
             key,
             id,
+            webhook_id,
             created_at,
             attempt,
         } = msg;
@@ -709,10 +723,13 @@ impl Handler<Attempted> for Destination {
             .filter(|j| j.id == id)
             .and_then(|j| j.state.as_deref().cloned())
             .unwrap_or_default();
+        let from = prev.status;
         let (state, delay) = next_state(&self.ctx, &prev, attempt);
         self.ended.push(Ended {
             key,
             id,
+            webhook_id,
+            from,
             created_at,
             state,
             delay,
@@ -763,6 +780,7 @@ impl Handler<Purge> for Destination {
             .iter()
             .map(|j| {
                 let prev = j.state.as_deref().cloned().unwrap_or_default();
+                let from = prev.status;
                 let state = DeliveryState {
                     status: Status::Skipped,
                     last_error: Some("webhook deleted".into()),
@@ -770,7 +788,7 @@ impl Handler<Purge> for Destination {
                     last_attempt_at: prev.last_attempt_at.or(Some(now_ms)),
                     ..prev
                 };
-                StateUpdate::new(j.id, &state, false)
+                StateUpdate::new(j.id, j.webhook_id, from, &state)
             })
             .collect();
         let n = updates.len() as u64;
