@@ -694,14 +694,31 @@ impl Handler<Jobs> for Destination {
         let now = Instant::now();
         for (key, job) in msg.0 {
             let q = self.queues.entry(key).or_default();
-            let was_empty = q.is_empty();
-            q.push_back(job);
-            if was_empty {
+            let head = q.front().map(|j| j.id);
+            insert_in_order(q, job, &self.sending);
+            if q.front().map(|j| j.id) != head {
+                // A new head (the queue was empty, or a re-queued older delivery went first):
+                // file it. Where the old head was filed goes stale, and is checked again when
+                // it comes up.
                 self.classify(key, now);
             }
         }
         self.pump(ctx);
     }
+}
+
+/// Puts `job` into its object's queue in delivery-id order, but never ahead of a job being
+/// sent (or whose outcome is being committed): those are the queue's front.
+///
+/// New deliveries are the newest and go to the back. A re-queued one (recovered, retried by
+/// hand) is older than what may still wait for the same object, and goes before it, so the
+/// object's deliveries still reach the receiver in the order they were created.
+fn insert_in_order(q: &mut VecDeque<Job>, job: Job, sending: &HashSet<u64>) {
+    let mut at = q.len();
+    while at > 0 && q[at - 1].id > job.id && !sending.contains(&q[at - 1].id) {
+        at -= 1;
+    }
+    q.insert(at, job);
 }
 
 impl Handler<Attempted> for Destination {
@@ -813,5 +830,42 @@ impl Handler<Purge> for Destination {
             self.classify(k, now);
         }
         self.pump(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(ids: &[u64]) -> VecDeque<Job> {
+        ids.iter().map(|&id| Job::new(id, 1, None, None)).collect()
+    }
+
+    fn ids(q: &VecDeque<Job>) -> Vec<u64> {
+        q.iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_requeued_delivery_goes_in_delivery_order_but_never_before_a_send() {
+        let none = HashSet::default();
+        // New deliveries are the newest: they go to the back.
+        let mut q = queue(&[3, 5]);
+        insert_in_order(&mut q, Job::new(9, 1, None, None), &none);
+        assert_eq!(ids(&q), [3, 5, 9]);
+        // An older one goes before the newer ones waiting.
+        insert_in_order(&mut q, Job::new(4, 1, None, None), &none);
+        assert_eq!(ids(&q), [3, 4, 5, 9]);
+        insert_in_order(&mut q, Job::new(1, 1, None, None), &none);
+        assert_eq!(ids(&q), [1, 3, 4, 5, 9]);
+        // Not before the head being sent (or a digest's jobs being sent).
+        let mut q = queue(&[5, 7, 9]);
+        let sending: HashSet<u64> = [5, 7].into_iter().collect();
+        insert_in_order(&mut q, Job::new(2, 1, None, None), &sending);
+        assert_eq!(ids(&q), [5, 7, 2, 9]);
+        insert_in_order(&mut q, Job::new(8, 1, None, None), &sending);
+        assert_eq!(ids(&q), [5, 7, 2, 8, 9]);
+        let mut q = VecDeque::new();
+        insert_in_order(&mut q, Job::new(2, 1, None, None), &none);
+        assert_eq!(ids(&q), [2]);
     }
 }
