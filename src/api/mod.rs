@@ -6,6 +6,7 @@ mod events;
 mod ops;
 mod remote_users;
 mod settings;
+mod stats;
 mod webhooks;
 
 use std::net::TcpListener;
@@ -162,7 +163,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(bindings::routes)
                 .configure(remote_users::routes)
                 .configure(settings::routes)
-                .configure(deliveries::routes),
+                .configure(deliveries::routes)
+                .configure(stats::routes),
         )
         .default_service(web::to(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", Value::Null).error_response()

@@ -10,5 +10,6 @@ mod delivery;
 mod import;
 mod kill_loop;
 mod platforms;
+mod recover_stats;
 mod sanplex_db;
 mod tail;
