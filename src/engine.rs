@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::route::{default_triggers, Router, RuleIndex, SetTriggers, UpsertRule};
 use crate::store::{
     DeliveryQuery, DeliveryRecord, DeliveryState, OpenDelivery, StateUpdate, Status, Store,
+    WebhookCounters,
 };
 use crate::webhook::{Triggers, Webhook};
 use crate::Error;
@@ -77,6 +78,18 @@ async fn resume(store: Store, dispatcher: Addr<Dispatcher>, upto: u64) {
         "resumed pending deliveries"
     );
     dispatcher.do_send(ResumeDone);
+}
+
+/// Dead deliveries re-queued per commit by [`Engine::recover`]: a large recovery is a series of
+/// bounded commits and pages, never one transaction or the whole list in memory.
+pub const RECOVER_PAGE: usize = 1000;
+
+/// One webhook's line of `GET /api/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookStats {
+    pub webhook_id: u64,
+    pub name: String,
+    pub counters: WebhookCounters,
 }
 
 /// How often finished deliveries past `storage.retention` are dropped.
@@ -555,7 +568,12 @@ impl Engine {
         };
         self.inner
             .store
-            .update_states(vec![StateUpdate::new(id, &state, true)])
+            .update_states(vec![StateUpdate::new(
+                id,
+                rec.webhook_id,
+                rec.state.status,
+                &state,
+            )])
             .await?;
         self.inner.metrics.delivery(Status::Pending, 1);
         self.inner.dispatcher.do_send(Enqueue {
@@ -570,6 +588,93 @@ impl Engine {
             resumed: false,
         });
         Ok(DeliveryRecord { state, ..rec })
+    }
+
+    /// Re-queues every `dead` delivery of `webhook` whose batch was committed at or after
+    /// `since_ms` (Unix ms), oldest first; returns how many.
+    ///
+    /// A page at a time ([`RECOVER_PAGE`]): each page's move to `pending` is committed before
+    /// its deliveries are queued, and before the next page is read. Each goes into its object's
+    /// queue in delivery-id order, so it is sent before newer deliveries of that object still
+    /// waiting (never before one already being sent). If a page fails, those before it stay
+    /// re-queued and calling again re-queues the rest; if the webhook is deleted meanwhile, the
+    /// recovery stops there.
+    pub async fn recover(&self, webhook: u64, since_ms: i64) -> Result<u64, Error> {
+        self.webhook(webhook)?;
+        let mut scan = None;
+        let mut requeued = 0u64;
+        loop {
+            // Held per page, like a retry by hand: nothing else can re-queue these deliveries
+            // between reading them dead and committing them pending. Webhook changes wait for
+            // one page at most.
+            let _guard = self.inner.changes.lock().await;
+            if !self.inner.webhooks.contains_key(&webhook) {
+                tracing::warn!(
+                    webhook,
+                    requeued,
+                    "webhook deleted during a recovery; stopped"
+                );
+                break;
+            }
+            let store = self.inner.store.clone();
+            let (page, next) = tokio::task::spawn_blocking(move || {
+                store.dead_deliveries(webhook, since_ms, scan, RECOVER_PAGE)
+            })
+            .await
+            .map_err(|_| Error::Unavailable)??;
+            if !page.is_empty() {
+                let mut updates = Vec::with_capacity(page.len());
+                let mut deliveries = Vec::with_capacity(page.len());
+                for rec in page {
+                    let state = DeliveryState {
+                        status: Status::Pending,
+                        next_attempt_at: None,
+                        ..rec.state
+                    };
+                    updates.push(StateUpdate::new(rec.id, webhook, Status::Dead, &state));
+                    deliveries.push(OpenDelivery {
+                        id: rec.id,
+                        webhook_id: rec.webhook_id,
+                        event: rec.event,
+                        created_at: rec.created_at,
+                        state,
+                    });
+                }
+                self.inner.store.update_states(updates).await?;
+                let n = deliveries.len() as u64;
+                self.inner.metrics.delivery(Status::Pending, n);
+                self.inner.dispatcher.do_send(Enqueue {
+                    deliveries,
+                    now: true,
+                    resumed: false,
+                });
+                requeued += n;
+            }
+            match next {
+                Some(n) => scan = Some(n),
+                None => break,
+            }
+        }
+        tracing::info!(webhook, since_ms, requeued, "recovered dead deliveries");
+        Ok(requeued)
+    }
+
+    /// Every webhook's deliveries by status and its latest outcomes, by webhook id (from
+    /// memory: no table is read).
+    pub fn stats(&self) -> Vec<WebhookStats> {
+        let mut counters = self.inner.store.counters();
+        let mut out: Vec<WebhookStats> = self
+            .inner
+            .webhooks
+            .iter()
+            .map(|wh| WebhookStats {
+                webhook_id: wh.id,
+                name: wh.name.clone(),
+                counters: counters.remove(&wh.id).unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by_key(|s| s.webhook_id);
+        out
     }
 
     /// Sends every queued async delivery now.

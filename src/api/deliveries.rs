@@ -19,7 +19,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/quarantine", web::get().to(quarantine));
 }
 
-fn rfc3339(ms: i64) -> Value {
+/// Unix milliseconds as an RFC 3339 UTC time (null if out of range).
+pub(super) fn rfc3339(ms: i64) -> Value {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
         .unwrap_or(Value::Null)

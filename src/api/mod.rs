@@ -7,6 +7,7 @@ mod ops;
 mod preview;
 mod remote_users;
 mod settings;
+mod stats;
 mod webhooks;
 
 use std::net::TcpListener;
@@ -187,7 +188,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(remote_users::routes)
                 .configure(settings::routes)
                 .configure(preview::routes)
-                .configure(deliveries::routes),
+                .configure(deliveries::routes)
+                .configure(stats::routes),
         )
         .default_service(web::to(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", Value::Null).error_response()

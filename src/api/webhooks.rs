@@ -13,7 +13,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/webhooks", web::get().to(list))
         .route("/webhooks/{id}", web::get().to(get))
         .route("/webhooks/{id}", web::put().to(replace))
-        .route("/webhooks/{id}", web::delete().to(delete));
+        .route("/webhooks/{id}", web::delete().to(delete))
+        .route("/webhooks/{id}/recover", web::post().to(recover));
 }
 
 /// Parses a webhook body, with errors that name the field.
@@ -108,4 +109,131 @@ async fn replace(
 async fn delete(state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
     state.engine.delete_webhook(*id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// What a recover body must look like, for error messages.
+const RECOVER_BODY: &str =
+    r#"send {"since": "<RFC 3339 time>"}, e.g. {"since": "2026-01-05T09:00:00Z"}"#;
+
+/// The `since` of a recover body, as Unix milliseconds; errors name the key and the value.
+fn parse_since(body: &[u8]) -> Result<i64, ApiError> {
+    let field = |message: String, details: Value| {
+        let mut d = json!({"field": "since"});
+        if let (Some(d), Value::Object(more)) = (d.as_object_mut(), details) {
+            d.extend(more);
+        }
+        ApiError::new(StatusCode::BAD_REQUEST, message, d)
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(field(format!("missing body: {RECOVER_BODY}"), Value::Null));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        field(
+            format!("the body is not JSON ({e}): {RECOVER_BODY}"),
+            json!({"line": e.line(), "column": e.column()}),
+        )
+    })?;
+    let Some(obj) = v.as_object() else {
+        return Err(field(
+            format!("the body must be a JSON object: {RECOVER_BODY}"),
+            Value::Null,
+        ));
+    };
+    match obj.get("since") {
+        None | Some(Value::Null) => Err(field(
+            format!("since is missing: {RECOVER_BODY}"),
+            Value::Null,
+        )),
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| {
+                field(
+                    format!(
+                        "since: {s:?} is not an RFC 3339 time ({e}); e.g. \"2026-01-05T09:00:00Z\""
+                    ),
+                    json!({"value": s}),
+                )
+            }),
+        Some(other) => {
+            let shown: String = other.to_string().chars().take(100).collect();
+            Err(field(
+                format!("since: expected an RFC 3339 time as a string, got {shown}"),
+                json!({"value": other}),
+            ))
+        }
+    }
+}
+
+/// `POST /webhooks/{id}/recover {"since"}`: re-queues the webhook's dead deliveries created
+/// since then; answers once their move to `pending` is committed.
+async fn recover(
+    state: web::Data<AppState>,
+    id: web::Path<u64>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    state.engine.webhook(*id)?;
+    let body = read_body(payload, state.engine.config().server.max_body).await?;
+    let since = parse_since(&body)?;
+    let requeued = state.engine.recover(*id, since).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "requeued": requeued })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> Value {
+        match parse_since(body.as_bytes()) {
+            Ok(t) => panic!("{body} parsed as {t}"),
+            Err(e) => e.body,
+        }
+    }
+
+    #[test]
+    fn since_is_an_rfc3339_time() {
+        assert_eq!(
+            parse_since(br#"{"since": "2026-01-05T09:00:00Z"}"#).ok(),
+            Some(1_767_603_600_000)
+        );
+        assert_eq!(
+            parse_since(br#"{"since": "2026-01-05T17:00:00+08:00"}"#).ok(),
+            Some(1_767_603_600_000)
+        );
+    }
+
+    #[test]
+    fn a_bad_since_is_named_with_its_value() {
+        let e = err(r#"{"since": "yesterday"}"#);
+        assert_eq!(e["field"], "since");
+        assert_eq!(e["value"], "yesterday");
+        let msg = e["error"].as_str().unwrap_or("");
+        assert!(
+            msg.contains("since") && msg.contains("yesterday") && msg.contains("RFC 3339"),
+            "{msg}"
+        );
+        let e = err(r#"{"since": 1767603600}"#);
+        assert!(
+            e["error"].as_str().unwrap_or("").contains("1767603600"),
+            "{e}"
+        );
+        for body in [
+            "",
+            "{}",
+            r#"{"since": null}"#,
+            "[1]",
+            "not json",
+            r#"{"since": "2026-01-05"}"#,
+        ] {
+            let e = err(body);
+            assert_eq!(e["field"], "since", "{body}: {e}");
+            assert!(
+                e["error"].as_str().unwrap_or("").contains("since"),
+                "{body}: {e}"
+            );
+        }
+        assert!(err("not json")["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not JSON"));
+    }
 }

@@ -41,6 +41,7 @@ pub(super) struct Jobs(pub Vec<(ObjectKey, Job)>);
 struct Attempted {
     key: ObjectKey,
     id: u64,
+    webhook_id: u64,
     /// When the delivery's batch was committed (Unix ms; 0 = not known).
     created_at: i64,
     attempt: Attempt,
@@ -50,6 +51,9 @@ struct Attempted {
 struct Ended {
     key: ObjectKey,
     id: u64,
+    webhook_id: u64,
+    /// The status the attempt started from (what the commit moves the delivery out of).
+    from: Status,
     created_at: i64,
     state: DeliveryState,
     delay: Option<Duration>,
@@ -420,10 +424,17 @@ impl Destination {
             for ((key, job), created_at) in batch.iter().zip(created) {
                 let prev = job.state.as_deref().cloned().unwrap_or_default();
                 let (state, delay) = next_state(&shared, &prev, attempt.clone());
-                updates.push(StateUpdate::new(job.id, &state, prev.status.is_final()));
+                updates.push(StateUpdate::new(
+                    job.id,
+                    job.webhook_id,
+                    prev.status,
+                    &state,
+                ));
                 ended.push(Ended {
                     key: *key,
                     id: job.id,
+                    webhook_id: job.webhook_id,
+                    from: prev.status,
                     created_at,
                     state,
                     delay,
@@ -503,6 +514,7 @@ impl Destination {
             addr.do_send(Attempted {
                 key,
                 id,
+                webhook_id,
                 created_at,
                 attempt,
             });
@@ -519,7 +531,7 @@ impl Destination {
         let ended = std::mem::take(&mut self.ended);
         let updates: Vec<StateUpdate> = ended
             .iter()
-            .map(|e| StateUpdate::new(e.id, &e.state, false))
+            .map(|e| StateUpdate::new(e.id, e.webhook_id, e.from, &e.state))
             .collect();
         let store = self.ctx.store.clone();
         let fut = async move {
@@ -547,6 +559,7 @@ impl Destination {
             created_at,
             state,
             delay,
+            ..
         } = e;
         if counted {
             self.ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -681,14 +694,31 @@ impl Handler<Jobs> for Destination {
         let now = Instant::now();
         for (key, job) in msg.0 {
             let q = self.queues.entry(key).or_default();
-            let was_empty = q.is_empty();
-            q.push_back(job);
-            if was_empty {
+            let head = q.front().map(|j| j.id);
+            insert_in_order(q, job, &self.sending);
+            if q.front().map(|j| j.id) != head {
+                // A new head (the queue was empty, or a re-queued older delivery went first):
+                // file it. Where the old head was filed goes stale, and is checked again when
+                // it comes up.
                 self.classify(key, now);
             }
         }
         self.pump(ctx);
     }
+}
+
+/// Puts `job` into its object's queue in delivery-id order, but never ahead of a job being
+/// sent (or whose outcome is being committed): those are the queue's front.
+///
+/// New deliveries are the newest and go to the back. A re-queued one (recovered, retried by
+/// hand) is older than what may still wait for the same object, and goes before it, so the
+/// object's deliveries still reach the receiver in the order they were created.
+fn insert_in_order(q: &mut VecDeque<Job>, job: Job, sending: &HashSet<u64>) {
+    let mut at = q.len();
+    while at > 0 && q[at - 1].id > job.id && !sending.contains(&q[at - 1].id) {
+        at -= 1;
+    }
+    q.insert(at, job);
 }
 
 impl Handler<Attempted> for Destination {
@@ -698,6 +728,7 @@ impl Handler<Attempted> for Destination {
         let Attempted {
             key,
             id,
+            webhook_id,
             created_at,
             attempt,
         } = msg;
@@ -709,10 +740,13 @@ impl Handler<Attempted> for Destination {
             .filter(|j| j.id == id)
             .and_then(|j| j.state.as_deref().cloned())
             .unwrap_or_default();
+        let from = prev.status;
         let (state, delay) = next_state(&self.ctx, &prev, attempt);
         self.ended.push(Ended {
             key,
             id,
+            webhook_id,
+            from,
             created_at,
             state,
             delay,
@@ -802,6 +836,7 @@ impl Handler<Purge> for Destination {
             .iter()
             .map(|j| {
                 let prev = j.state.as_deref().cloned().unwrap_or_default();
+                let from = prev.status;
                 let state = DeliveryState {
                     status: Status::Skipped,
                     last_error: Some("webhook deleted".into()),
@@ -809,7 +844,7 @@ impl Handler<Purge> for Destination {
                     last_attempt_at: prev.last_attempt_at.or(Some(now_ms)),
                     ..prev
                 };
-                StateUpdate::new(j.id, &state, false)
+                StateUpdate::new(j.id, j.webhook_id, from, &state)
             })
             .collect();
         let n = updates.len() as u64;
@@ -834,5 +869,42 @@ impl Handler<Purge> for Destination {
             self.classify(k, now);
         }
         self.pump(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(ids: &[u64]) -> VecDeque<Job> {
+        ids.iter().map(|&id| Job::new(id, 1, None, None)).collect()
+    }
+
+    fn ids(q: &VecDeque<Job>) -> Vec<u64> {
+        q.iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_requeued_delivery_goes_in_delivery_order_but_never_before_a_send() {
+        let none = HashSet::default();
+        // New deliveries are the newest: they go to the back.
+        let mut q = queue(&[3, 5]);
+        insert_in_order(&mut q, Job::new(9, 1, None, None), &none);
+        assert_eq!(ids(&q), [3, 5, 9]);
+        // An older one goes before the newer ones waiting.
+        insert_in_order(&mut q, Job::new(4, 1, None, None), &none);
+        assert_eq!(ids(&q), [3, 4, 5, 9]);
+        insert_in_order(&mut q, Job::new(1, 1, None, None), &none);
+        assert_eq!(ids(&q), [1, 3, 4, 5, 9]);
+        // Not before the head being sent (or a digest's jobs being sent).
+        let mut q = queue(&[5, 7, 9]);
+        let sending: HashSet<u64> = [5, 7].into_iter().collect();
+        insert_in_order(&mut q, Job::new(2, 1, None, None), &sending);
+        assert_eq!(ids(&q), [5, 7, 2, 9]);
+        insert_in_order(&mut q, Job::new(8, 1, None, None), &sending);
+        assert_eq!(ids(&q), [5, 7, 2, 8, 9]);
+        let mut q = VecDeque::new();
+        insert_in_order(&mut q, Job::new(2, 1, None, None), &none);
+        assert_eq!(ids(&q), [2]);
     }
 }

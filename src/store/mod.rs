@@ -8,7 +8,8 @@
 //! Tables: `meta` (schema version, counters), `webhooks`, `settings`, `batches` (one row per
 //! intake batch: its events and deliveries), `seen` (one row per batch: its event ids, for the
 //! dedupe index), `open` (batch → deliveries not yet final), `states` (delivery → state, absent =
-//! pending), `checkpoints`, `quarantine`, `bindings`.
+//! pending), `checkpoints`, `quarantine`, `bindings`, `counters` (webhook → its deliveries by
+//! status, [`WebhookCounters`]).
 
 mod records;
 #[cfg(test)]
@@ -37,6 +38,11 @@ const STATES: TableDefinition<u64, &[u8]> = TableDefinition::new("states");
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 const BINDINGS: TableDefinition<(u64, &str), &str> = TableDefinition::new("bindings");
+const COUNTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("counters");
+
+/// Set in `meta` once `counters` holds every webhook's counts: a store written before that
+/// table existed has them rebuilt from the log when it is first opened.
+const COUNTERS_BUILT: &str = "counters_built";
 
 /// The schema this build writes. A store written by a newer schema is refused.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -125,21 +131,33 @@ pub struct IngestResult {
 #[derive(Debug, Clone)]
 pub struct StateUpdate {
     id: u64,
+    /// The delivery's webhook, whose counters move with it.
+    webhook: u64,
     raw: Vec<u8>,
-    is_final: bool,
-    /// Whether the delivery was final before this update (keeps the open-batch counts exact).
-    was_final: bool,
+    /// The status before this update (keeps the open-batch counts and the counters exact: the
+    /// caller holds the state it is replacing, so the writer need not read and decode it).
+    from: Status,
+    to: Status,
+    /// A failure's error, for the webhook's `last_error`.
+    error: Option<String>,
 }
 
 impl StateUpdate {
-    /// Delivery `id` moves to `state`; `was_final` says whether it was final before.
-    pub fn new(id: u64, state: &DeliveryState, was_final: bool) -> StateUpdate {
+    /// Delivery `id` of `webhook` moves from status `from` to `state`.
+    pub fn new(id: u64, webhook: u64, from: Status, state: &DeliveryState) -> StateUpdate {
+        let failed = matches!(state.status, Status::Retrying | Status::Dead);
         StateUpdate {
             id,
+            webhook,
             // Plain structs, strings and a JSON value: encoding cannot fail.
             raw: serde_json::to_vec(state).expect("a delivery state always encodes"),
-            is_final: state.status.is_final(),
-            was_final,
+            from,
+            to: state.status,
+            error: if failed {
+                state.last_error.clone()
+            } else {
+                None
+            },
         }
     }
 
@@ -186,7 +204,13 @@ pub struct Store {
     db: Arc<Database>,
     tx: mpsc::UnboundedSender<Op>,
     instance: Arc<str>,
+    /// The committed `counters` table, kept in memory by the writer (replaced after each
+    /// commit), so that reading every webhook's counts touches no table.
+    counters: SharedCounters,
 }
+
+/// Webhook → its counters, as last committed.
+type SharedCounters = Arc<std::sync::RwLock<HashMap<u64, WebhookCounters>>>;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -233,6 +257,7 @@ impl Store {
             })?;
         let db = Arc::new(db);
         let (instance, state) = init(&db)?;
+        let counters = state.counters.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let wdb = db.clone();
         std::thread::Builder::new()
@@ -243,6 +268,7 @@ impl Store {
             db,
             tx,
             instance: instance.into(),
+            counters,
         })
     }
 
@@ -575,6 +601,170 @@ impl Store {
     }
 }
 
+/// Where a scan of dead deliveries ([`Store::dead_deliveries`]) goes on from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadScan {
+    /// The next delivery id to look at.
+    from: u64,
+    /// The first delivery id not to look at: what is committed after the scan began is left
+    /// alone, so a scan ends even while deliveries keep dying.
+    end: u64,
+}
+
+impl Store {
+    /// Every webhook's counters as last committed (deleted webhooks' too), from memory.
+    pub fn counters(&self) -> HashMap<u64, WebhookCounters> {
+        self.counters
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Up to `limit` dead deliveries of `webhook` whose batch was committed at or after
+    /// `since_ms`, in delivery-id order, and where the next page starts (`None`: no more).
+    /// Start with `scan: None`.
+    ///
+    /// Only the `states` rows from the first batch committed since then are read (a dead
+    /// delivery always has one; a delivery without one is pending), and a batch row only when
+    /// one of its deliveries is dead: the first batch is found by a binary search over the
+    /// batch sequence, not by reading the log from its start.
+    pub fn dead_deliveries(
+        &self,
+        webhook: u64,
+        since_ms: i64,
+        scan: Option<DeadScan>,
+        limit: usize,
+    ) -> Result<(Vec<DeliveryRecord>, Option<DeadScan>)> {
+        let r = self.db.begin_read()?;
+        let batches = r.open_table(BATCHES)?;
+        let states = r.open_table(STATES)?;
+        let scan = match scan {
+            Some(s) => s,
+            None => {
+                let Some(first) = first_batch_since(&batches, since_ms)? else {
+                    return Ok((vec![], None));
+                };
+                let last = batches.last()?.map_or(first, |(k, _)| k.value());
+                DeadScan {
+                    from: delivery_id(first, 0),
+                    end: delivery_id(last + 1, 0),
+                }
+            }
+        };
+        let mut out = vec![];
+        // The batch of the rows being read: its head, and the whole row once a delivery of it
+        // is taken.
+        let mut head: Option<(u64, Option<BatchHead>)> = None;
+        let mut full: Option<Decoded> = None;
+        for row in states.range(scan.from..scan.end)? {
+            let (k, v) = row?;
+            let id = k.value();
+            if out.len() >= limit {
+                return Ok((out, Some(DeadScan { from: id, ..scan })));
+            }
+            let status: StatusOnly =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt("states", e))?;
+            if status.status != Status::Dead {
+                continue;
+            }
+            let (seq, idx) = split_delivery_id(id);
+            if head.as_ref().is_none_or(|(s, _)| *s != seq) {
+                let h = match batches.get(seq)? {
+                    Some(raw) => Some(BatchHead::decode(raw.value())?),
+                    None => None,
+                };
+                head = Some((seq, h));
+            }
+            let Some((_, Some(h))) = &head else { continue };
+            if h.created_at < since_ms || h.deliveries.get(idx).map(|d| d.0) != Some(webhook) {
+                continue;
+            }
+            if full.as_ref().is_none_or(|b| b.seq != seq) {
+                let Some(raw) = batches.get(seq)? else {
+                    continue;
+                };
+                full = Some(Decoded::new(seq, raw.value())?);
+            }
+            let Some(batch) = &full else { continue };
+            let (webhook_id, event) = batch.delivery(idx)?;
+            out.push(DeliveryRecord {
+                id,
+                webhook_id,
+                event,
+                created_at: batch.created_at,
+                state: serde_json::from_slice(v.value()).map_err(|e| corrupt("states", e))?,
+            });
+        }
+        Ok((out, None))
+    }
+}
+
+/// The first batch committed at or after `since_ms`, by a binary search over the batch
+/// sequence (about log2(batches) rows read).
+///
+/// A batch's `created_at` is its commit's wall-clock time and does not decrease along the
+/// sequence (retention relies on that too, stopping at the first batch too young to drop); a
+/// clock stepped back across `since_ms` would only move where the search lands by the batches
+/// committed during the step.
+fn first_batch_since(
+    batches: &impl ReadableTable<u64, &'static [u8]>,
+    since_ms: i64,
+) -> Result<Option<u64>> {
+    let (Some((first, _)), Some((last, _))) = (batches.first()?, batches.last()?) else {
+        return Ok(None);
+    };
+    // The answer is in [lo, hi), or is `found` (the smallest batch seen that qualifies).
+    let (mut lo, mut hi) = (first.value(), last.value() + 1);
+    let mut found = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        // The first batch at or after `mid` (the sequence has holes: retention, refused
+        // requests).
+        let Some((k, v)) = batches.range(mid..hi)?.next().transpose()? else {
+            hi = mid;
+            continue;
+        };
+        let seq = k.value();
+        if BatchHead::decode(v.value())?.created_at >= since_ms {
+            found = Some(seq);
+            hi = mid;
+        } else {
+            lo = seq + 1;
+        }
+    }
+    Ok(found)
+}
+
+/// What a batch row says about its deliveries, without its events (decoded, but not kept).
+#[derive(serde::Deserialize)]
+struct BatchHead {
+    created_at: i64,
+    deliveries: Vec<(u64, u32)>,
+}
+
+impl BatchHead {
+    fn decode(raw: &[u8]) -> Result<BatchHead> {
+        serde_json::from_slice(raw).map_err(|e| corrupt("batches", e))
+    }
+}
+
+/// A state row's status alone.
+#[derive(serde::Deserialize)]
+struct StatusOnly {
+    status: Status,
+}
+
+/// What a webhook's counters take from a state row when they are rebuilt from the log.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StateOutcome {
+    status: Status,
+    #[serde(default)]
+    last_attempt_at: Option<i64>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
 /// A batch row decoded, its events shared by the deliveries that point at them.
 struct Decoded {
     seq: u64,
@@ -630,6 +820,8 @@ struct WriterState {
     seen: FxMap<u64, u64>,
     /// Batch → deliveries not yet final (persisted in `open`).
     open: HashMap<u64, u64>,
+    /// Webhook → its counters (persisted in `counters`), shared with the store's readers.
+    counters: SharedCounters,
 }
 
 fn init(db: &Database) -> Result<(String, WriterState)> {
@@ -671,6 +863,11 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
         w.open_table(CHECKPOINTS)?;
         w.open_table(QUARANTINE)?;
         w.open_table(BINDINGS)?;
+        w.open_table(COUNTERS)?;
+        if meta.get(COUNTERS_BUILT)?.is_none() {
+            rebuild_counters(&w)?;
+            meta.insert(COUNTERS_BUILT, 1)?;
+        }
     }
     w.commit()?;
 
@@ -711,6 +908,14 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
         let (k, v) = row?;
         open.insert(k.value(), v.value());
     }
+    let mut counters = HashMap::new();
+    for row in r.open_table(COUNTERS)?.iter()? {
+        let (k, v) = row?;
+        counters.insert(
+            k.value(),
+            serde_json::from_slice(v.value()).map_err(|e| corrupt("counters", e))?,
+        );
+    }
     Ok((
         instance,
         WriterState {
@@ -719,8 +924,59 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
             next_quarantine,
             seen,
             open,
+            counters: Arc::new(std::sync::RwLock::new(counters)),
         },
     ))
+}
+
+/// Counts every delivery of the log by webhook and status into `counters` (a store written
+/// before that table existed). The latest success and failure are taken from the deliveries'
+/// last attempts. Runs once, in the transaction that creates the table.
+fn rebuild_counters(w: &redb::WriteTransaction) -> Result<()> {
+    let started = std::time::Instant::now();
+    let batches = w.open_table(BATCHES)?;
+    let states = w.open_table(STATES)?;
+    let mut counters: HashMap<u64, WebhookCounters> = HashMap::new();
+    let mut deliveries = 0u64;
+    for row in batches.iter()? {
+        let (k, v) = row?;
+        let seq = k.value();
+        let head = BatchHead::decode(v.value())?;
+        let mut changed: HashMap<u64, StateOutcome> = HashMap::new();
+        for row in states.range(delivery_id(seq, 0)..delivery_id(seq + 1, 0))? {
+            let (k, v) = row?;
+            let st: StateOutcome =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt("states", e))?;
+            changed.insert(k.value(), st);
+        }
+        for (i, (webhook, _)) in head.deliveries.iter().enumerate() {
+            let c = counters.entry(*webhook).or_default();
+            match changed.get(&delivery_id(seq, i)) {
+                Some(st) => {
+                    c.add(st.status, 1);
+                    if let Some(at) = st.last_attempt_at {
+                        c.outcome(st.status, at, st.last_error.as_deref());
+                    }
+                }
+                None => c.add(Status::Pending, 1),
+            }
+            deliveries += 1;
+        }
+    }
+    let mut table = w.open_table(COUNTERS)?;
+    for (webhook, c) in &counters {
+        let raw = serde_json::to_vec(c).map_err(|e| corrupt("counters", e))?;
+        table.insert(*webhook, raw.as_slice())?;
+    }
+    if deliveries > 0 {
+        tracing::info!(
+            webhooks = counters.len(),
+            deliveries,
+            took_ms = started.elapsed().as_millis() as u64,
+            "counted the delivery log into per-webhook counters (first start of this version)"
+        );
+    }
+    Ok(())
 }
 
 /// Reply senders of one commit group, answered after the commit.
@@ -757,6 +1013,8 @@ struct Staged {
     seen: FxMap<u64, u64>,
     seen_removed: std::collections::HashSet<u64>,
     open: BTreeMap<u64, u64>,
+    /// The counters of the webhooks this group touched, whole (written once per group).
+    counters: FxMap<u64, WebhookCounters>,
     next_batch: u64,
     next_webhook: u64,
     next_quarantine: u64,
@@ -812,6 +1070,12 @@ fn run_group(db: &Database, st: &mut WriterState, ops: Vec<Op>) {
             st.next_batch = staged.next_batch;
             st.next_webhook = staged.next_webhook;
             st.next_quarantine = staged.next_quarantine;
+            if !staged.counters.is_empty() {
+                st.counters
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .extend(staged.counters);
+            }
             for r in replies {
                 r.ok();
             }
@@ -837,6 +1101,7 @@ struct Tables<'t> {
     settings: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, u64>,
     bindings: redb::Table<'t, (u64, &'static str), &'static str>,
+    counters: redb::Table<'t, u64, &'static [u8]>,
 }
 
 /// What every op of one group works on: its tables, the writer's committed memory, the staged
@@ -869,6 +1134,7 @@ fn commit_group(
                 settings: w.open_table(SETTINGS)?,
                 meta: w.open_table(META)?,
                 bindings: w.open_table(BINDINGS)?,
+                counters: w.open_table(COUNTERS)?,
             },
             st,
             staged,
@@ -909,12 +1175,35 @@ fn commit_group(
                 }
             }
         }
+        g.write_counters()?;
     }
     w.commit()?;
     Ok(())
 }
 
 impl Group<'_, '_> {
+    /// `webhook`'s counters as staged so far in this group.
+    fn counter(&mut self, webhook: u64) -> &mut WebhookCounters {
+        let committed = &self.st.counters;
+        self.staged.counters.entry(webhook).or_insert_with(|| {
+            committed
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(&webhook)
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// Writes the counters this group changed, once each.
+    fn write_counters(&mut self) -> Result<()> {
+        for (webhook, c) in &self.staged.counters {
+            let raw = serde_json::to_vec(c).map_err(|e| corrupt("counters", e))?;
+            self.t.counters.insert(*webhook, raw.as_slice())?;
+        }
+        Ok(())
+    }
+
     /// Open deliveries of batch `seq` as staged so far in this group.
     fn open_count(&self, seq: u64) -> u64 {
         self.staged
@@ -989,6 +1278,9 @@ impl Group<'_, '_> {
                 self.t.open.insert(seq, rec.deliveries.len() as u64)?;
                 self.staged.open.insert(seq, rec.deliveries.len() as u64);
             }
+            for (webhook, _) in &rec.deliveries {
+                self.counter(*webhook).add(Status::Pending, 1);
+            }
             self.staged.next_batch += 1;
             self.t.meta.insert("next_batch", self.staged.next_batch)?;
             let events: Vec<Arc<ActionEvent>> = rec.events.into_iter().map(Arc::new).collect();
@@ -1023,12 +1315,18 @@ impl Group<'_, '_> {
         Ok(Ok(res))
     }
 
-    /// Writes delivery states and keeps the open counts of their batches exact.
+    /// Writes delivery states and keeps the open counts of their batches and the counters of
+    /// their webhooks exact.
     fn states(&mut self, updates: Vec<StateUpdate>) -> Result<()> {
+        let now = self.now;
         for u in updates {
             self.t.states.insert(u.id, u.raw.as_slice())?;
+            let c = self.counter(u.webhook);
+            c.sub(u.from, 1);
+            c.add(u.to, 1);
+            c.outcome(u.to, now, u.error.as_deref());
             let (seq, _) = split_delivery_id(u.id);
-            let delta: i64 = match (u.was_final, u.is_final) {
+            let delta: i64 = match (u.from.is_final(), u.to.is_final()) {
                 (false, true) => -1,
                 (true, false) => 1,
                 _ => 0,
@@ -1100,7 +1398,8 @@ impl Group<'_, '_> {
     }
 
     /// Drops up to [`PRUNE_BATCHES_PER_COMMIT`] finished batches created before `cutoff` (with
-    /// their states and seen ids) and as many quarantine rows older than it.
+    /// their states and seen ids, and their deliveries from their webhooks' counters) and as
+    /// many quarantine rows older than it.
     fn prune(&mut self, cutoff: i64) -> Result<PruneStats> {
         let mut stats = PruneStats::default();
         let mut doomed = vec![];
@@ -1113,15 +1412,15 @@ impl Group<'_, '_> {
             if doomed.len() >= PRUNE_BATCHES_PER_COMMIT {
                 break;
             }
-            match serde_json::from_slice::<BatchRecord>(v.value()) {
-                Ok(rec) if rec.created_at >= cutoff => break,
-                Ok(_) => doomed.push(seq),
+            match BatchHead::decode(v.value()) {
+                Ok(head) if head.created_at >= cutoff => break,
+                Ok(head) => doomed.push((seq, head.deliveries)),
                 Err(e) => {
                     tracing::error!(batch = seq, error = %e, "corrupt batch row left in place by retention");
                 }
             }
         }
-        for seq in doomed {
+        for (seq, deliveries) in doomed {
             self.t.batches.remove(seq)?;
             if let Some(ids) = self.t.seen.remove(seq)? {
                 for chunk in ids.value().chunks_exact(8) {
@@ -1133,14 +1432,34 @@ impl Group<'_, '_> {
                     }
                 }
             }
-            let keys: Vec<u64> = self
+            // Every delivery of a batch without open ones has a state row; one that has not is
+            // counted as what a missing row means (pending).
+            let mut status = vec![Status::Pending; deliveries.len()];
+            let mut keys = vec![];
+            for row in self
                 .t
                 .states
                 .range(delivery_id(seq, 0)..delivery_id(seq + 1, 0))?
-                .filter_map(|r| r.ok().map(|(k, _)| k.value()))
-                .collect();
+            {
+                let (k, v) = row?;
+                let id = k.value();
+                keys.push(id);
+                match serde_json::from_slice::<StatusOnly>(v.value()) {
+                    Ok(st) => {
+                        if let Some(s) = status.get_mut(split_delivery_id(id).1) {
+                            *s = st.status;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(delivery = id, error = %e, "corrupt state row dropped by retention; its webhook's counts may be off by one");
+                    }
+                }
+            }
             for k in keys {
                 self.t.states.remove(k)?;
+            }
+            for ((webhook, _), st) in deliveries.iter().zip(status) {
+                self.counter(*webhook).sub(st, 1);
             }
             stats.batches += 1;
         }

@@ -184,3 +184,97 @@ pub struct Checkpoint {
     pub key: String,
     pub value: Vec<u8>,
 }
+
+/// The longest `last_error` a webhook's counters keep (the delivery log has the whole one).
+pub const COUNTERS_ERROR_MAX: usize = 500;
+
+/// One webhook's deliveries by status, and its latest outcomes: what `GET /api/v1/stats` shows.
+///
+/// Counts are of the deliveries the log holds (created within `storage.retention`, or older and
+/// still open): intake adds `pending`, every state change moves one delivery from its old status
+/// to its new one, and retention subtracts what it drops. They are kept in the `counters` table,
+/// written in the same commit as the changes they count, so they stay exact across a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCounters {
+    pub pending: u64,
+    pub retrying: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub skipped: u64,
+    /// Unix milliseconds of the latest commit of a `delivered` outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<i64>,
+    /// Unix milliseconds of the latest commit of a failure (an outcome of `retrying` or `dead`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<i64>,
+    /// That failure's error, cut to [`COUNTERS_ERROR_MAX`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl WebhookCounters {
+    /// The deliveries in `status`.
+    pub fn count(&self, status: Status) -> u64 {
+        match status {
+            Status::Pending => self.pending,
+            Status::Retrying => self.retrying,
+            Status::Delivered => self.delivered,
+            Status::Dead => self.dead,
+            Status::Skipped => self.skipped,
+        }
+    }
+
+    fn slot(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Pending => &mut self.pending,
+            Status::Retrying => &mut self.retrying,
+            Status::Delivered => &mut self.delivered,
+            Status::Dead => &mut self.dead,
+            Status::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// `n` more deliveries in `status`.
+    pub fn add(&mut self, status: Status, n: u64) {
+        *self.slot(status) += n;
+    }
+
+    /// `n` fewer deliveries in `status` (never below zero: a count that would go negative was
+    /// already wrong, and wrapping would make it absurd).
+    pub fn sub(&mut self, status: Status, n: u64) {
+        let s = self.slot(status);
+        *s = s.saturating_sub(n);
+    }
+
+    /// Records an outcome committed at `at`: a success, or a failure with its error. Only newer
+    /// outcomes replace older ones.
+    pub fn outcome(&mut self, status: Status, at: i64, error: Option<&str>) {
+        match status {
+            Status::Delivered => {
+                if self.last_success_at.is_none_or(|t| t <= at) {
+                    self.last_success_at = Some(at);
+                }
+            }
+            Status::Retrying | Status::Dead => {
+                if self.last_failure_at.is_none_or(|t| t <= at) {
+                    self.last_failure_at = Some(at);
+                    self.last_error = error.map(|e| cut(e, COUNTERS_ERROR_MAX));
+                }
+            }
+            Status::Pending | Status::Skipped => {}
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

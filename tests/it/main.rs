@@ -11,5 +11,6 @@ mod import;
 mod kill_loop;
 mod messages;
 mod platforms;
+mod recover_stats;
 mod sanplex_db;
 mod tail;
