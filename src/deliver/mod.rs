@@ -731,6 +731,55 @@ mod tests {
         assert_eq!(mask_url("http://h/x?a=1"), "http://h/x?a=1");
     }
 
+    /// A template's output, `details` included, is cut to what each platform takes.
+    #[test]
+    fn messages_are_cut_to_the_platforms_limit() {
+        use crate::webhook::{Template, Webhook, WebhookType};
+        let cfg = Arc::new(Config::from_toml_str("").expect("config"));
+        let d = Deliverer::new(cfg, "test").expect("deliverer");
+        let wh = Webhook {
+            kind: WebhookType::Dinggroup,
+            details: true,
+            template: Some(Template {
+                text: "{% for i in range(3000) %}长文本{% endfor %}".into(),
+                ..Template::default()
+            }),
+            ..Webhook::default()
+        };
+        let ev = template::sample_event();
+        for markup in [
+            details::Markup::DingTalk,
+            details::Markup::WeComMarkdown,
+            details::Markup::WeComApp,
+            details::Markup::Lark,
+            details::Markup::Plain,
+        ] {
+            let r = d.message(&wh, &ev, markup).expect("renders");
+            assert!(
+                r.text.len() <= markup.max_text(),
+                "{markup:?}: {}",
+                r.text.len()
+            );
+            assert!(
+                r.text.len() > markup.max_text() - 8,
+                "{markup:?}: cut too short"
+            );
+            assert!(
+                r.text.ends_with('…') && r.text.starts_with("长文本"),
+                "{markup:?}"
+            );
+        }
+        // Short messages are left whole.
+        let plain = Webhook {
+            kind: WebhookType::Dinggroup,
+            ..Webhook::default()
+        };
+        let r = d
+            .message(&plain, &ev, details::Markup::DingTalk)
+            .expect("renders");
+        assert!(!r.text.ends_with('…'), "{}", r.text);
+    }
+
     #[test]
     fn retry_after_seconds_and_date() {
         let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
