@@ -60,6 +60,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "allow_private",
             "workers",
             "max_in_flight",
+            "disable_after",
+            "failing_after",
         ],
     ),
     (
@@ -246,6 +248,10 @@ pub struct DeliveryConfig {
     pub workers: u64,
     /// Sends in flight at once per `default`/app destination (each for a different object).
     pub max_in_flight: u64,
+    /// A webhook whose every attempt failed for this long is disabled; zero = never.
+    pub disable_after: Duration,
+    /// A webhook whose every attempt failed for this long is reported (`webhookFailing`).
+    pub failing_after: Duration,
 }
 
 /// `[limits]`
@@ -789,6 +795,8 @@ impl Config {
                 allow_private: false,
                 workers: 0,
                 max_in_flight: 0,
+                disable_after: Duration::ZERO,
+                failing_after: Duration::ZERO,
             },
             limits: LimitsConfig {
                 dinggroup: Vec::new(),
@@ -827,6 +835,8 @@ impl Config {
             ("delivery", "async_interval") => Slot::Duration(&mut self.delivery.async_interval),
             ("delivery", "retry_schedule") => Slot::Durations(&mut self.delivery.retry_schedule),
             ("delivery", "max_retry_after") => Slot::Duration(&mut self.delivery.max_retry_after),
+            ("delivery", "disable_after") => Slot::Duration(&mut self.delivery.disable_after),
+            ("delivery", "failing_after") => Slot::Duration(&mut self.delivery.failing_after),
             ("delivery", "allow_private") => Slot::Bool(&mut self.delivery.allow_private),
             ("delivery", "workers") => Slot::Count(&mut self.delivery.workers),
             ("delivery", "max_in_flight") => Slot::Count(&mut self.delivery.max_in_flight),
@@ -1529,6 +1539,8 @@ mod tests {
                 allow_private: true,
                 workers: 0,
                 max_in_flight: 64,
+                disable_after: secs(5 * 86_400),
+                failing_after: secs(3600),
             },
             limits: LimitsConfig {
                 dinggroup: vec![w(20, secs(60))],
@@ -1669,6 +1681,8 @@ mod tests {
                 allow_private: false,
                 workers: 3,
                 max_in_flight: 32,
+                disable_after: Duration::ZERO,
+                failing_after: secs(1800),
             },
             limits: LimitsConfig {
                 dinggroup: vec![w(10, secs(60)), w(100, secs(3600))],

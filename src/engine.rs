@@ -131,11 +131,31 @@ impl Engine {
     /// Opens the store, loads webhooks and settings, starts the router and the dispatcher, and
     /// resumes every delivery left pending.
     pub async fn start(cfg: Config) -> Result<Engine, Error> {
+        Engine::start_inner(cfg, None).await
+    }
+
+    /// [`Engine::start`] on a store whose writes fail while `faults` say so (tests of storage
+    /// faults).
+    #[doc(hidden)]
+    pub async fn start_with_store_faults(
+        cfg: Config,
+        faults: Arc<crate::store::Faults>,
+    ) -> Result<Engine, Error> {
+        Engine::start_inner(cfg, Some(faults)).await
+    }
+
+    async fn start_inner(
+        cfg: Config,
+        faults: Option<Arc<crate::store::Faults>>,
+    ) -> Result<Engine, Error> {
         let cfg = Arc::new(cfg);
         let path = cfg.storage.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
-            .await
-            .map_err(|e| Error::Config(format!("store: {e}")))??;
+        let store = tokio::task::spawn_blocking(move || match faults {
+            Some(f) => Store::open_with_faults(&path, f),
+            None => Store::open(&path),
+        })
+        .await
+        .map_err(|e| Error::Config(format!("store: {e}")))??;
         let metrics = Arc::new(Metrics::new());
         let webhooks: Arc<DashMap<u64, Arc<Webhook>>> = Arc::new(DashMap::new());
         let triggers = store.triggers()?.unwrap_or_else(default_triggers);
@@ -183,6 +203,7 @@ impl Engine {
             actix::spawn(resume(store.clone(), dispatcher.clone(), upto));
         }
         let intake = Intake {
+            sources: Arc::default(),
             store: store.clone(),
             router: router.clone(),
             dispatcher: dispatcher.clone(),
@@ -215,6 +236,18 @@ impl Engine {
                     break;
                 }
                 let _ = tokio::task::spawn_blocking(crate::trim_allocator).await;
+            }
+        });
+        let weak = Arc::downgrade(&engine.inner);
+        actix::spawn(async move {
+            let mut watch = crate::operator::Watch::default();
+            loop {
+                tokio::time::sleep(crate::operator::WATCH_EVERY).await;
+                let Some(inner) = weak.upgrade() else { break };
+                if *inner.stopping.borrow() {
+                    break;
+                }
+                watch.look(&Engine { inner }).await;
             }
         });
         let weak = Arc::downgrade(&engine.inner);
@@ -260,6 +293,20 @@ impl Engine {
     }
 
     /// The intake path every source ends in.
+    /// The sources for `/healthz`: `{name: {"status": "running"}}` or `{"status": "paused",
+    /// "reason": ...}`.
+    pub fn sources(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for e in self.inner.intake.sources.iter() {
+            let v = match e.value() {
+                None => serde_json::json!({"status": "running"}),
+                Some(why) => serde_json::json!({"status": "paused", "reason": why}),
+            };
+            out.insert(e.key().clone(), v);
+        }
+        serde_json::Value::Object(out)
+    }
+
     pub fn intake(&self) -> &Intake {
         &self.inner.intake
     }
@@ -307,6 +354,7 @@ impl Engine {
     pub async fn create_webhook(&self, mut wh: Webhook) -> Result<Webhook, Error> {
         wh.id = 0;
         wh.deleted = false;
+        wh.disabled_reason.clear();
         wh.validate()?;
         let _guard = self.inner.changes.lock().await;
         if let Some(sid) = wh.sanplex_id {
@@ -334,6 +382,12 @@ impl Engine {
         wh.id = id;
         wh.deleted = false;
         wh.keep_masked_secrets(&old);
+        // Read-only: kept while the webhook stays disabled, cleared when it is enabled again.
+        wh.disabled_reason = if wh.enabled {
+            String::new()
+        } else {
+            old.disabled_reason.clone()
+        };
         wh.validate()?;
         if let Some(sid) = wh.sanplex_id {
             if let Some(other) = self
@@ -351,6 +405,20 @@ impl Engine {
         let stored = self.inner.store.put_webhook(wh).await?;
         self.install(stored.clone()).await?;
         Ok(stored)
+    }
+
+    /// Disables a webhook on sanhook's own account (`delivery.disable_after`), with the reason
+    /// in its `disabledReason`; new events stop firing it, queued deliveries are still sent.
+    pub async fn disable_webhook(&self, id: u64, reason: String) -> Result<(), Error> {
+        let _guard = self.inner.changes.lock().await;
+        let mut wh = self.webhook(id)?;
+        if !wh.enabled {
+            return Ok(());
+        }
+        wh.enabled = false;
+        wh.disabled_reason = reason;
+        let stored = self.inner.store.put_webhook(wh).await?;
+        self.install(stored).await
     }
 
     /// Deletes a webhook; its queued deliveries end `skipped` ("webhook deleted").

@@ -33,6 +33,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod metrics;
+pub mod operator;
 pub mod route;
 pub mod store;
 pub mod webhook;

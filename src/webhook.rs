@@ -188,6 +188,10 @@ pub struct Webhook {
     /// Actions by these accounts never fire this webhook.
     #[serde(default)]
     pub ignore_actors: Vec<String>,
+    /// Read-only: why sanhook disabled this webhook itself (`delivery.disable_after`); cleared
+    /// when it is enabled again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub disabled_reason: String,
 }
 
 /// A webhook's own message templates (CONTRACT §4 `template`): `title`/`text` for chat types,
@@ -238,6 +242,7 @@ impl Default for Webhook {
             template: None,
             details: false,
             ignore_actors: vec![],
+            disabled_reason: String::new(),
         }
     }
 }

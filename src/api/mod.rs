@@ -28,6 +28,9 @@ pub struct AppState {
     pub engine: Engine,
 }
 
+/// The `Retry-After` (seconds) of a 503 while the store cannot commit.
+const STORE_RETRY_AFTER: u64 = 5;
+
 /// An error as the API answers it: `{"error": message, ...details}` with a status.
 #[derive(Debug)]
 pub struct ApiError {
@@ -97,6 +100,16 @@ impl From<Error> for ApiError {
                     json!({ "retryAfter": secs }),
                 );
                 e.retry_after = Some(secs);
+                return e;
+            }
+            // Nothing was acknowledged; the store recovers by itself.
+            Error::Store(
+                crate::store::StoreError::Commit(_) | crate::store::StoreError::Unavailable { .. },
+            ) => {
+                tracing::warn!(error = %e, "refused: the store cannot commit");
+                let mut e =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Value::Null);
+                e.retry_after = Some(STORE_RETRY_AFTER);
                 return e;
             }
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,

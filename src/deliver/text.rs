@@ -19,6 +19,8 @@ use crate::event::ActionEvent;
 const LABELS_TSV: &str = include_str!("../../fixtures/labels.tsv");
 /// Field labels for changes (`details: true`), in the same format with kind `field`.
 const FIELDS_TSV: &str = include_str!("../../fixtures/fields.tsv");
+/// Labels of sanhook's operator events (objectType `sanhook`).
+const OPERATOR_TSV: &str = include_str!("../../fixtures/sanhook-labels.tsv");
 
 /// The text of one notification, rendered for one webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +136,12 @@ fn labels() -> &'static Labels {
     LABELS.get_or_init(|| {
         let (mut labels, mut errors) = parse_labels(LABELS_TSV);
         parse_into(&mut labels, &mut errors, "fixtures/fields.tsv", FIELDS_TSV);
+        parse_into(
+            &mut labels,
+            &mut errors,
+            "fixtures/sanhook-labels.tsv",
+            OPERATOR_TSV,
+        );
         for e in &errors {
             tracing::error!(error = %e, "skipping a bad label line");
         }
@@ -296,6 +304,14 @@ mod tests {
         let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert!(msgs.is_empty(), "{}", msgs.join("\n"));
         assert_eq!((labels.actions.len(), labels.fields.len()), (0, 49));
+        parse_into(
+            &mut labels,
+            &mut errors,
+            "fixtures/sanhook-labels.tsv",
+            OPERATOR_TSV,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((labels.actions.len(), labels.objects.len()), (3, 1));
     }
 
     #[test]

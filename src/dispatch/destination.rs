@@ -84,6 +84,8 @@ pub struct Destination {
     /// Outcomes for the next state commit, and whether one is being written.
     ended: Vec<Ended>,
     committing: bool,
+    /// Set while outcomes are held because the store could not commit them (logged once).
+    commit_failing: bool,
     /// The wake-up currently scheduled, if any.
     wake: Option<(Instant, SpawnHandle)>,
     /// Bot mode: one send at a time, within the sliding windows, coalescing when the budget is
@@ -130,6 +132,7 @@ impl Destination {
             sending: HashSet::default(),
             ended: Vec::new(),
             committing: false,
+            commit_failing: false,
             wake: None,
         };
         if d.lane {
@@ -453,6 +456,12 @@ impl Destination {
                     if let Some(p) = pause {
                         act.paused_until = Some(Instant::now() + p);
                     }
+                    if saved.is_err() {
+                        // Not on disk: held for the destination's next commit (the objects
+                        // stay busy, the send is not made again); counted until then.
+                        act.hold_unsaved(ended, &saved, ctx);
+                        return;
+                    }
                     act.ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
                     for e in ended {
                         act.finished_job(e, saved.clone(), false);
@@ -541,6 +550,14 @@ impl Destination {
                 .map_err(|e| e.to_string())
         };
         ctx.spawn(fut.into_actor(self).map(move |saved, act, ctx| {
+            if saved.is_err() {
+                act.hold_unsaved(ended, &saved, ctx);
+                return;
+            }
+            if act.commit_failing {
+                tracing::info!(destination = %act.name, "delivery outcomes are recorded again");
+                act.commit_failing = false;
+            }
             act.committing = false;
             for e in ended {
                 act.finished_job(e, saved.clone(), true);
@@ -548,6 +565,36 @@ impl Destination {
             act.commit_ended(ctx);
             act.pump(ctx);
         }));
+    }
+
+    /// Outcomes whose commit failed (the store cannot commit): kept, with their objects busy,
+    /// and committed again after [`STORE_RETRY`] together with whatever ended meanwhile. A send
+    /// whose outcome is not on disk is never made again while the process lives (only a crash
+    /// before the commit can repeat it).
+    fn hold_unsaved(
+        &mut self,
+        ended: Vec<Ended>,
+        saved: &Result<(), String>,
+        ctx: &mut Context<Self>,
+    ) {
+        if !self.commit_failing {
+            if let Err(err) = saved {
+                tracing::error!(
+                    destination = %self.name,
+                    error = %err,
+                    "could not record delivery outcomes; holding them and trying again (nothing is sent again)"
+                );
+            }
+            self.commit_failing = true;
+        }
+        let mut held = ended;
+        held.append(&mut self.ended);
+        self.ended = held;
+        self.committing = true;
+        ctx.run_later(STORE_RETRY, |act, ctx| {
+            act.committing = false;
+            act.commit_ended(ctx);
+        });
     }
 
     /// Applies the committed (or failed to commit) outcome of one delivery: the head of its

@@ -33,9 +33,16 @@ pub struct Intake {
     pub(crate) router: Addr<Router>,
     pub(crate) dispatcher: Addr<Dispatcher>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Each source's state for `/healthz`: `None` running, `Some(reason)` paused on an error.
+    pub(crate) sources: Arc<dashmap::DashMap<String, Option<String>>>,
 }
 
 impl Intake {
+    /// Records whether `source` is running (`None`) or paused on an error (`Some(reason)`).
+    pub fn source_status(&self, source: &str, paused: Option<String>) {
+        self.sources.insert(source.to_string(), paused);
+    }
+
     /// Routes `events`, commits them with their deliveries (and the source's checkpoint and
     /// rejected input) in one durable transaction, then hands the deliveries to dispatch.
     /// Returns only after the commit.

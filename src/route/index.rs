@@ -69,6 +69,8 @@ struct Rule {
     ignore: Box<[Box<str>]>,
     /// `details: true`: a no-op edit does not fire it ([`super::is_noop_edit`]).
     details: bool,
+    /// Enabled and not deleted (operator events check only this and the own list).
+    live: bool,
     /// Empty for a webhook that can never fire (disabled, deleted, an empty own list, or filters
     /// listing only the id 0): such a webhook is remembered but filed nowhere.
     keys: Box<[Key]>,
@@ -128,6 +130,7 @@ impl Rule {
             own,
             ignore: ignore.into_boxed_slice(),
             details: webhook.details,
+            live: webhook.enabled && !webhook.deleted,
             keys,
         }
     }
@@ -389,6 +392,11 @@ impl RuleIndex {
     /// webhook; allocates nothing besides growing `out`.
     pub fn route(&self, ev: &ActionEvent, out: &mut Vec<u64>) {
         let start = out.len();
+        if ev.object_type == super::OPERATOR {
+            self.route_operator(ev, out);
+            out[start..].sort_unstable();
+            return;
+        }
         {
             // Held only for the lookups; a writer waits at most that long to publish.
             let snapshot = self.current.read().unwrap_or_else(PoisonError::into_inner);
@@ -417,6 +425,19 @@ impl RuleIndex {
             }
         }
         out.truncate(kept);
+    }
+
+    /// Operator events (CONTRACT §4): only webhooks whose own list names them, whatever their
+    /// product and execution filters. Rare, so a scan of every webhook.
+    fn route_operator(&self, ev: &ActionEvent, out: &mut Vec<u64>) {
+        let Some(pair) = self.snapshot().pairs.get(&ev.object_type, &ev.action) else {
+            return;
+        };
+        for rule in self.lock_rules().values() {
+            if rule.live && rule.own.as_ref().is_some_and(|own| own.contains(&pair)) {
+                out.push(rule.id);
+            }
+        }
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {

@@ -21,4 +21,4 @@ mod tests;
 
 pub use actor::{RouteBatch, Router, SetTriggers, UpsertRule};
 pub use index::RuleIndex;
-pub use triggers::{default_triggers, is_noop_edit, matches};
+pub use triggers::{default_triggers, is_noop_edit, matches, OPERATOR};

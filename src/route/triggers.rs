@@ -150,6 +150,12 @@ pub fn default_triggers() -> Triggers {
 /// `(objectType, action)` is in its trigger list (its own `actions` when set — `{}` means nothing
 /// fires — else `global`; exact, case-sensitive), and both scope filters pass.
 pub fn matches(wh: &Webhook, global: &Triggers, ev: &ActionEvent) -> bool {
+    if ev.object_type == OPERATOR {
+        // sanhook's reports on itself: the webhook's own list alone decides.
+        return wh.enabled
+            && !wh.deleted
+            && wh.actions.as_ref().is_some_and(|own| triggered(own, ev));
+    }
     wh.enabled
         && !wh.deleted
         && triggered(wh.actions.as_ref().unwrap_or(global), ev)
@@ -158,6 +164,9 @@ pub fn matches(wh: &Webhook, global: &Triggers, ev: &ActionEvent) -> bool {
         && !wh.ignore_actors.contains(&ev.actor)
         && !(wh.details && is_noop_edit(ev))
 }
+
+/// The `objectType` (and `actor`) of sanhook's reports on itself (CONTRACT §4 "Operator events").
+pub const OPERATOR: &str = "sanhook";
 
 /// An `edited` action known to have changed nothing (its `changes` present and empty) and
 /// without a comment: webhooks with `details: true` skip it. Absent `changes` means not known.

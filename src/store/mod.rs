@@ -11,6 +11,7 @@
 //! pending), `checkpoints`, `quarantine`, `bindings`, `counters` (webhook → its deliveries by
 //! status, [`WebhookCounters`]).
 
+mod backend;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
+pub use backend::Faults;
 pub use records::*;
 
 use crate::event::ActionEvent;
@@ -69,6 +71,10 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
     #[error("the store is shut down")]
     Closed,
+    /// The store cannot commit right now (disk full, I/O error) and refuses writes until it
+    /// can again; it keeps trying by itself.
+    #[error("the store cannot commit ({reason}); it retries by itself, try again shortly")]
+    Unavailable { reason: String },
     /// The commit that held this operation failed (disk full, I/O error): nothing of it is
     /// stored, and the caller may try again.
     #[error("could not commit to the store: {0}")]
@@ -198,10 +204,39 @@ pub struct PruneStats {
     pub quarantine: usize,
 }
 
+/// The open database, swapped by the writer when it reopens the file after a failed commit;
+/// `None` while it is being reopened.
+type DbHandle = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
+
+/// A time the store could not commit: since when, until when (`None`: still), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// Unix milliseconds.
+    pub since: i64,
+    /// Unix milliseconds; `None` while it lasts.
+    pub until: Option<i64>,
+    pub reason: String,
+}
+
+/// Whether the store can commit, as the writer last found: the current outage, and the ended
+/// ones nobody has reported yet.
+#[derive(Debug, Default)]
+struct Health {
+    current: Option<Outage>,
+    ended: Vec<Outage>,
+}
+
+type SharedHealth = Arc<std::sync::Mutex<Health>>;
+
+fn lock_health(h: &SharedHealth) -> std::sync::MutexGuard<'_, Health> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Handle to the store. Cheap to clone; the writer thread stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: DbHandle,
+    health: SharedHealth,
     tx: mpsc::UnboundedSender<Op>,
     instance: Arc<str>,
     /// The committed `counters` table, kept in memory by the writer (replaced after each
@@ -231,9 +266,44 @@ fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// Opens the database file (creating it), with redb's page cache at [`PAGE_CACHE`].
+fn open_db(path: &Path, faults: Option<Arc<Faults>>) -> Result<Database> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let backend = backend::Backend::new(file, faults)?;
+    Database::builder()
+        .set_cache_size(PAGE_CACHE)
+        .create_with_backend(backend)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Open {
+                path: path.display().to_string(),
+                reason: "it is already open in another process (only one `sanhook serve` may use a store)".into(),
+            },
+            other => StoreError::from(other),
+        })
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`, creating parent directories.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_inner(path, None)
+    }
+
+    /// [`Store::open`] with a switch for injected write failures (tests of storage faults).
+    #[doc(hidden)]
+    pub fn open_with_faults(path: &Path, faults: Arc<Faults>) -> Result<Store> {
+        Store::open_inner(path, Some(faults))
+    }
+
+    fn open_inner(path: &Path, faults: Option<Arc<Faults>>) -> Result<Store> {
         let open_err = |reason: String| StoreError::Open {
             path: path.display().to_string(),
             reason,
@@ -243,33 +313,54 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
             }
         }
-        let db = Database::builder()
-            .set_cache_size(PAGE_CACHE)
-            .create(path)
-            .map_err(|e| {
-                match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => open_err(
-                "it is already open in another process (only one `sanhook serve` may use a store)"
-                    .into(),
-            ),
-            other => open_err(other.to_string()),
-        }
-            })?;
-        let db = Arc::new(db);
+        let owned = path.to_path_buf();
+        let reopen = move || open_db(&owned, faults.clone());
+        let db = Arc::new(reopen().map_err(|e| open_err(e.to_string()))?);
         let (instance, state) = init(&db)?;
         let counters = state.counters.clone();
         let (tx, rx) = mpsc::unbounded_channel();
-        let wdb = db.clone();
+        let handle: DbHandle = Arc::new(std::sync::RwLock::new(Some(db)));
+        let health = SharedHealth::default();
+        let writer = Writer {
+            db: handle.clone(),
+            reopen: Box::new(reopen),
+            health: health.clone(),
+        };
         std::thread::Builder::new()
             .name("sanhook-store".into())
-            .spawn(move || writer_loop(wdb, rx, state))
+            .spawn(move || writer.run(rx, state))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
-            db,
+            db: handle,
+            health,
             tx,
             instance: instance.into(),
             counters,
         })
+    }
+
+    /// A read transaction on the current database (503-like [`StoreError::Unavailable`] while
+    /// the writer is reopening it).
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable {
+                reason: "the store is being reopened after a failed commit".into(),
+            })?;
+        Ok(db.begin_read()?)
+    }
+
+    /// The current outage, when the store cannot commit.
+    pub fn outage(&self) -> Option<Outage> {
+        lock_health(&self.health).current.clone()
+    }
+
+    /// Outages that have ended since the last call (each is returned once).
+    pub fn take_ended_outages(&self) -> Vec<Outage> {
+        std::mem::take(&mut lock_health(&self.health).ended)
     }
 
     /// A random id made when the store was created: makes `webhook-id`s unique across stores.
@@ -359,7 +450,7 @@ impl Store {
 
     /// Every webhook, deleted ones excluded.
     pub fn webhooks(&self) -> Result<Vec<Webhook>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let t = match r.open_table(WEBHOOKS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
@@ -379,7 +470,7 @@ impl Store {
 
     /// The stored global trigger settings, if ever set.
     pub fn triggers(&self) -> Result<Option<Triggers>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let t = r.open_table(SETTINGS)?;
         match t.get("triggers")? {
             Some(v) => Ok(Some(
@@ -391,7 +482,7 @@ impl Store {
 
     /// The bindings of one webhook: `(account, userid)` sorted by account.
     pub fn bindings(&self, webhook: u64) -> Result<Vec<(String, String)>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let t = r.open_table(BINDINGS)?;
         let mut out = vec![];
         for row in t.range((webhook, "")..)? {
@@ -407,14 +498,14 @@ impl Store {
 
     /// A source's checkpoint.
     pub fn checkpoint(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let t = r.open_table(CHECKPOINTS)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Every checkpoint whose key starts with `prefix`.
     pub fn checkpoints(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let t = r.open_table(CHECKPOINTS)?;
         let mut out = vec![];
         for row in t.range(prefix..)? {
@@ -429,7 +520,7 @@ impl Store {
 
     /// Newest quarantine entries first.
     pub fn quarantine(&self, limit: usize) -> Result<Vec<QuarantineItem>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let t = r.open_table(QUARANTINE)?;
         let mut out = vec![];
         for row in t.iter()?.rev().take(limit) {
@@ -447,7 +538,7 @@ impl Store {
     /// The newest batch that still has open deliveries: resuming stops there, so batches
     /// committed after the engine started are not resumed twice.
     pub fn last_open_batch(&self) -> Result<Option<u64>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let open = r.open_table(OPEN)?;
         let last = open.last()?.map(|(k, _)| k.value());
         Ok(last)
@@ -462,7 +553,7 @@ impl Store {
         upto: u64,
         max_batches: usize,
     ) -> Result<(Vec<OpenDelivery>, Option<u64>)> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let open = r.open_table(OPEN)?;
         let batches = r.open_table(BATCHES)?;
         let states = r.open_table(STATES)?;
@@ -500,7 +591,7 @@ impl Store {
     /// The event of every delivery of one batch, by delivery index (what dispatch reads back
     /// at send time when its cache no longer holds the batch).
     pub fn batch_events(&self, seq: u64) -> Result<Option<BatchEvents>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let batches = r.open_table(BATCHES)?;
         let Some(raw) = batches.get(seq)? else {
             return Ok(None);
@@ -519,7 +610,7 @@ impl Store {
     /// One delivery.
     pub fn delivery(&self, id: u64) -> Result<Option<DeliveryRecord>> {
         let (seq, idx) = split_delivery_id(id);
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let batches = r.open_table(BATCHES)?;
         let states = r.open_table(STATES)?;
         let Some(raw) = batches.get(seq)? else {
@@ -550,7 +641,7 @@ impl Store {
 
     /// The delivery log, newest first.
     pub fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRecord>> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let batches = r.open_table(BATCHES)?;
         let states = r.open_table(STATES)?;
         let upper = q.before.map(split_delivery_id);
@@ -635,7 +726,7 @@ impl Store {
         scan: Option<DeadScan>,
         limit: usize,
     ) -> Result<(Vec<DeliveryRecord>, Option<DeadScan>)> {
-        let r = self.db.begin_read()?;
+        let r = self.begin_read()?;
         let batches = r.open_table(BATCHES)?;
         let states = r.open_table(STATES)?;
         let scan = match scan {
@@ -1020,33 +1111,196 @@ struct Staged {
     next_quarantine: u64,
 }
 
-fn writer_loop(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Op>, mut st: WriterState) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut ops = vec![first];
-        // A retention pass commits on its own, so its failure never fails anyone's intake.
-        let mut held: Option<Op> = None;
-        if !matches!(ops[0], Op::Prune(..)) {
-            while ops.len() < MAX_OPS_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(op @ Op::Prune(..)) => {
-                        held = Some(op);
-                        break;
+/// The writer thread: the only writer of the database, and the one that reopens it when a
+/// commit fails.
+struct Writer {
+    db: DbHandle,
+    reopen: Box<dyn Fn() -> Result<Database> + Send>,
+    health: SharedHealth,
+}
+
+/// How long the writer waits between attempts to commit again during an outage (doubling).
+const RECOVER_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const RECOVER_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Writer {
+    fn current(&self) -> Option<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn run(self, mut rx: mpsc::UnboundedReceiver<Op>, mut st: WriterState) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            // A retention pass commits on its own, so its failure never fails anyone's intake.
+            let mut held: Option<Op> = None;
+            if !matches!(ops[0], Op::Prune(..)) {
+                while ops.len() < MAX_OPS_PER_COMMIT {
+                    match rx.try_recv() {
+                        Ok(op @ Op::Prune(..)) => {
+                            held = Some(op);
+                            break;
+                        }
+                        Ok(op) => ops.push(op),
+                        Err(_) => break,
                     }
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
+                }
+            }
+            for group in std::iter::once(ops).chain(held.map(|op| vec![op])) {
+                let failure = match self.current() {
+                    Some(db) => run_group(&db, &mut st, group, &self.health),
+                    None => Some(fail_all(group, "the store is being reopened".into())),
+                };
+                if let Some(reason) = failure {
+                    if !self.recover(&mut rx, &mut st, reason) {
+                        return;
+                    }
                 }
             }
         }
-        run_group(&db, &mut st, ops);
-        if let Some(op) = held {
-            run_group(&db, &mut st, vec![op]);
+    }
+
+    /// After a failed commit: refuse every write (answering each at once, so nothing waits on
+    /// a store that cannot commit) and reopen the file until a commit succeeds again; then the
+    /// writer's memory is read back from the file (the failed commit may have left part of
+    /// itself on disk, never a part that was acknowledged). `false` when the store is closing.
+    fn recover(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<Op>,
+        st: &mut WriterState,
+        mut reason: String,
+    ) -> bool {
+        begin_outage(&self.health, &reason);
+        let mut wait = RECOVER_FIRST;
+        loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(op) => fail_op(
+                        op,
+                        &StoreError::Unavailable {
+                            reason: reason.clone(),
+                        },
+                    ),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                }
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RECOVER_MAX);
+            match self.reopen_and_reload(st) {
+                Ok(()) => break,
+                Err(e) => {
+                    reason = e.to_string();
+                    if let Some(o) = lock_health(&self.health).current.as_mut() {
+                        o.reason.clone_from(&reason);
+                    }
+                }
+            }
         }
+        let mut h = lock_health(&self.health);
+        if let Some(mut o) = h.current.take() {
+            o.until = Some(now_ms());
+            tracing::warn!(since = o.since, reason = %o.reason, "the store commits again");
+            h.ended.push(o);
+        }
+        true
+    }
+
+    /// Closes the database, opens it again (redb repairs what a failed commit left) and reads
+    /// the writer's memory back from it. Opening commits (the schema check), which is the proof
+    /// that the store can commit again.
+    fn reopen_and_reload(&self, st: &mut WriterState) -> Result<()> {
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(old) = old {
+            // Readers hold the database only for the start of a read: wait for them briefly.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(old);
+        }
+        let db = Arc::new((self.reopen)()?);
+        let (_, fresh) = init(&db)?;
+        st.next_batch = fresh.next_batch;
+        st.next_webhook = fresh.next_webhook;
+        st.next_quarantine = fresh.next_quarantine;
+        st.seen = fresh.seen;
+        st.open = fresh.open;
+        let counters = std::mem::take(
+            &mut *fresh
+                .counters
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        *st.counters
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = counters;
+        *self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db);
+        Ok(())
     }
 }
 
+/// Marks the store as unable to commit (once per outage), before anyone is told of the failure.
+fn begin_outage(health: &SharedHealth, reason: &str) {
+    let mut h = lock_health(health);
+    if h.current.is_none() {
+        tracing::error!(error = %reason, "the store cannot commit: writes are refused (503) until it can; retrying");
+        h.current = Some(Outage {
+            since: now_ms(),
+            until: None,
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// Answers one op with `e` without running it.
+fn fail_op(op: Op, e: &StoreError) {
+    let err = || StoreError::Unavailable {
+        reason: match e {
+            StoreError::Unavailable { reason } => reason.clone(),
+            other => other.to_string(),
+        },
+    };
+    match op {
+        Op::Ingest(_, tx) => drop(tx.send(Err(err()))),
+        Op::States(_, tx)
+        | Op::PutTriggers(_, tx)
+        | Op::PutCheckpoint(_, tx)
+        | Op::PutBindings(_, _, tx) => drop(tx.send(Err(err()))),
+        Op::PutWebhook(_, tx) => drop(tx.send(Err(err()))),
+        Op::Prune(_, tx) => drop(tx.send(Err(err()))),
+    }
+}
+
+/// Answers every op of a group with an outage error; returns the reason.
+fn fail_all(ops: Vec<Op>, reason: String) -> String {
+    let e = StoreError::Unavailable {
+        reason: reason.clone(),
+    };
+    for op in ops {
+        fail_op(op, &e);
+    }
+    reason
+}
+
 /// Commits one group of ops and answers them: all succeed together or all fail together; the
-/// writer's memory changes only once the commit succeeded.
-fn run_group(db: &Database, st: &mut WriterState, ops: Vec<Op>) {
+/// writer's memory changes only once the commit succeeded. Returns the reason when the commit
+/// failed in the storage (the database must then be reopened), `None` otherwise.
+fn run_group(
+    db: &Database,
+    st: &mut WriterState,
+    ops: Vec<Op>,
+    health: &SharedHealth,
+) -> Option<String> {
     let mut staged = Staged {
         next_batch: st.next_batch,
         next_webhook: st.next_webhook,
@@ -1079,12 +1333,18 @@ fn run_group(db: &Database, st: &mut WriterState, ops: Vec<Op>) {
             for r in replies {
                 r.ok();
             }
+            None
         }
         Err(e) => {
             tracing::error!(error = %e, "store commit failed");
+            let storage = matches!(e, StoreError::Db(_));
+            if storage {
+                begin_outage(health, &e.to_string());
+            }
             for r in replies {
                 r.fail(&e);
             }
+            storage.then(|| e.to_string())
         }
     }
 }
@@ -1140,39 +1400,57 @@ fn commit_group(
             staged,
             now: now_ms(),
         };
-        for op in ops {
-            match op {
-                Op::Ingest(batch, tx) => match g.ingest(batch)? {
-                    Ok(res) => replies.push(Reply::Ingest(tx, Box::new(res))),
+        // An op that fails fails the group: it and every op after it are answered with the
+        // error too (by `run_group`, through `replies`, and here), never left without answer.
+        let mut ops = ops.into_iter();
+        while let Some(op) = ops.next() {
+            let (reply, result) = match op {
+                Op::Ingest(batch, tx) => match g.ingest(batch) {
+                    Ok(Ok(res)) => (Reply::Ingest(tx, Box::new(res)), Ok(())),
                     // Refused on its own: nothing of it was written; the group goes on.
-                    Err(e) => drop(tx.send(Err(e))),
+                    Ok(Err(e)) => {
+                        drop(tx.send(Err(e)));
+                        continue;
+                    }
+                    Err(e) => (Reply::Ingest(tx, Box::default()), Err(e)),
                 },
-                Op::States(updates, tx) => {
-                    g.states(updates)?;
-                    replies.push(Reply::Unit(tx));
-                }
-                Op::PutWebhook(wh, tx) => {
-                    let wh = g.put_webhook(*wh)?;
-                    replies.push(Reply::Webhook(tx, Box::new(wh)));
-                }
+                Op::States(updates, tx) => (Reply::Unit(tx), g.states(updates)),
+                Op::PutWebhook(wh, tx) => match g.put_webhook(*wh) {
+                    Ok(wh) => (Reply::Webhook(tx, Box::new(wh)), Ok(())),
+                    Err(e) => (Reply::Webhook(tx, Box::default()), Err(e)),
+                },
                 Op::PutTriggers(t, tx) => {
-                    let raw = serde_json::to_vec(&t).map_err(|e| corrupt("settings", e))?;
-                    g.t.settings.insert("triggers", raw.as_slice())?;
-                    replies.push(Reply::Unit(tx));
+                    let put = serde_json::to_vec(&t)
+                        .map_err(|e| corrupt("settings", e))
+                        .and_then(|raw| {
+                            g.t.settings.insert("triggers", raw.as_slice())?;
+                            Ok(())
+                        });
+                    (Reply::Unit(tx), put)
                 }
                 Op::PutCheckpoint(cp, tx) => {
-                    g.t.checkpoints
-                        .insert(cp.key.as_str(), cp.value.as_slice())?;
-                    replies.push(Reply::Unit(tx));
+                    let put =
+                        g.t.checkpoints
+                            .insert(cp.key.as_str(), cp.value.as_slice())
+                            .map(drop)
+                            .map_err(StoreError::from);
+                    (Reply::Unit(tx), put)
                 }
                 Op::PutBindings(webhook, changes, tx) => {
-                    g.put_bindings(webhook, changes)?;
-                    replies.push(Reply::Unit(tx));
+                    (Reply::Unit(tx), g.put_bindings(webhook, changes))
                 }
-                Op::Prune(cutoff, tx) => {
-                    let stats = g.prune(cutoff)?;
-                    replies.push(Reply::Prune(tx, stats));
+                Op::Prune(cutoff, tx) => match g.prune(cutoff) {
+                    Ok(stats) => (Reply::Prune(tx, stats), Ok(())),
+                    Err(e) => (Reply::Prune(tx, PruneStats::default()), Err(e)),
+                },
+            };
+            replies.push(reply);
+            if let Err(e) = result {
+                let failed = StoreError::Commit(e.to_string());
+                for rest in ops {
+                    fail_op(rest, &failed);
                 }
+                return Err(e);
             }
         }
         g.write_counters()?;
@@ -1360,7 +1638,16 @@ impl Group<'_, '_> {
                 .insert("next_webhook_id", self.staged.next_webhook)?;
         }
         let raw = serde_json::to_vec(&wh).map_err(|e| corrupt("webhooks", e))?;
-        self.t.webhooks.insert(wh.id, raw.as_slice())?;
+        let was_disabled = match self.t.webhooks.insert(wh.id, raw.as_slice())? {
+            Some(old) => serde_json::from_slice::<Webhook>(old.value())
+                .map(|old| !old.enabled)
+                .unwrap_or(false),
+            None => false,
+        };
+        if wh.enabled && was_disabled {
+            // Enabled again: a new start, so an old failing episode cannot disable it at once.
+            self.counter(wh.id).failing_since = None;
+        }
         if wh.deleted {
             let accounts: Vec<String> = self
                 .t

@@ -211,6 +211,10 @@ pub struct WebhookCounters {
     /// That failure's error, cut to [`COUNTERS_ERROR_MAX`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Unix milliseconds of the first failure since the latest success: the start of the
+    /// current failing episode (`None`: the latest outcome was a success, or there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
 }
 
 impl WebhookCounters {
@@ -255,11 +259,17 @@ impl WebhookCounters {
                 if self.last_success_at.is_none_or(|t| t <= at) {
                     self.last_success_at = Some(at);
                 }
+                if self.failing_since.is_some_and(|t| t <= at) {
+                    self.failing_since = None;
+                }
             }
             Status::Retrying | Status::Dead => {
                 if self.last_failure_at.is_none_or(|t| t <= at) {
                     self.last_failure_at = Some(at);
                     self.last_error = error.map(|e| cut(e, COUNTERS_ERROR_MAX));
+                }
+                if self.failing_since.is_none() && self.last_success_at.is_none_or(|t| t <= at) {
+                    self.failing_since = Some(at);
                 }
             }
             Status::Pending | Status::Skipped => {}

@@ -545,3 +545,78 @@ fn dead_deliveries_since_a_time_come_in_pages_in_delivery_order() {
         assert_eq!(all_pages(batches[3].0 + 1, 2), dead_of(4));
     });
 }
+
+/// Issue 8: a commit that fails in the storage answers every op of its group with the error
+/// (none is left to see "the store is shut down"), later writes are refused at once while the
+/// store cannot commit, and once writes work again the store reopens by itself, its memory read
+/// back from the file: ids go on where the last good commit left them, the refused batch is not
+/// there, and the outage is reported once.
+#[test]
+fn a_failed_commit_refuses_writes_until_the_store_reopens_by_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.redb");
+    let faults = Arc::new(Faults::default());
+    rt().block_on(async {
+        let store = Store::open_with_faults(&path, faults.clone()).expect("open");
+        let batch = |id: u64| IngestBatch {
+            source: "t".into(),
+            events: vec![ev(id, id)],
+            routes: vec![vec![7]],
+            ..Default::default()
+        };
+        let first = store.ingest(batch(1)).await.expect("ingest");
+        faults.fail_writes(true);
+        // Several ops queued together: every one gets the error.
+        let (a, b, c) = tokio::join!(
+            store.ingest(batch(2)),
+            store.put_checkpoint(Checkpoint {
+                key: "k".into(),
+                value: b"v".to_vec(),
+            }),
+            store.put_triggers(Triggers::new()),
+        );
+        for e in [a.err(), b.err(), c.err()] {
+            let e = e.expect("refused");
+            assert!(
+                matches!(e, StoreError::Commit(_) | StoreError::Unavailable { .. }),
+                "{e}"
+            );
+        }
+        let outage = store.outage().expect("an outage");
+        assert!(outage.reason.contains("No space left"), "{}", outage.reason);
+        let later = store
+            .ingest(batch(3))
+            .await
+            .expect_err("refused while failing");
+        assert!(matches!(later, StoreError::Unavailable { .. }), "{later}");
+        assert!(store.take_ended_outages().is_empty());
+
+        faults.fail_writes(false);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let again = loop {
+            match store.ingest(batch(3)).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < until, "never recovered: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert!(store.outage().is_none());
+        let ended = store.take_ended_outages();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert!(ended[0].until.is_some_and(|u| u >= ended[0].since));
+        assert!(store.take_ended_outages().is_empty(), "reported once");
+        // Batch 2 was never stored; batch 3 follows batch 1.
+        let (b1, _) = split_delivery_id(first.deliveries[0].id);
+        let (b3, _) = split_delivery_id(again.deliveries[0].id);
+        assert!(b3 > b1);
+        let open = store.open_deliveries().expect("open deliveries");
+        let events: Vec<Option<u64>> = open.iter().map(|d| d.event.id).collect();
+        assert_eq!(events, vec![Some(1), Some(3)]);
+        assert_eq!(counts(&store, 7), [2, 0, 0, 0, 0]);
+        // Event 2 was never acknowledged, so it is not a duplicate now.
+        let r = store.ingest(batch(2)).await.expect("ingest");
+        assert_eq!((r.accepted, r.duplicates), (1, 0));
+    });
+}

@@ -162,6 +162,7 @@ impl Poller {
                         error = %e,
                         "Sanplex database source paused; retrying with backoff and resuming from the checkpoint"
                     );
+                    self.intake.source_status(SOURCE, Some(e.to_string()));
                     self.outage = Some(Outage {
                         since: Instant::now(),
                         attempts: 1,
@@ -209,6 +210,7 @@ impl Poller {
         if self.cursor.is_none() {
             self.cursor = Some(self.first_position(&mut conn).await?);
         }
+        self.intake.source_status(SOURCE, None);
         if let Some(o) = self.outage.take() {
             tracing::info!(
                 db = %self.shown,

@@ -66,6 +66,9 @@ pub trait Sink: Clone + 'static {
 
     /// The last committed checkpoint under `key`, if any.
     fn checkpoint(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Says whether the tailer runs (`None`) or is paused on an error (`Some(reason)`).
+    fn status(&self, _paused: Option<String>) {}
 }
 
 /// The engine's intake as a sink: batches from `source` (`tail:<glob>`).
@@ -94,6 +97,10 @@ impl Sink for IntakeSink {
     fn checkpoint(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.intake.store.checkpoint(key)?)
     }
+
+    fn status(&self, paused: Option<String>) {
+        self.intake.source_status(&self.source, paused);
+    }
 }
 
 /// Starts a tailer task per `[[tail]]` entry; they stop at [`Engine::shutdown`].
@@ -110,6 +117,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
             intake: engine.intake().clone(),
             source: format!("tail:{}", cfg.path),
         };
+        sink.status(None);
         let tailer = Tailer::new(cfg, sink).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("tail[{i}]: {m}")),
             other => other,
@@ -300,6 +308,9 @@ impl<S: Sink> Tailer<S> {
                 match h.await.unwrap_or(Err(Error::Unavailable)) {
                     Ok(_) => {
                         committed = Some(sent);
+                        if backoff > RETRY_MIN {
+                            sink.status(None);
+                        }
                         backoff = RETRY_MIN;
                         max_lines = (max_lines * 2).min(limits.max_lines);
                     }
@@ -319,6 +330,7 @@ impl<S: Sink> Tailer<S> {
                             retry_in = ?backoff,
                             "tail batch not committed; reading again from the last checkpoint"
                         );
+                        sink.status(Some(format!("paused: {e}")));
                         files.restore(committed.as_ref());
                         core = Some((files, buf));
                         last_sent = committed.clone();

@@ -54,11 +54,33 @@ impl TestServer {
 
     /// Starts with a prepared config and dir.
     pub async fn start_with(cfg: Config, dir: tempfile::TempDir) -> TestServer {
+        Self::start_full(cfg, dir, None).await
+    }
+
+    /// Starts on a store whose writes fail while `faults` say so.
+    pub async fn start_with_faults(
+        extra: &str,
+        faults: std::sync::Arc<sanhook::store::Faults>,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = test_config(dir.path(), extra);
+        Self::start_full(cfg, dir, Some(faults)).await
+    }
+
+    async fn start_full(
+        cfg: Config,
+        dir: tempfile::TempDir,
+        faults: Option<std::sync::Arc<sanhook::store::Faults>>,
+    ) -> TestServer {
         let token = cfg.server.token.clone();
         // A stopped engine's threads release the store a moment after `shutdown` returns.
         let mut tries = 0;
         let engine = loop {
-            match Engine::start(cfg.clone()).await {
+            let started = match &faults {
+                Some(f) => Engine::start_with_store_faults(cfg.clone(), f.clone()).await,
+                None => Engine::start(cfg.clone()).await,
+            };
+            match started {
                 Ok(e) => break e,
                 Err(e) if tries < 50 && e.to_string().contains("already open") => {
                     tries += 1;
