@@ -298,3 +298,63 @@ async fn a_real_full_disk_is_survived_without_a_restart() {
     let open = store.open_deliveries().expect("read");
     assert_eq!(open.len() as u64, acknowledged + 500);
 }
+
+/// The file tailer pauses while the store cannot commit (shown on `/healthz`) and resumes from
+/// its checkpoint by itself: every line is delivered once.
+#[actix_rt::test]
+async fn the_tailer_pauses_while_the_store_fails_and_resumes_by_itself() {
+    let faults = Arc::new(Faults::default());
+    let r = Receiver::fixed(200);
+    let logs = tempfile::tempdir().expect("logs");
+    let file = logs.path().join("actions.ndjson");
+    std::fs::write(&file, "").expect("log file");
+    let s = TestServer::start_with_faults(
+        &format!(
+            "[[tail]]\npath = \"{}/*.ndjson\"\nstart_at = \"beginning\"\n",
+            logs.path().display()
+        ),
+        faults.clone(),
+    )
+    .await;
+    let wh = s.webhook(json!({"name": "r", "url": r.url})).await;
+    let append = |from: u64, to: u64| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .expect("open log");
+        for id in from..=to {
+            writeln!(f, "{}", event(id, id, "opened")).expect("append");
+        }
+    };
+    append(1, 3);
+    s.wait_deliveries(wh, WAIT, "the first lines", |d| d.len() == 3).await;
+    faults.fail_writes(true);
+    append(4, 6);
+    let source = |h: &Value| {
+        h["sources"]
+            .as_object()
+            .and_then(|m| m.values().next().cloned())
+            .unwrap_or(Value::Null)
+    };
+    eventually(WAIT, "the tailer paused", || async {
+        source(&get(&s, "/healthz").await.1)["status"] == "paused"
+    })
+    .await;
+    faults.fail_writes(false);
+    eventually(WAIT, "the tailer running again", || async {
+        let (st, h) = get(&s, "/healthz").await;
+        st == 200 && source(&h)["status"] == "running"
+    })
+    .await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "every line", |d| {
+            d.len() == 6 && d.iter().all(|x| x["status"] == "delivered")
+        })
+        .await;
+    let mut ids: Vec<u64> = d.iter().filter_map(|x| x["eventId"].as_u64()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
+    r.stop().await;
+    s.stop().await;
+}
