@@ -116,8 +116,13 @@ fn init_tracing() {
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("SANHOOK_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org): escape
+    // codes in a service log or a pipe break grep and log shippers.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -152,3 +152,40 @@ fn loadtest_refuses_bad_arguments_with_exit_2() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// Issue 11: a log written to a file or a pipe carries no colour escape codes.
+#[actix_rt::test]
+async fn logs_to_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = crate::support::binary::free_port();
+    let config = crate::support::binary::write_config(dir.path(), port, "1s", 1);
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sanhook"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SANHOOK_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start sanhook");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("sanhook serving") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no start line in:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a file log:\n{text:?}"
+    );
+    assert!(text.contains("INFO"), "{text}");
+}

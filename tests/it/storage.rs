@@ -328,7 +328,8 @@ async fn the_tailer_pauses_while_the_store_fails_and_resumes_by_itself() {
         }
     };
     append(1, 3);
-    s.wait_deliveries(wh, WAIT, "the first lines", |d| d.len() == 3).await;
+    s.wait_deliveries(wh, WAIT, "the first lines", |d| d.len() == 3)
+        .await;
     faults.fail_writes(true);
     append(4, 6);
     let source = |h: &Value| {
