@@ -765,8 +765,10 @@ impl Engine {
         if let Err(e) = self.inner.dispatcher.send(Drain(DRAIN_TIMEOUT)).await {
             tracing::warn!(error = %e, "dispatcher gone before drain");
         }
-        if let Err(e) = self.inner.store.sync().await {
-            tracing::error!(error = %e, "store sync at shutdown failed");
+        // Everything queued is committed, then the file is released: a new engine may open
+        // the same store as soon as this returns.
+        if let Err(e) = self.inner.store.close().await {
+            tracing::error!(error = %e, "closing the store at shutdown failed");
         }
         for a in &self.inner.arbiters {
             a.stop();

@@ -195,6 +195,8 @@ enum Op {
         oneshot::Sender<Result<()>>,
     ),
     Prune(i64, oneshot::Sender<Result<PruneStats>>),
+    /// Stop: everything queued before has been answered; the file is released before the reply.
+    Close(oneshot::Sender<Result<()>>),
 }
 
 /// What a retention pass removed.
@@ -440,6 +442,16 @@ impl Store {
     /// quarantine entries older than it.
     pub async fn prune(&self, cutoff_ms: i64) -> Result<PruneStats> {
         self.call(|tx| Op::Prune(cutoff_ms, tx)).await
+    }
+
+    /// Commits (or fails) everything queued before, then closes the database and stops the
+    /// writer: when this returns the file is released and may be opened again. Later writes
+    /// fail with [`StoreError::Closed`].
+    pub async fn close(&self) -> Result<()> {
+        match self.call(Op::Close).await {
+            Err(StoreError::Closed) => Ok(()),
+            other => other,
+        }
     }
 
     /// Waits until every op queued before this call is committed (or failed).
@@ -1133,13 +1145,18 @@ impl Writer {
 
     fn run(self, mut rx: mpsc::UnboundedReceiver<Op>, mut st: WriterState) {
         while let Some(first) = rx.blocking_recv() {
+            if let Op::Close(tx) = first {
+                self.release();
+                drop(tx.send(Ok(())));
+                return;
+            }
             let mut ops = vec![first];
             // A retention pass commits on its own, so its failure never fails anyone's intake.
             let mut held: Option<Op> = None;
             if !matches!(ops[0], Op::Prune(..)) {
                 while ops.len() < MAX_OPS_PER_COMMIT {
                     match rx.try_recv() {
-                        Ok(op @ Op::Prune(..)) => {
+                        Ok(op @ (Op::Prune(..) | Op::Close(..))) => {
                             held = Some(op);
                             break;
                         }
@@ -1148,6 +1165,16 @@ impl Writer {
                     }
                 }
             }
+            let close = match held {
+                Some(Op::Close(tx)) => {
+                    held = None;
+                    Some(tx)
+                }
+                other => {
+                    held = other;
+                    None
+                }
+            };
             for group in std::iter::once(ops).chain(held.map(|op| vec![op])) {
                 let failure = match self.current() {
                     Some(db) => run_group(&db, &mut st, group, &self.health),
@@ -1158,6 +1185,26 @@ impl Writer {
                         return;
                     }
                 }
+            }
+            if let Some(tx) = close {
+                self.release();
+                drop(tx.send(Ok(())));
+                return;
+            }
+        }
+    }
+
+    /// Drops the database (so its file lock is released), waiting briefly for readers.
+    fn release(&self) {
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(old) = old {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
     }
@@ -1212,19 +1259,7 @@ impl Writer {
     /// the writer's memory back from it. Opening commits (the schema check), which is the proof
     /// that the store can commit again.
     fn reopen_and_reload(&self, st: &mut WriterState) -> Result<()> {
-        let old = self
-            .db
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(old) = old {
-            // Readers hold the database only for the start of a read: wait for them briefly.
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < until {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            drop(old);
-        }
+        self.release();
         let db = Arc::new((self.reopen)()?);
         let (_, fresh) = init(&db)?;
         st.next_batch = fresh.next_batch;
@@ -1278,6 +1313,7 @@ fn fail_op(op: Op, e: &StoreError) {
         | Op::PutBindings(_, _, tx) => drop(tx.send(Err(err()))),
         Op::PutWebhook(_, tx) => drop(tx.send(Err(err()))),
         Op::Prune(_, tx) => drop(tx.send(Err(err()))),
+        Op::Close(tx) => drop(tx.send(Err(err()))),
     }
 }
 
@@ -1439,6 +1475,8 @@ fn commit_group(
                 Op::PutBindings(webhook, changes, tx) => {
                     (Reply::Unit(tx), g.put_bindings(webhook, changes))
                 }
+                // Never in a group: the writer takes it out before grouping.
+                Op::Close(tx) => (Reply::Unit(tx), Ok(())),
                 Op::Prune(cutoff, tx) => match g.prune(cutoff) {
                     Ok(stats) => (Reply::Prune(tx, stats), Ok(())),
                     Err(e) => (Reply::Prune(tx, PruneStats::default()), Err(e)),

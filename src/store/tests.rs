@@ -620,3 +620,26 @@ fn a_failed_commit_refuses_writes_until_the_store_reopens_by_itself() {
         assert_eq!((r.accepted, r.duplicates), (1, 0));
     });
 }
+
+/// Issue 11: `close` answers what was queued, releases the file (the store opens again at once,
+/// with no retry) and refuses later writes.
+#[test]
+fn close_commits_what_was_queued_and_releases_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.redb");
+    rt().block_on(async {
+        let store = Store::open(&path).expect("open");
+        let queued = store.put_checkpoint(Checkpoint {
+            key: "k".into(),
+            value: b"v".to_vec(),
+        });
+        let (put, closed) = tokio::join!(queued, store.close());
+        put.expect("queued before the close: committed");
+        closed.expect("close");
+        let late = store.put_triggers(Triggers::new()).await;
+        assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
+        store.close().await.expect("closing twice is fine");
+        let again = Store::open(&path).expect("the file is free at once");
+        assert_eq!(again.checkpoint("k").expect("read"), Some(b"v".to_vec()));
+    });
+}

@@ -73,22 +73,12 @@ impl TestServer {
         faults: Option<std::sync::Arc<sanhook::store::Faults>>,
     ) -> TestServer {
         let token = cfg.server.token.clone();
-        // A stopped engine's threads release the store a moment after `shutdown` returns.
-        let mut tries = 0;
-        let engine = loop {
-            let started = match &faults {
-                Some(f) => Engine::start_with_store_faults(cfg.clone(), f.clone()).await,
-                None => Engine::start(cfg.clone()).await,
-            };
-            match started {
-                Ok(e) => break e,
-                Err(e) if tries < 50 && e.to_string().contains("already open") => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("engine starts: {e}"),
-            }
+        // `stop` closes the store before it returns, so a restart opens it at once.
+        let started = match &faults {
+            Some(f) => Engine::start_with_store_faults(cfg.clone(), f.clone()).await,
+            None => Engine::start(cfg.clone()).await,
         };
+        let engine = started.unwrap_or_else(|e| panic!("engine starts: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let server = sanhook::api::serve(engine.clone(), listener).expect("serve");
