@@ -9,7 +9,7 @@ use sanhook::{Config, Engine};
 #[derive(Parser)]
 #[command(
     name = "sanhook",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SANHOOK_COMMIT"), ")"),
     about = "Webhook dispatch engine for Sanplex (ZenTao) action logs"
 )]
 struct Cli {
@@ -139,7 +139,12 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let engine = Engine::start(cfg).await.map_err(|e| e.to_string())?;
     let server = sanhook::api::serve(engine.clone(), listener).map_err(|e| e.to_string())?;
     let handle = server.handle();
-    tracing::info!(%listen, version = env!("CARGO_PKG_VERSION"), "sanhook serving");
+    tracing::info!(
+        %listen,
+        version = env!("CARGO_PKG_VERSION"),
+        commit = env!("SANHOOK_COMMIT"),
+        "sanhook serving"
+    );
     let running = actix_rt::spawn(server);
     signals.wait().await;
     tracing::info!("shutting down: intake stopped, draining sends");

@@ -189,3 +189,19 @@ async fn logs_to_a_file_have_no_colour_codes() {
     );
     assert!(text.contains("INFO"), "{text}");
 }
+
+/// Issue 9: `--version` names the version and the commit it was built from.
+#[test]
+fn version_names_the_commit() {
+    let out = sanhook().arg("--version").output().expect("run sanhook");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("sanhook {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want), "{text}");
+    let commit = text.trim().trim_start_matches(&want).trim_end_matches(')');
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
