@@ -31,7 +31,17 @@ pub const DEFAULT_PATH: &str = "config.toml";
 pub const ENV_PREFIX: &str = "SANHOOK_";
 
 /// How secrets are shown by [`Config::render_effective`] and in error messages.
-pub const MASK: &str = "******";
+pub use crate::mask::MASK;
+
+/// The keys whose values are URLs that may carry a password or a token: shown through
+/// [`crate::mask::url`] by [`Config::render_effective`], errors and `Debug`.
+const URL_KEYS: &[&str] = &[
+    "sanplex.base_url",
+    "platforms.dingtalk",
+    "platforms.wecom",
+    "platforms.feishu",
+    "sanplex_db.url",
+];
 
 /// Default `start_at` of a `[[tail]]` entry that leaves it out (documented, commented out, in
 /// [`DEFAULT_TOML`]; a test keeps the two in step).
@@ -179,8 +189,9 @@ impl fmt::Display for StartAt {
     }
 }
 
-/// The whole configuration, every key with its effective value.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole configuration, every key with its effective value. `Debug` shows secrets masked,
+/// as `check-config` does.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// `[server]`: the HTTP API.
     pub server: ServerConfig,
@@ -201,7 +212,7 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ServerConfig {
     /// HTTP API and event intake address, e.g. `127.0.0.1:8930`.
     pub listen: String,
@@ -221,7 +232,7 @@ pub struct StorageConfig {
 }
 
 /// `[sanplex]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SanplexConfig {
     /// Used to build object links when an event carries no url and the webhook no domain.
     pub base_url: String,
@@ -230,7 +241,7 @@ pub struct SanplexConfig {
 }
 
 /// `[delivery]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct DeliveryConfig {
     /// Per HTTP attempt.
     pub timeout: Duration,
@@ -264,7 +275,7 @@ pub struct LimitsConfig {
 }
 
 /// `[platforms]`: API bases of the app-message types.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PlatformsConfig {
     /// DingTalk open API base.
     pub dingtalk: String,
@@ -286,7 +297,7 @@ pub struct TailConfig {
 }
 
 /// `[sanplex_db]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SanplexDbConfig {
     /// Empty = off.
     pub url: String,
@@ -297,6 +308,46 @@ pub struct SanplexDbConfig {
     /// How long a missing `zt_action` id is re-checked before it is given up.
     pub gap_grace: Duration,
 }
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("storage", &self.storage)
+            .field("sanplex", &self.sanplex)
+            .field("delivery", &self.delivery)
+            .field("limits", &self.limits)
+            .field("platforms", &self.platforms)
+            .field("tail", &self.tail)
+            .field("sanplex_db", &self.sanplex_db)
+            .finish()
+    }
+}
+
+/// `Debug` of a section that holds a secret: its keys as `check-config` shows them, so that a
+/// secret never reaches a log or a panic message through `{:?}`.
+macro_rules! masked_debug {
+    ($ty:ident, $field:ident) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut c = Config::blank();
+                c.$field = self.clone();
+                let shown = c.render_section(stringify!($field));
+                let mut d = f.debug_struct(stringify!($ty));
+                for (key, value) in &shown {
+                    d.field(key, &format_args!("{value}"));
+                }
+                d.finish()
+            }
+        }
+    };
+}
+
+masked_debug!(ServerConfig, server);
+masked_debug!(SanplexConfig, sanplex);
+masked_debug!(DeliveryConfig, delivery);
+masked_debug!(PlatformsConfig, platforms);
+masked_debug!(SanplexDbConfig, sanplex_db);
 
 /// Where a configuration value came from, so an error can point the user at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -612,7 +663,7 @@ impl Config {
             if !is_http_url(url) {
                 return Err(bad(
                     key,
-                    url,
+                    &crate::mask::url(url),
                     "an absolute http:// or https:// URL, e.g. \"https://example.com\"",
                 ));
             }
@@ -691,7 +742,7 @@ impl Config {
             if !db.url.starts_with("mysql://") {
                 return Err(bad(
                     "sanplex_db.url",
-                    &mask_url(&db.url),
+                    &crate::mask::url(&db.url),
                     "a mysql:// URL, e.g. \"mysql://reader:pw@127.0.0.1:3306/zentao\", \
                      or \"\" to turn the poller off",
                 ));
@@ -732,28 +783,19 @@ impl Config {
     }
 
     /// Every effective value as a TOML document, in the units a person would write ("10s",
-    /// "16MiB"), with secrets masked: `server.token` when set, and the password inside
-    /// `sanplex_db.url`. This is what `sanhook check-config` prints; without secrets it parses
-    /// back to an equal `Config`.
+    /// "16MiB"), with secrets masked: `server.token` when set, and the credentials inside
+    /// every URL ([`URL_KEYS`]: passwords, token query values). This is what `sanhook
+    /// check-config` prints; without secrets it parses back to an equal `Config`.
     pub fn render_effective(&self) -> String {
-        // `slot` needs `&mut`; a clone keeps this `&self` while reusing the one key registry.
-        let mut copy = self.clone();
         let mut out = String::from("# sanhook effective configuration (secrets masked)\n");
-        for (section, keys) in SECTIONS {
+        for (section, _) in SECTIONS {
             out.push_str(&format!("\n[{section}]\n"));
-            for key in *keys {
-                let rendered = match copy.slot(section, key) {
-                    Some(slot) => slot.render(),
-                    None => continue,
-                };
-                let rendered = match (*section, *key) {
-                    ("server", "token") if !self.server.token.is_empty() => toml_string(MASK),
-                    ("sanplex_db", "url") => toml_string(&mask_url(&self.sanplex_db.url)),
-                    _ => rendered,
-                };
+            for (key, rendered) in self.render_section(section) {
                 out.push_str(&format!("{key} = {rendered}\n"));
             }
         }
+        // `slot` needs `&mut`; a clone keeps this `&self` while reusing the one key registry.
+        let mut copy = self.clone();
         for tail in &mut copy.tail {
             out.push_str("\n[[tail]]\n");
             for key in TAIL_KEYS {
@@ -761,6 +803,32 @@ impl Config {
                     out.push_str(&format!("{key} = {}\n", slot.render()));
                 }
             }
+        }
+        out
+    }
+
+    /// The keys of one section with their values as TOML, secrets masked (see
+    /// [`Config::render_effective`]).
+    fn render_section(&self, section: &str) -> Vec<(&'static str, String)> {
+        let keys = SECTIONS
+            .iter()
+            .find(|(s, _)| *s == section)
+            .map_or(&[][..], |(_, k)| *k);
+        let mut copy = self.clone();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let dotted = format!("{section}.{key}");
+            let rendered = match copy.slot(section, key) {
+                None => continue,
+                Some(_) if dotted == "server.token" && !self.server.token.is_empty() => {
+                    toml_string(MASK)
+                }
+                Some(Slot::Str(s)) if URL_KEYS.contains(&dotted.as_str()) => {
+                    toml_string(&crate::mask::url(s))
+                }
+                Some(slot) => slot.render(),
+            };
+            out.push((*key, rendered));
         }
         out
     }
@@ -978,13 +1046,12 @@ impl Slot<'_> {
 
     /// Parses `input` into the field, or explains what `key` expects.
     fn assign(self, key: &str, input: &Input<'_>) -> Result<(), ConfigError> {
-        let secret = key == "server.token" || key == "sanplex_db.url";
         let bad = |expected: &str| ConfigError::InvalidValue {
             key: key.to_string(),
-            value: match (&input.raw, secret) {
-                (Raw::Str(s), true) if key == "sanplex_db.url" => quote(&mask_url(s)),
-                (_, true) => MASK.to_string(),
-                _ => input.raw.text(),
+            value: match &input.raw {
+                _ if key == "server.token" => MASK.to_string(),
+                Raw::Str(s) if URL_KEYS.contains(&key) => quote(&crate::mask::url(s)),
+                raw => crate::mask::text(&raw.text()).into_owned(),
             },
             expected: expected.to_string(),
             origin: input.origin.clone(),
@@ -1190,30 +1257,6 @@ pub fn format_size(n: u64) -> String {
         }
     }
     n.to_string()
-}
-
-/// Replaces the password of a URL's user info with [`MASK`]:
-/// `mysql://user:pw@host/db` → `mysql://user:******@host/db`.
-///
-/// The last `@` is taken as the end of the user info, so a password with an unescaped `@` or `/`
-/// is still hidden; when in doubt this masks too much rather than too little.
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_string();
-    };
-    let Some(colon) = rest[..at].find(':') else {
-        return url.to_string();
-    };
-    format!(
-        "{}{}{MASK}{}",
-        &url[..scheme_end],
-        &rest[..=colon],
-        &rest[at..]
-    )
 }
 
 /// Splits `SANHOOK_` + `rest` into (section, lower-case key), the longest section winning.
@@ -2014,6 +2057,31 @@ mod tests {
     }
 
     #[test]
+    fn secrets_never_show_in_urls_or_debug() {
+        let mut c =
+            Config::load_with_env(Some(&fixture("good/full.toml")), no_env()).expect("loads");
+        c.sanplex.base_url = "https://pm:base-pw@pms.example.com/zentao".into();
+        c.platforms.dingtalk = "https://u:ding-pw@oapi.example.com".into();
+        c.platforms.wecom = "https://qy.example.com/?access_token=wecom-tok".into();
+        let text = c.render_effective();
+        let debug = format!("{c:?} {:?} {:?}", c.server, c.sanplex_db);
+        for shown in [&text, &debug] {
+            for secret in ["s3cret-token", "w0rd", "base-pw", "ding-pw", "wecom-tok"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        assert!(
+            text.contains("base_url = \"https://pm:******@pms.example.com/zentao\""),
+            "{text}"
+        );
+        assert!(debug.contains("max_in_flight: 32"), "{debug}");
+        let err = Config::from_toml_str("[platforms]\nwecom = \"ftp://u:ftp-pw@h/\"\n")
+            .and_then(|c| c.validate())
+            .expect_err("not http");
+        assert!(!err.to_string().contains("ftp-pw"), "{err}");
+    }
+
+    #[test]
     fn durations_parse_and_format() {
         let ok: &[(&str, u64, &str)] = &[
             ("500ms", 500, "500ms"),
@@ -2078,21 +2146,6 @@ mod tests {
         assert_eq!(w(100, secs(60)).to_string(), "100/1m");
         for bad in ["20", "20/60", "/60s", "x/1s", "-1/1s", "20/60s/1"] {
             assert_eq!(Window::parse(bad), None, "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn url_passwords_are_masked() {
-        let cases = [
-            ("mysql://u:pw@h:3306/db", "mysql://u:******@h:3306/db"),
-            ("mysql://u:p@ss/w@h/db", "mysql://u:******@h/db"),
-            ("mysql://u@h/db", "mysql://u@h/db"),
-            ("mysql://h:3306/db", "mysql://h:3306/db"),
-            ("", ""),
-            ("not a url", "not a url"),
-        ];
-        for (url, masked) in cases {
-            assert_eq!(mask_url(url), masked, "{url}");
         }
     }
 

@@ -333,7 +333,7 @@ impl Engine {
         let old = self.webhook(id)?;
         wh.id = id;
         wh.deleted = false;
-        wh.keep_masked_secrets(&old);
+        wh.keep_masked_secrets(&old)?;
         wh.validate()?;
         if let Some(sid) = wh.sanplex_id {
             if let Some(other) = self

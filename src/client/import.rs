@@ -632,6 +632,10 @@ impl Desired {
                 if SECRETS.contains(k) {
                     let set = |v: &Value| v.as_str().is_some_and(|s| !s.is_empty());
                     set(&want) != set(&have)
+                } else if *k == "url" {
+                    // The server shows a URL's credentials (a bot's key) masked.
+                    let shown = want.as_str().map(crate::mask::url).map(Value::String);
+                    normalise(shown.unwrap_or(want)) != normalise(have)
                 } else {
                     normalise(want) != normalise(have)
                 }
@@ -957,7 +961,7 @@ async fn import_triggers(api: &Api, sanplex: &Sanplex, report: &mut Report) {
     }
 }
 
-/// Masks every owned secret, as the API shows them.
+/// Masks every owned secret and the URL's credentials, as the API shows them.
 #[cfg(test)]
 fn masked(fields: &Map<String, Value>) -> Map<String, Value> {
     let mut m = fields.clone();
@@ -968,6 +972,9 @@ fn masked(fields: &Map<String, Value>) -> Map<String, Value> {
         {
             m.insert((*k).into(), json!(crate::webhook::MASK));
         }
+    }
+    if let Some(url) = m.get("url").and_then(Value::as_str).map(crate::mask::url) {
+        m.insert("url".into(), json!(url));
     }
     m
 }

@@ -17,8 +17,8 @@ use crate::webhook::Webhook;
 /// maximum).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
 
-/// The credentials of an app-message webhook and the API base to use.
-#[derive(Debug, Clone)]
+/// The credentials of an app-message webhook and the API base to use. `Debug` masks the secret.
+#[derive(Clone)]
 pub struct App {
     pub platform: Platform,
     /// `apiBase` of the webhook, else `[platforms]`; no trailing slash.
@@ -31,6 +31,19 @@ pub struct App {
     pub agent: u64,
     /// The token cache key of this credential set.
     pub key: String,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("platform", &self.platform)
+            .field("base", &crate::mask::url(&self.base))
+            .field("id", &self.id)
+            .field("secret", &crate::mask::MASK)
+            .field("agent", &self.agent)
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 /// The fields of a credential set as one kind names them (its [`super::Channel::app`]).

@@ -142,8 +142,8 @@ impl UrlCache {
         }
         let parsed = Arc::new(ParsedUrl {
             url: reqwest::Url::parse(url)
-                .map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?,
-            masked: mask_url(url),
+                .map_err(|e| format!("bad URL {:?}: {e}", crate::mask::url(url)))?,
+            masked: crate::mask::url(url),
         });
         if cacheable {
             if let Ok(mut m) = self.0.lock() {
@@ -441,18 +441,11 @@ impl Deliverer {
         let request = RequestLog {
             url: match &parsed {
                 Ok(p) => p.masked.clone(),
-                Err(_) => mask_url(url),
+                Err(_) => crate::mask::url(url),
             },
             headers: headers
                 .iter()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("authorization") {
-                        crate::webhook::MASK.to_string()
-                    } else {
-                        v.clone()
-                    };
-                    (k.clone(), v)
-                })
+                .map(|(k, v)| (k.clone(), crate::mask::header(k, v)))
                 .collect(),
             body: cut(&body),
         };
@@ -462,7 +455,7 @@ impl Deliverer {
                     method: method.to_string(),
                     url: request.url.clone(),
                     headers: request.headers.clone(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
+                    body: crate::mask::body(&String::from_utf8_lossy(&body)).into_owned(),
                 });
             }
             return Sent {
@@ -591,7 +584,7 @@ fn describe_reqwest(e: reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    msg
+    crate::mask::text(&msg).into_owned()
 }
 
 /// With `allow_private = false`: refuses a URL whose host is a private IP literal (names are
@@ -664,9 +657,11 @@ pub fn digest_line(
     }
 }
 
-/// Cuts a body for the log at a character boundary.
+/// A body as the log keeps it: credentials masked ([`crate::mask::body`]), cut at a character
+/// boundary.
 pub fn cut(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
+    let text = String::from_utf8_lossy(body);
+    let s = crate::mask::body(&text);
     if s.len() <= LOG_BODY_MAX {
         return s.into_owned();
     }
@@ -677,59 +672,9 @@ pub fn cut(body: &[u8]) -> String {
     format!("{}…[cut, {} bytes in all]", &s[..end], body.len())
 }
 
-/// Masks credentials inside a URL: `access_token`, `key`, `token`, `sign` (and any `*token*` /
-/// `*secret*`) query values, and the token of a Lark/Feishu bot hook path.
-pub fn mask_url(url: &str) -> String {
-    let Ok(mut u) = reqwest::Url::parse(url) else {
-        return url.to_string();
-    };
-    let pairs: Vec<(String, String)> = u
-        .query_pairs()
-        .map(|(k, v)| {
-            let lk = k.to_ascii_lowercase();
-            let secret = matches!(lk.as_str(), "key" | "sign" | "access_token" | "token")
-                || lk.contains("token")
-                || lk.contains("secret");
-            (
-                k.into_owned(),
-                if secret {
-                    crate::webhook::MASK.to_string()
-                } else {
-                    v.into_owned()
-                },
-            )
-        })
-        .collect();
-    if !pairs.is_empty() {
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    if let Some(idx) = u.path().find("/bot/v2/hook/") {
-        let prefix = u.path()[..idx + "/bot/v2/hook/".len()].to_string();
-        u.set_path(&format!("{prefix}{}", crate::webhook::MASK));
-    }
-    if u.password().is_some() {
-        let _ = u.set_password(Some(crate::webhook::MASK));
-    }
-    u.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_credentials_in_urls() {
-        let m = mask_url(
-            "https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz",
-        );
-        assert!(!m.contains("abc123") && !m.contains("xyz"), "{m}");
-        assert!(m.contains("timestamp=1"), "{m}");
-        let m = mask_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K-1");
-        assert!(!m.contains("K-1"), "{m}");
-        let m = mask_url("https://open.feishu.cn/open-apis/bot/v2/hook/tok-123");
-        assert!(!m.contains("tok-123"), "{m}");
-        assert_eq!(mask_url("http://h/x?a=1"), "http://h/x?a=1");
-    }
 
     #[test]
     fn retry_after_seconds_and_date() {

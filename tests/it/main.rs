@@ -13,4 +13,5 @@ mod messages;
 mod platforms;
 mod recover_stats;
 mod sanplex_db;
+mod secrets;
 mod tail;
