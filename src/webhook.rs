@@ -280,8 +280,14 @@ impl Webhook {
     }
 
     /// On PUT: a secret sent as `"******"` keeps the stored value, and so does a URL sent as
-    /// the API shows it (its credentials masked). A URL that still holds a masked credential
-    /// but is not the stored URL is an error.
+    /// the API shows it (its credentials masked).
+    ///
+    /// An app type's secret goes to its platform's token endpoint, so a masked one is kept only
+    /// while that place stays the same: the same `type`, `apiBase` and app id / corp id.
+    /// Otherwise it is an error naming the secret ("send the secret again"): the stored secret
+    /// must never follow a webhook to a host it was not written for. Signing secrets (`secret`)
+    /// never leave sanhook and are kept whatever changed. A URL that still holds a masked
+    /// credential but is not the stored URL is an error too.
     pub fn keep_masked_secrets(&mut self, stored: &Webhook) -> Result<(), ValidationError> {
         if self.secret == MASK {
             self.secret = stored.secret.clone();
@@ -306,15 +312,69 @@ impl Webhook {
                 });
             }
         }
-        let mut stored = stored.clone();
-        for (new, old) in [
-            (&mut self.app_secret, &mut stored.app_secret),
-            (&mut self.wechat_corp_secret, &mut stored.wechat_corp_secret),
-            (&mut self.feishu_app_secret, &mut stored.feishu_app_secret),
-        ] {
-            if new == MASK {
-                std::mem::swap(new, old);
+        let base = |b: &str| b.trim().trim_end_matches('/').to_string();
+        let same_base = self.kind == stored.kind && base(&self.api_base) == base(&stored.api_base);
+        let apps = [
+            (
+                "appSecret",
+                "appKey",
+                &mut self.app_secret,
+                &self.app_key,
+                &stored.app_secret,
+                &stored.app_key,
+                WebhookType::Dinguser,
+            ),
+            (
+                "wechatCorpSecret",
+                "wechatCorpId",
+                &mut self.wechat_corp_secret,
+                &self.wechat_corp_id,
+                &stored.wechat_corp_secret,
+                &stored.wechat_corp_id,
+                WebhookType::Wechatuser,
+            ),
+            (
+                "feishuAppSecret",
+                "feishuAppId",
+                &mut self.feishu_app_secret,
+                &self.feishu_app_id,
+                &stored.feishu_app_secret,
+                &stored.feishu_app_id,
+                WebhookType::Feishuuser,
+            ),
+        ];
+        for (field, id_field, secret, id, stored_secret, stored_id, uses) in apps {
+            if *secret != MASK {
+                continue;
             }
+            if same_base && id.trim() == stored_id.trim() {
+                secret.clone_from(stored_secret);
+                continue;
+            }
+            if self.kind != uses {
+                // Not this type's secret: nothing would use it, and it must not be kept for a
+                // place it was not written for.
+                secret.clear();
+                continue;
+            }
+            let mut changed = vec![];
+            if self.kind != stored.kind {
+                changed.push("type");
+            }
+            if base(&self.api_base) != base(&stored.api_base) {
+                changed.push("apiBase");
+            }
+            if id.trim() != stored_id.trim() {
+                changed.push(id_field);
+            }
+            return Err(ValidationError {
+                field,
+                message: format!(
+                    "{field} is masked ({MASK}) but {} changed: send the secret again (a \
+                     stored secret is only kept while it goes to the same place)",
+                    changed.join(", ")
+                ),
+            });
         }
         Ok(())
     }

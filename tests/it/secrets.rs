@@ -1,9 +1,20 @@
-//! Secrets (issue 8): URL credentials are masked in every answer, and no secret shows anywhere
-//! the binary writes or answers.
+//! Secrets (issue 8): a masked secret never follows a webhook to another place, URL credentials
+//! are masked in every answer, and no secret shows anywhere the binary writes or answers.
 
 use serde_json::{json, Value};
 
+use crate::support::fakes::WeComFake;
+use crate::support::receiver::Receiver;
 use crate::support::TestServer;
+
+const MASK: &str = "******";
+
+fn wecom_app(base: &str) -> Value {
+    json!({
+        "name": "wecom app", "type": "wechatuser", "apiBase": base,
+        "wechatCorpId": "corp1", "wechatCorpSecret": "corp-secret-1", "wechatAgentId": "1000002",
+    })
+}
 
 /// The webhook as GET shows it, with `changes` applied: what an admin UI sends back on PUT.
 async fn edited(s: &TestServer, id: u64, changes: Value) -> Value {
@@ -13,6 +24,78 @@ async fn edited(s: &TestServer, id: u64, changes: Value) -> Value {
         o.extend(c);
     }
     v
+}
+
+#[actix_rt::test]
+async fn a_masked_app_secret_is_not_walked_out_to_a_new_api_base() {
+    let wc = WeComFake::start();
+    wc.app("corp1", "corp-secret-1", 1000002);
+    wc.set_directory(&[(1, "Corp", 0)], &[("zhangsan", "张三", &[1])]);
+    // Where a PUT would send the stored secret: it must never be asked anything.
+    let thief = Receiver::fixed(200);
+    let s = TestServer::start("").await;
+    let wh = s.webhook(wecom_app(&wc.base)).await;
+    let path = format!("/api/v1/webhooks/{wh}");
+
+    // A new apiBase with the secret masked: 400 naming the secret.
+    let new_base = thief.url.trim_end_matches("/hook");
+    let body = edited(&s, wh, json!({"apiBase": new_base})).await;
+    assert_eq!(body["wechatCorpSecret"], MASK);
+    let (status, v) = s.call("PUT", &path, Some(body)).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["field"], "wechatCorpSecret", "{v}");
+    let msg = v["error"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("send the secret again") && msg.contains("apiBase"),
+        "{msg}"
+    );
+    // Nor with another corp id, nor another type.
+    let body = edited(&s, wh, json!({"wechatCorpId": "corp2"})).await;
+    let (status, v) = s.call("PUT", &path, Some(body)).await;
+    assert_eq!(
+        (status, v["field"].clone()),
+        (400, json!("wechatCorpSecret"))
+    );
+    let body = edited(
+        &s,
+        wh,
+        json!({"type": "dinguser", "agentId": "1", "appKey": "k", "appSecret": MASK}),
+    )
+    .await;
+    let (status, v) = s.call("PUT", &path, Some(body)).await;
+    assert_eq!(
+        (status, v["field"].clone()),
+        (400, json!("appSecret")),
+        "{v}"
+    );
+
+    // Nothing changed: the directory still comes from the old place, and the new one was
+    // never asked anything.
+    let (status, v) = s.call("GET", &format!("{path}/remote-users"), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[0]["userid"], "zhangsan");
+    assert!(thief.received().is_empty(), "{:?}", thief.received());
+    assert_eq!(s.engine.webhook(wh).expect("stored").api_base, wc.base);
+
+    // The same place with the secret masked keeps it; the secret sent again moves it.
+    let body = edited(&s, wh, json!({"name": "renamed"})).await;
+    let (status, v) = s.call("PUT", &path, Some(body)).await;
+    assert_eq!(status, 200, "{v}");
+    let stored = s.engine.webhook(wh).expect("stored");
+    assert_eq!(stored.wechat_corp_secret, "corp-secret-1");
+    let body = edited(
+        &s,
+        wh,
+        json!({"apiBase": new_base, "wechatCorpSecret": "corp-secret-2"}),
+    )
+    .await;
+    let (status, v) = s.call("PUT", &path, Some(body)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        s.engine.webhook(wh).expect("stored").wechat_corp_secret,
+        "corp-secret-2"
+    );
+    s.stop().await;
 }
 
 #[actix_rt::test]
