@@ -41,6 +41,7 @@ const URL_KEYS: &[&str] = &[
     "platforms.wecom",
     "platforms.feishu",
     "sanplex_db.url",
+    "delivery.proxy",
 ];
 
 /// Default `start_at` of a `[[tail]]` entry that leaves it out (documented, commented out, in
@@ -68,6 +69,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "retry_schedule",
             "max_retry_after",
             "allow_private",
+            "allow_link_local",
+            "proxy",
             "workers",
             "max_in_flight",
         ],
@@ -251,8 +254,12 @@ pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     /// A longer Retry-After / reset header is cut to this.
     pub max_retry_after: Duration,
-    /// false: refuse destinations that resolve to loopback/private/link-local addresses.
+    /// false: refuse destinations that resolve to loopback/private/reserved addresses.
     pub allow_private: bool,
+    /// false: refuse link-local and cloud metadata addresses, whatever `allow_private` says.
+    pub allow_link_local: bool,
+    /// Outbound HTTP(S) proxy URL; empty = direct. `HTTP(S)_PROXY` variables are ignored.
+    pub proxy: String,
     /// Dispatch threads, each owning a share of the destinations; 0 = one per core.
     pub workers: u64,
     /// Sends in flight at once per `default`/app destination (each for a different object).
@@ -668,6 +675,14 @@ impl Config {
                 ));
             }
         }
+        if !self.delivery.proxy.is_empty() && !is_http_url(&self.delivery.proxy) {
+            return Err(bad(
+                "delivery.proxy",
+                &crate::mask::url(&self.delivery.proxy),
+                "an http:// or https:// proxy URL, e.g. \"http://proxy.example.com:3128\" \
+                 (user:password@ allowed), or \"\" to connect directly",
+            ));
+        }
         if self.delivery.retry_schedule.is_empty() {
             return Err(ConfigError::InvalidValue {
                 key: "delivery.retry_schedule".into(),
@@ -855,6 +870,8 @@ impl Config {
                 retry_schedule: Vec::new(),
                 max_retry_after: Duration::ZERO,
                 allow_private: false,
+                allow_link_local: false,
+                proxy: String::new(),
                 workers: 0,
                 max_in_flight: 0,
             },
@@ -896,6 +913,8 @@ impl Config {
             ("delivery", "retry_schedule") => Slot::Durations(&mut self.delivery.retry_schedule),
             ("delivery", "max_retry_after") => Slot::Duration(&mut self.delivery.max_retry_after),
             ("delivery", "allow_private") => Slot::Bool(&mut self.delivery.allow_private),
+            ("delivery", "allow_link_local") => Slot::Bool(&mut self.delivery.allow_link_local),
+            ("delivery", "proxy") => Slot::Str(&mut self.delivery.proxy),
             ("delivery", "workers") => Slot::Count(&mut self.delivery.workers),
             ("delivery", "max_in_flight") => Slot::Count(&mut self.delivery.max_in_flight),
             ("limits", "dinggroup") => Slot::Windows(&mut self.limits.dinggroup),
@@ -1570,6 +1589,8 @@ mod tests {
                 ],
                 max_retry_after: secs(3600),
                 allow_private: true,
+                allow_link_local: false,
+                proxy: String::new(),
                 workers: 0,
                 max_in_flight: 64,
             },
@@ -1710,6 +1731,8 @@ mod tests {
                 retry_schedule: vec![secs(1), secs(90), secs(7200)],
                 max_retry_after: secs(1800),
                 allow_private: false,
+                allow_link_local: true,
+                proxy: "http://squid:pr0xy-pw@proxy.internal:3128".into(),
                 workers: 3,
                 max_in_flight: 32,
             },
@@ -2007,6 +2030,7 @@ mod tests {
         // Without secrets nothing is masked, so the rendering must read back identically.
         full.server.token.clear();
         full.sanplex_db.url = "mysql://reader@db.internal/zentao".into();
+        full.delivery.proxy = "http://proxy.internal:3128".into();
         for config in [Config::default(), full] {
             let text = config.render_effective();
             let back = Config::from_toml_str(&text).expect("rendering parses");
@@ -2042,6 +2066,11 @@ mod tests {
         let text = c.render_effective();
         assert!(!text.contains("s3cret-token"), "{text}");
         assert!(!text.contains("w0rd"), "{text}");
+        assert!(!text.contains("pr0xy-pw"), "{text}");
+        assert!(
+            text.contains("proxy = \"http://squid:******@proxy.internal:3128\""),
+            "{text}"
+        );
         assert!(text.contains("token = \"******\""), "{text}");
         assert!(
             text.contains("url = \"mysql://reader:******@db.internal:3306/zentao\""),
@@ -2196,6 +2225,10 @@ mod tests {
                 c.delivery.retry_schedule.clear()
             }),
             ("delivery.timeout", |c| c.delivery.timeout = Duration::ZERO),
+            ("delivery.proxy", |c| {
+                c.delivery.proxy = "socks5://127.0.0.1:1080".into()
+            }),
+            ("delivery.proxy", |c| c.delivery.proxy = "proxy:3128".into()),
             ("delivery.async_interval", |c| {
                 c.delivery.async_interval = Duration::ZERO
             }),

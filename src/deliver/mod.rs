@@ -6,6 +6,7 @@
 //! here touches the store: dispatch reads what an attempt needs (bindings, member budgets)
 //! beforehand and passes it in the [`Envelope`].
 
+pub mod addr;
 mod app;
 pub mod channel;
 pub mod chat;
@@ -23,7 +24,6 @@ pub mod text;
 pub mod token;
 pub mod wecom;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,7 +181,9 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// Builds the one outgoing HTTP client: TLS verified, redirects not followed.
+/// Builds the one outgoing HTTP client: TLS verified, redirects not followed, no proxy from the
+/// environment (`HTTP(S)_PROXY`, which reqwest would otherwise follow: `delivery.proxy` is
+/// the only proxy).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
     client_builder(timeout)
         .build()
@@ -193,53 +195,36 @@ fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .tls_backend_rustls()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(user_agent())
 }
 
-/// The delivery client: as [`http_client`], and with `delivery.allow_private = false` its DNS
-/// answers are filtered, so the address checked is the address connected to (no window for a
-/// name to resolve to a public address at the check and a private one at the connect).
+/// The delivery client: as [`http_client`], through `delivery.proxy` when one is set. Without
+/// a proxy its resolver answers only with addresses the address checks allow
+/// ([`addr::Checked`]), so the address checked is the address connected to. With one, the
+/// proxy resolves and connects: its own address is the operator's choice and is not checked,
+/// and destinations are checked before each request ([`addr::admit`]).
 fn delivery_client(cfg: &Config) -> Result<reqwest::Client, String> {
     // Idle keep-alive connections per host are not capped: several destinations (ten webhooks
     // on one receiver) each keep `max_in_flight` sends going to the same host, and a cap below
     // their sum closes connections only to open new ones a moment later. Idle ones close
     // after reqwest's idle timeout.
     let b = client_builder(cfg.delivery.timeout);
-    let b = if cfg.delivery.allow_private {
-        b
+    let b = if cfg.delivery.proxy.is_empty() {
+        b.dns_resolver(Arc::new(addr::Checked(addr::Policy::of(&cfg.delivery))))
     } else {
-        b.dns_resolver(Arc::new(PublicOnly))
+        let proxy = reqwest::Proxy::all(cfg.delivery.proxy.as_str()).map_err(|e| {
+            format!(
+                "delivery.proxy {}: {e}",
+                crate::mask::url(&cfg.delivery.proxy)
+            )
+        })?;
+        b.proxy(proxy)
     };
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
-/// A resolver that drops loopback, private and link-local addresses.
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let all: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<std::net::SocketAddr> = all
-                .iter()
-                .copied()
-                .filter(|a| !is_private(a.ip()))
-                .collect();
-            if public.is_empty() {
-                let shown = all.first().map(|a| a.ip().to_string()).unwrap_or_default();
-                return Err(format!(
-                    "{host} resolves to {shown}, a private address; refused because delivery.allow_private = false"
-                )
-                .into());
-            }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }
 
 impl Deliverer {
@@ -481,9 +466,8 @@ impl Deliverer {
         body: Vec<u8>,
         max_response: usize,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
-        if !self.cfg.delivery.allow_private {
-            check_public(url).await?;
-        }
+        let proxied = !self.cfg.delivery.proxy.is_empty();
+        addr::admit(addr::Policy::of(&self.cfg.delivery), proxied, url).await?;
         let parsed = url.clone();
         let with_body = method != reqwest::Method::GET;
         let mut req = self.client.request(method, parsed);
@@ -587,43 +571,6 @@ fn describe_reqwest(e: reqwest::Error) -> String {
     crate::mask::text(&msg).into_owned()
 }
 
-/// With `allow_private = false`: refuses a URL whose host is a private IP literal (names are
-/// filtered by the client's resolver, [`PublicOnly`], which literals never reach).
-async fn check_public(url: &reqwest::Url) -> Result<(), String> {
-    let host = url.host_str().ok_or("URL has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        if is_private(ip) {
-            return Err(format!(
-                "{host} is a private address; refused because delivery.allow_private = false"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
-
 /// How many of `events` (in order, oldest first) one message to `wh` can carry: for group bots
 /// as many as fit in one digest within the platform's size limit ([`digest_fits`], at least 1:
 /// an event too large even alone is sent alone and refused with the platform's size code);
@@ -686,23 +633,5 @@ mod tests {
             Some(Duration::from_secs(90))
         );
         assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn private_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "169.254.1.1",
-            "::1",
-            "fd00::1",
-            "100.64.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "2606:4700::1111"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod addresses;
 mod api;
 mod burst;
 mod cli;
