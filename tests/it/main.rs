@@ -4,6 +4,7 @@ mod support;
 
 mod addresses;
 mod api;
+mod browsers;
 mod burst;
 mod cli;
 mod crash;
