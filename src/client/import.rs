@@ -245,8 +245,12 @@ struct Sanplex {
 impl Sanplex {
     /// Reads the three tables; an error says what could not be read.
     async fn read(url: &str) -> Result<Sanplex, String> {
-        let opts = Opts::from_url(url)
-            .map_err(|e| format!("--db {e}; expected mysql://user:password@host:3306/database"))?;
+        let opts = Opts::from_url(url).map_err(|e| {
+            format!(
+                "--db {}; expected mysql://user:password@host:3306/database",
+                crate::mask::text(&e.to_string())
+            )
+        })?;
         let shown_url = format!(
             "mysql://{}@{}:{}/{}",
             opts.user().unwrap_or(""),

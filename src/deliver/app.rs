@@ -41,7 +41,7 @@ impl std::fmt::Debug for App {
             .field("id", &self.id)
             .field("secret", &crate::mask::MASK)
             .field("agent", &self.agent)
-            .field("key", &self.key)
+            .field("key", &crate::mask::text(&self.key))
             .finish()
     }
 }
@@ -381,6 +381,43 @@ mod tests {
             "https://open.larksuite.com"
         );
         assert!(App::of(&Webhook::default(), &cfg).is_err());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let cfg = Config::from_toml_str("").expect("defaults");
+        let wh = Webhook {
+            id: 7,
+            name: "app".into(),
+            kind: WebhookType::Wechatuser,
+            url: "https://h/x?key=url-key-1".into(),
+            wechat_corp_id: "corp".into(),
+            wechat_corp_secret: "corp-secret-1".into(),
+            wechat_agent_id: "1000002".into(),
+            api_base: "https://u:base-pw-1@qy.example.com".into(),
+            secret: "sign-secret-1".into(),
+            ..Webhook::default()
+        };
+        let app = App::of(&wh, &cfg).expect("app");
+        let route = channel(WebhookType::Wechatgroup).route(&wh, &cfg);
+        let token = Token {
+            value: "token-1".into(),
+            lifetime: Duration::from_secs(1),
+        };
+        let shown = format!("{wh:?} {app:?} {route:?} {token:?}");
+        for secret in [
+            "url-key-1",
+            "corp-secret-1",
+            "base-pw-1",
+            "sign-secret-1",
+            "token-1",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("corp") && shown.contains("1000002"),
+            "{shown}"
+        );
     }
 
     #[test]
