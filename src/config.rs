@@ -31,7 +31,18 @@ pub const DEFAULT_PATH: &str = "config.toml";
 pub const ENV_PREFIX: &str = "SANHOOK_";
 
 /// How secrets are shown by [`Config::render_effective`] and in error messages.
-pub const MASK: &str = "******";
+pub use crate::mask::MASK;
+
+/// The keys whose values are URLs that may carry a password or a token: shown through
+/// [`crate::mask::url`] by [`Config::render_effective`], errors and `Debug`.
+const URL_KEYS: &[&str] = &[
+    "sanplex.base_url",
+    "platforms.dingtalk",
+    "platforms.wecom",
+    "platforms.feishu",
+    "sanplex_db.url",
+    "delivery.proxy",
+];
 
 /// Default `start_at` of a `[[tail]]` entry that leaves it out (documented, commented out, in
 /// [`DEFAULT_TOML`]; a test keeps the two in step).
@@ -58,6 +69,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "retry_schedule",
             "max_retry_after",
             "allow_private",
+            "allow_link_local",
+            "proxy",
             "workers",
             "max_in_flight",
             "disable_after",
@@ -181,8 +194,9 @@ impl fmt::Display for StartAt {
     }
 }
 
-/// The whole configuration, every key with its effective value.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole configuration, every key with its effective value. `Debug` shows secrets masked,
+/// as `check-config` does.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// `[server]`: the HTTP API.
     pub server: ServerConfig,
@@ -203,7 +217,7 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ServerConfig {
     /// HTTP API and event intake address, e.g. `127.0.0.1:8930`.
     pub listen: String,
@@ -223,7 +237,7 @@ pub struct StorageConfig {
 }
 
 /// `[sanplex]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SanplexConfig {
     /// Used to build object links when an event carries no url and the webhook no domain.
     pub base_url: String,
@@ -232,7 +246,7 @@ pub struct SanplexConfig {
 }
 
 /// `[delivery]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct DeliveryConfig {
     /// Per HTTP attempt.
     pub timeout: Duration,
@@ -242,8 +256,12 @@ pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     /// A longer Retry-After / reset header is cut to this.
     pub max_retry_after: Duration,
-    /// false: refuse destinations that resolve to loopback/private/link-local addresses.
+    /// false: refuse destinations that resolve to loopback/private/reserved addresses.
     pub allow_private: bool,
+    /// false: refuse link-local and cloud metadata addresses, whatever `allow_private` says.
+    pub allow_link_local: bool,
+    /// Outbound HTTP(S) proxy URL; empty = direct. `HTTP(S)_PROXY` variables are ignored.
+    pub proxy: String,
     /// Dispatch threads, each owning a share of the destinations; 0 = one per core.
     pub workers: u64,
     /// Sends in flight at once per `default`/app destination (each for a different object).
@@ -270,7 +288,7 @@ pub struct LimitsConfig {
 }
 
 /// `[platforms]`: API bases of the app-message types.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PlatformsConfig {
     /// DingTalk open API base.
     pub dingtalk: String,
@@ -292,7 +310,7 @@ pub struct TailConfig {
 }
 
 /// `[sanplex_db]`
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SanplexDbConfig {
     /// Empty = off.
     pub url: String,
@@ -303,6 +321,46 @@ pub struct SanplexDbConfig {
     /// How long a missing `zt_action` id is re-checked before it is given up.
     pub gap_grace: Duration,
 }
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("storage", &self.storage)
+            .field("sanplex", &self.sanplex)
+            .field("delivery", &self.delivery)
+            .field("limits", &self.limits)
+            .field("platforms", &self.platforms)
+            .field("tail", &self.tail)
+            .field("sanplex_db", &self.sanplex_db)
+            .finish()
+    }
+}
+
+/// `Debug` of a section that holds a secret: its keys as `check-config` shows them, so that a
+/// secret never reaches a log or a panic message through `{:?}`.
+macro_rules! masked_debug {
+    ($ty:ident, $field:ident) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut c = Config::blank();
+                c.$field = self.clone();
+                let shown = c.render_section(stringify!($field));
+                let mut d = f.debug_struct(stringify!($ty));
+                for (key, value) in &shown {
+                    d.field(key, &format_args!("{value}"));
+                }
+                d.finish()
+            }
+        }
+    };
+}
+
+masked_debug!(ServerConfig, server);
+masked_debug!(SanplexConfig, sanplex);
+masked_debug!(DeliveryConfig, delivery);
+masked_debug!(PlatformsConfig, platforms);
+masked_debug!(SanplexDbConfig, sanplex_db);
 
 /// Where a configuration value came from, so an error can point the user at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -618,10 +676,18 @@ impl Config {
             if !is_http_url(url) {
                 return Err(bad(
                     key,
-                    url,
+                    &crate::mask::url(url),
                     "an absolute http:// or https:// URL, e.g. \"https://example.com\"",
                 ));
             }
+        }
+        if !self.delivery.proxy.is_empty() && !is_http_url(&self.delivery.proxy) {
+            return Err(bad(
+                "delivery.proxy",
+                &crate::mask::url(&self.delivery.proxy),
+                "an http:// or https:// proxy URL, e.g. \"http://proxy.example.com:3128\" \
+                 (user:password@ allowed), or \"\" to connect directly",
+            ));
         }
         if self.delivery.retry_schedule.is_empty() {
             return Err(ConfigError::InvalidValue {
@@ -697,7 +763,7 @@ impl Config {
             if !db.url.starts_with("mysql://") {
                 return Err(bad(
                     "sanplex_db.url",
-                    &mask_url(&db.url),
+                    &crate::mask::url(&db.url),
                     "a mysql:// URL, e.g. \"mysql://reader:pw@127.0.0.1:3306/zentao\", \
                      or \"\" to turn the poller off",
                 ));
@@ -738,28 +804,19 @@ impl Config {
     }
 
     /// Every effective value as a TOML document, in the units a person would write ("10s",
-    /// "16MiB"), with secrets masked: `server.token` when set, and the password inside
-    /// `sanplex_db.url`. This is what `sanhook check-config` prints; without secrets it parses
-    /// back to an equal `Config`.
+    /// "16MiB"), with secrets masked: `server.token` when set, and the credentials inside
+    /// every URL ([`URL_KEYS`]: passwords, token query values). This is what `sanhook
+    /// check-config` prints; without secrets it parses back to an equal `Config`.
     pub fn render_effective(&self) -> String {
-        // `slot` needs `&mut`; a clone keeps this `&self` while reusing the one key registry.
-        let mut copy = self.clone();
         let mut out = String::from("# sanhook effective configuration (secrets masked)\n");
-        for (section, keys) in SECTIONS {
+        for (section, _) in SECTIONS {
             out.push_str(&format!("\n[{section}]\n"));
-            for key in *keys {
-                let rendered = match copy.slot(section, key) {
-                    Some(slot) => slot.render(),
-                    None => continue,
-                };
-                let rendered = match (*section, *key) {
-                    ("server", "token") if !self.server.token.is_empty() => toml_string(MASK),
-                    ("sanplex_db", "url") => toml_string(&mask_url(&self.sanplex_db.url)),
-                    _ => rendered,
-                };
+            for (key, rendered) in self.render_section(section) {
                 out.push_str(&format!("{key} = {rendered}\n"));
             }
         }
+        // `slot` needs `&mut`; a clone keeps this `&self` while reusing the one key registry.
+        let mut copy = self.clone();
         for tail in &mut copy.tail {
             out.push_str("\n[[tail]]\n");
             for key in TAIL_KEYS {
@@ -767,6 +824,32 @@ impl Config {
                     out.push_str(&format!("{key} = {}\n", slot.render()));
                 }
             }
+        }
+        out
+    }
+
+    /// The keys of one section with their values as TOML, secrets masked (see
+    /// [`Config::render_effective`]).
+    fn render_section(&self, section: &str) -> Vec<(&'static str, String)> {
+        let keys = SECTIONS
+            .iter()
+            .find(|(s, _)| *s == section)
+            .map_or(&[][..], |(_, k)| *k);
+        let mut copy = self.clone();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let dotted = format!("{section}.{key}");
+            let rendered = match copy.slot(section, key) {
+                None => continue,
+                Some(_) if dotted == "server.token" && !self.server.token.is_empty() => {
+                    toml_string(MASK)
+                }
+                Some(Slot::Str(s)) if URL_KEYS.contains(&dotted.as_str()) => {
+                    toml_string(&crate::mask::url(s))
+                }
+                Some(slot) => slot.render(),
+            };
+            out.push((*key, rendered));
         }
         out
     }
@@ -793,6 +876,8 @@ impl Config {
                 retry_schedule: Vec::new(),
                 max_retry_after: Duration::ZERO,
                 allow_private: false,
+                allow_link_local: false,
+                proxy: String::new(),
                 workers: 0,
                 max_in_flight: 0,
                 disable_after: Duration::ZERO,
@@ -838,6 +923,8 @@ impl Config {
             ("delivery", "disable_after") => Slot::Duration(&mut self.delivery.disable_after),
             ("delivery", "failing_after") => Slot::Duration(&mut self.delivery.failing_after),
             ("delivery", "allow_private") => Slot::Bool(&mut self.delivery.allow_private),
+            ("delivery", "allow_link_local") => Slot::Bool(&mut self.delivery.allow_link_local),
+            ("delivery", "proxy") => Slot::Str(&mut self.delivery.proxy),
             ("delivery", "workers") => Slot::Count(&mut self.delivery.workers),
             ("delivery", "max_in_flight") => Slot::Count(&mut self.delivery.max_in_flight),
             ("limits", "dinggroup") => Slot::Windows(&mut self.limits.dinggroup),
@@ -988,13 +1075,12 @@ impl Slot<'_> {
 
     /// Parses `input` into the field, or explains what `key` expects.
     fn assign(self, key: &str, input: &Input<'_>) -> Result<(), ConfigError> {
-        let secret = key == "server.token" || key == "sanplex_db.url";
         let bad = |expected: &str| ConfigError::InvalidValue {
             key: key.to_string(),
-            value: match (&input.raw, secret) {
-                (Raw::Str(s), true) if key == "sanplex_db.url" => quote(&mask_url(s)),
-                (_, true) => MASK.to_string(),
-                _ => input.raw.text(),
+            value: match &input.raw {
+                _ if key == "server.token" => MASK.to_string(),
+                Raw::Str(s) if URL_KEYS.contains(&key) => quote(&crate::mask::url(s)),
+                raw => crate::mask::text(&raw.text()).into_owned(),
             },
             expected: expected.to_string(),
             origin: input.origin.clone(),
@@ -1200,30 +1286,6 @@ pub fn format_size(n: u64) -> String {
         }
     }
     n.to_string()
-}
-
-/// Replaces the password of a URL's user info with [`MASK`]:
-/// `mysql://user:pw@host/db` → `mysql://user:******@host/db`.
-///
-/// The last `@` is taken as the end of the user info, so a password with an unescaped `@` or `/`
-/// is still hidden; when in doubt this masks too much rather than too little.
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_string();
-    };
-    let Some(colon) = rest[..at].find(':') else {
-        return url.to_string();
-    };
-    format!(
-        "{}{}{MASK}{}",
-        &url[..scheme_end],
-        &rest[..=colon],
-        &rest[at..]
-    )
 }
 
 /// Splits `SANHOOK_` + `rest` into (section, lower-case key), the longest section winning.
@@ -1537,6 +1599,8 @@ mod tests {
                 ],
                 max_retry_after: secs(3600),
                 allow_private: true,
+                allow_link_local: false,
+                proxy: String::new(),
                 workers: 0,
                 max_in_flight: 64,
                 disable_after: secs(5 * 86_400),
@@ -1679,6 +1743,8 @@ mod tests {
                 retry_schedule: vec![secs(1), secs(90), secs(7200)],
                 max_retry_after: secs(1800),
                 allow_private: false,
+                allow_link_local: true,
+                proxy: "http://squid:pr0xy-pw@proxy.internal:3128".into(),
                 workers: 3,
                 max_in_flight: 32,
                 disable_after: Duration::ZERO,
@@ -1978,6 +2044,7 @@ mod tests {
         // Without secrets nothing is masked, so the rendering must read back identically.
         full.server.token.clear();
         full.sanplex_db.url = "mysql://reader@db.internal/zentao".into();
+        full.delivery.proxy = "http://proxy.internal:3128".into();
         for config in [Config::default(), full] {
             let text = config.render_effective();
             let back = Config::from_toml_str(&text).expect("rendering parses");
@@ -2013,6 +2080,11 @@ mod tests {
         let text = c.render_effective();
         assert!(!text.contains("s3cret-token"), "{text}");
         assert!(!text.contains("w0rd"), "{text}");
+        assert!(!text.contains("pr0xy-pw"), "{text}");
+        assert!(
+            text.contains("proxy = \"http://squid:******@proxy.internal:3128\""),
+            "{text}"
+        );
         assert!(text.contains("token = \"******\""), "{text}");
         assert!(
             text.contains("url = \"mysql://reader:******@db.internal:3306/zentao\""),
@@ -2025,6 +2097,31 @@ mod tests {
         assert!(Config::default()
             .render_effective()
             .contains("token = \"\""));
+    }
+
+    #[test]
+    fn secrets_never_show_in_urls_or_debug() {
+        let mut c =
+            Config::load_with_env(Some(&fixture("good/full.toml")), no_env()).expect("loads");
+        c.sanplex.base_url = "https://pm:base-pw@pms.example.com/zentao".into();
+        c.platforms.dingtalk = "https://u:ding-pw@oapi.example.com".into();
+        c.platforms.wecom = "https://qy.example.com/?access_token=wecom-tok".into();
+        let text = c.render_effective();
+        let debug = format!("{c:?} {:?} {:?}", c.server, c.sanplex_db);
+        for shown in [&text, &debug] {
+            for secret in ["s3cret-token", "w0rd", "base-pw", "ding-pw", "wecom-tok"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        assert!(
+            text.contains("base_url = \"https://pm:******@pms.example.com/zentao\""),
+            "{text}"
+        );
+        assert!(debug.contains("max_in_flight: 32"), "{debug}");
+        let err = Config::from_toml_str("[platforms]\nwecom = \"ftp://u:ftp-pw@h/\"\n")
+            .and_then(|c| c.validate())
+            .expect_err("not http");
+        assert!(!err.to_string().contains("ftp-pw"), "{err}");
     }
 
     #[test]
@@ -2096,21 +2193,6 @@ mod tests {
     }
 
     #[test]
-    fn url_passwords_are_masked() {
-        let cases = [
-            ("mysql://u:pw@h:3306/db", "mysql://u:******@h:3306/db"),
-            ("mysql://u:p@ss/w@h/db", "mysql://u:******@h/db"),
-            ("mysql://u@h/db", "mysql://u@h/db"),
-            ("mysql://h:3306/db", "mysql://h:3306/db"),
-            ("", ""),
-            ("not a url", "not a url"),
-        ];
-        for (url, masked) in cases {
-            assert_eq!(mask_url(url), masked, "{url}");
-        }
-    }
-
-    #[test]
     fn token_is_required_off_loopback() {
         // (listen, token, loopback, refused)
         let cases = [
@@ -2157,6 +2239,10 @@ mod tests {
                 c.delivery.retry_schedule.clear()
             }),
             ("delivery.timeout", |c| c.delivery.timeout = Duration::ZERO),
+            ("delivery.proxy", |c| {
+                c.delivery.proxy = "socks5://127.0.0.1:1080".into()
+            }),
+            ("delivery.proxy", |c| c.delivery.proxy = "proxy:3128".into()),
             ("delivery.async_interval", |c| {
                 c.delivery.async_interval = Duration::ZERO
             }),

@@ -381,7 +381,7 @@ impl Engine {
         let old = self.webhook(id)?;
         wh.id = id;
         wh.deleted = false;
-        wh.keep_masked_secrets(&old);
+        wh.keep_masked_secrets(&old)?;
         // Read-only: kept while the webhook stays disabled, cleared when it is enabled again.
         wh.disabled_reason = if wh.enabled {
             String::new()

@@ -13,6 +13,7 @@
 //! - [`deliver`]: bodies, signatures, sending, classifying replies.
 //! - [`store`]: redb; the only code that touches it.
 //! - [`api`]: the HTTP API; [`engine`]: wiring; [`config`]: configuration.
+//! - [`mask`]: what counts as a credential and how it is shown (logs, API, `Debug`).
 //!
 //! # Embedding
 //! ```no_run
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod mask;
 pub mod metrics;
 pub mod operator;
 pub mod route;

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// What a secret looks like in every response: secrets are write-only.
-pub const MASK: &str = "******";
+pub use crate::mask::MASK;
 
 /// Trigger settings: `{objectType: [action, ...]}`.
 pub type Triggers = BTreeMap<String, Vec<String>>;
@@ -115,8 +115,9 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// One webhook. Secrets are kept in clear here; [`Webhook::masked`] is what the API shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One webhook. Secrets are kept in clear here; [`Webhook::masked`] is what the API shows, and
+/// what `Debug` prints.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     /// Assigned by the store; ignored on input.
@@ -194,6 +195,16 @@ pub struct Webhook {
     pub disabled_reason: String,
 }
 
+impl fmt::Debug for Webhook {
+    /// The webhook as the API shows it: secrets and URL credentials masked.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match serde_json::to_string(&self.masked()) {
+            Ok(json) => write!(f, "Webhook {json}"),
+            Err(_) => write!(f, "Webhook {{ id: {}, .. }}", self.id),
+        }
+    }
+}
+
 /// A webhook's own message templates (CONTRACT §4 `template`): `title`/`text` for chat types,
 /// `body` for `default`; an empty one means the built-in one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -258,7 +269,8 @@ impl Webhook {
         ]
     }
 
-    /// A copy with every secret replaced by [`MASK`].
+    /// A copy with every secret replaced by [`MASK`], and the credentials inside its URLs (a
+    /// bot's `access_token` or `key`, a Lark hook token, a password) masked.
     pub fn masked(&self) -> Webhook {
         let mut w = self.clone();
         for s in w.secrets_mut() {
@@ -266,18 +278,110 @@ impl Webhook {
                 *s = MASK.to_string();
             }
         }
+        w.url = crate::mask::url(&w.url);
+        w.api_base = crate::mask::url(&w.api_base);
+        w.domain = crate::mask::url(&w.domain);
         w
     }
 
-    /// On PUT: a secret sent as `"******"` keeps the stored value.
-    pub fn keep_masked_secrets(&mut self, stored: &Webhook) {
-        let mut stored = stored.clone();
-        let old = stored.secrets_mut();
-        for (new, old) in self.secrets_mut().into_iter().zip(old) {
-            if new == MASK {
-                *new = old.clone();
+    /// On PUT: a secret sent as `"******"` keeps the stored value, and so does a URL sent as
+    /// the API shows it (its credentials masked).
+    ///
+    /// An app type's secret goes to its platform's token endpoint, so a masked one is kept only
+    /// while that place stays the same: the same `type`, `apiBase` and app id / corp id.
+    /// Otherwise it is an error naming the secret ("send the secret again"): the stored secret
+    /// must never follow a webhook to a host it was not written for. Signing secrets (`secret`)
+    /// never leave sanhook and are kept whatever changed. A URL that still holds a masked
+    /// credential but is not the stored URL is an error too.
+    pub fn keep_masked_secrets(&mut self, stored: &Webhook) -> Result<(), ValidationError> {
+        if self.secret == MASK {
+            self.secret = stored.secret.clone();
+        }
+        for (field, fixed, stored_url) in [
+            ("url", &mut self.url, &stored.url),
+            ("apiBase", &mut self.api_base, &stored.api_base),
+            ("domain", &mut self.domain, &stored.domain),
+        ] {
+            if !fixed.contains(MASK) {
+                continue;
+            }
+            if *fixed == crate::mask::url(stored_url) {
+                fixed.clone_from(stored_url);
+            } else {
+                return Err(ValidationError {
+                    field,
+                    message: format!(
+                        "{field} holds a masked credential ({MASK}) but is not the stored \
+                         {field}: send the whole {field} again, credentials included"
+                    ),
+                });
             }
         }
+        let base = |b: &str| b.trim().trim_end_matches('/').to_string();
+        let same_base = self.kind == stored.kind && base(&self.api_base) == base(&stored.api_base);
+        let apps = [
+            (
+                "appSecret",
+                "appKey",
+                &mut self.app_secret,
+                &self.app_key,
+                &stored.app_secret,
+                &stored.app_key,
+                WebhookType::Dinguser,
+            ),
+            (
+                "wechatCorpSecret",
+                "wechatCorpId",
+                &mut self.wechat_corp_secret,
+                &self.wechat_corp_id,
+                &stored.wechat_corp_secret,
+                &stored.wechat_corp_id,
+                WebhookType::Wechatuser,
+            ),
+            (
+                "feishuAppSecret",
+                "feishuAppId",
+                &mut self.feishu_app_secret,
+                &self.feishu_app_id,
+                &stored.feishu_app_secret,
+                &stored.feishu_app_id,
+                WebhookType::Feishuuser,
+            ),
+        ];
+        for (field, id_field, secret, id, stored_secret, stored_id, uses) in apps {
+            if *secret != MASK {
+                continue;
+            }
+            if same_base && id.trim() == stored_id.trim() {
+                secret.clone_from(stored_secret);
+                continue;
+            }
+            if self.kind != uses {
+                // Not this type's secret: nothing would use it, and it must not be kept for a
+                // place it was not written for.
+                secret.clear();
+                continue;
+            }
+            let mut changed = vec![];
+            if self.kind != stored.kind {
+                changed.push("type");
+            }
+            if base(&self.api_base) != base(&stored.api_base) {
+                changed.push("apiBase");
+            }
+            if id.trim() != stored_id.trim() {
+                changed.push(id_field);
+            }
+            return Err(ValidationError {
+                field,
+                message: format!(
+                    "{field} is masked ({MASK}) but {} changed: send the secret again (a \
+                     stored secret is only kept while it goes to the same place)",
+                    changed.join(", ")
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The payload keys this webhook sends (`default` type), in Sanplex's order, `text` always.
@@ -306,7 +410,10 @@ impl Webhook {
                 _ => {
                     return err(
                         "url",
-                        format!("url {:?} is not an absolute http(s) URL", self.url),
+                        format!(
+                            "url {:?} is not an absolute http:// or https:// URL",
+                            crate::mask::url(&self.url)
+                        ),
                     )
                 }
             }
@@ -357,17 +464,27 @@ impl Webhook {
                     ),
                 );
             }
-            if reqwest::Url::parse(&self.api_base).is_err() {
+            let http = reqwest::Url::parse(&self.api_base).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !http {
                 return err(
                     "apiBase",
-                    format!("apiBase {:?} is not an absolute URL", self.api_base),
+                    format!(
+                        "apiBase {:?} is not an absolute http:// or https:// URL",
+                        crate::mask::url(&self.api_base)
+                    ),
                 );
             }
         }
         if !self.domain.is_empty() && reqwest::Url::parse(&self.domain).is_err() {
             return err(
                 "domain",
-                format!("domain {:?} is not an absolute URL", self.domain),
+                format!(
+                    "domain {:?} is not an absolute URL",
+                    crate::mask::url(&self.domain)
+                ),
             );
         }
         if self.kind == WebhookType::Default {

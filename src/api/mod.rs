@@ -184,6 +184,110 @@ async fn auth(
     next.call(req).await
 }
 
+/// The media types a request body may have on `path`: JSON everywhere, NDJSON too for events.
+fn accepted_media(path: &str) -> &'static [&'static str] {
+    if path.trim_end_matches('/').ends_with("/events") {
+        &[
+            "application/json",
+            "application/x-ndjson",
+            "application/ndjson",
+            "application/jsonlines",
+            "application/x-jsonlines",
+        ]
+    } else {
+        &["application/json"]
+    }
+}
+
+/// Whether a request carries a body: a `Content-Length` above zero or any `Transfer-Encoding`
+/// (HTTP/1.1 requests have no body otherwise).
+fn has_body(headers: &actix_web::http::header::HeaderMap) -> bool {
+    use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Whether an `Origin` is this server's own: its host and port (the scheme left aside) equal
+/// to the request's `Host`. `null` (a sandboxed or `file:` page) is never.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let authority = origin
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.trim_end_matches('/'));
+    !authority.is_empty() && !host.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
+/// A header value as an error may show it: text only, cut.
+fn shown_header(v: &actix_web::http::header::HeaderValue) -> String {
+    String::from_utf8_lossy(v.as_bytes())
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// What keeps web pages from driving the API through a browser (CONTRACT §4): a request whose
+/// `Origin` is not this server's own is a 403 (a page on another site, even one on this
+/// host), and a body must say it is JSON (415 otherwise), which no page can send to another
+/// origin without the browser asking first. Clients that are not browsers send no `Origin`.
+async fn browsers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{CONTENT_TYPE, HOST, ORIGIN};
+    let headers = req.headers();
+    if let Some(origin) = headers.get(ORIGIN) {
+        let host = headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same_origin(origin.to_str().unwrap_or(""), host) {
+            let shown = shown_header(origin);
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Origin {shown} is not this server ({host}): the API cannot be used from \
+                     another web page"
+                ),
+                json!({ "origin": shown }),
+            )
+            .into());
+        }
+    }
+    if has_body(headers) {
+        let accepted = accepted_media(req.path());
+        let sent = headers.get(CONTENT_TYPE);
+        let media = sent
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !accepted.contains(&media.as_str()) {
+            let (what, shown) = match sent {
+                Some(v) => {
+                    let shown = shown_header(v);
+                    (
+                        format!("Content-Type {shown} is not accepted"),
+                        json!(shown),
+                    )
+                }
+                None => (
+                    "a request body needs a Content-Type".to_string(),
+                    Value::Null,
+                ),
+            };
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("{what}: send {}", accepted.join(" or ")),
+                json!({ "contentType": shown }),
+            )
+            .into());
+        }
+    }
+    next.call(req).await
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -195,6 +299,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(auth))
+                // Outermost, so that it runs first: a foreign page gets 403 with or without a
+                // token.
+                .wrap(from_fn(browsers))
                 .configure(events::routes)
                 .configure(webhooks::routes)
                 .configure(bindings::routes)
@@ -220,4 +327,27 @@ pub fn serve(engine: Engine, listener: TcpListener) -> std::io::Result<actix_web
             .listen(listener)?
             .run(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert!(same_origin("http://127.0.0.1:8930", "127.0.0.1:8930"));
+        assert!(same_origin(
+            "https://Sanhook.example.com",
+            "sanhook.example.com"
+        ));
+        assert!(same_origin("http://[::1]:8930", "[::1]:8930"));
+        assert!(!same_origin("http://127.0.0.1:8931", "127.0.0.1:8930"));
+        assert!(!same_origin("http://evil.example", "127.0.0.1:8930"));
+        assert!(!same_origin(
+            "http://127.0.0.1:8930.evil.example",
+            "127.0.0.1:8930"
+        ));
+        assert!(!same_origin("null", "127.0.0.1:8930"));
+        assert!(!same_origin("http://127.0.0.1:8930", ""));
+    }
 }

@@ -54,7 +54,15 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ApiError> {
         });
         match culprit {
             Some((k, val)) => {
-                let shown: String = val.to_string().chars().take(100).collect();
+                // The value as sent, unless it is (or holds) a credential.
+                let shown: String = if crate::mask::is_secret_key(k) {
+                    crate::mask::MASK.to_string()
+                } else {
+                    crate::mask::text(&val.to_string())
+                        .chars()
+                        .take(100)
+                        .collect()
+                };
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("invalid value for {k}: {shown}: {e}"),

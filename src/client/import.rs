@@ -245,8 +245,12 @@ struct Sanplex {
 impl Sanplex {
     /// Reads the three tables; an error says what could not be read.
     async fn read(url: &str) -> Result<Sanplex, String> {
-        let opts = Opts::from_url(url)
-            .map_err(|e| format!("--db {e}; expected mysql://user:password@host:3306/database"))?;
+        let opts = Opts::from_url(url).map_err(|e| {
+            format!(
+                "--db {}; expected mysql://user:password@host:3306/database",
+                crate::mask::text(&e.to_string())
+            )
+        })?;
         let shown_url = format!(
             "mysql://{}@{}:{}/{}",
             opts.user().unwrap_or(""),
@@ -632,6 +636,10 @@ impl Desired {
                 if SECRETS.contains(k) {
                     let set = |v: &Value| v.as_str().is_some_and(|s| !s.is_empty());
                     set(&want) != set(&have)
+                } else if *k == "url" {
+                    // The server shows a URL's credentials (a bot's key) masked.
+                    let shown = want.as_str().map(crate::mask::url).map(Value::String);
+                    normalise(shown.unwrap_or(want)) != normalise(have)
                 } else {
                     normalise(want) != normalise(have)
                 }
@@ -957,7 +965,7 @@ async fn import_triggers(api: &Api, sanplex: &Sanplex, report: &mut Report) {
     }
 }
 
-/// Masks every owned secret, as the API shows them.
+/// Masks every owned secret and the URL's credentials, as the API shows them.
 #[cfg(test)]
 fn masked(fields: &Map<String, Value>) -> Map<String, Value> {
     let mut m = fields.clone();
@@ -968,6 +976,9 @@ fn masked(fields: &Map<String, Value>) -> Map<String, Value> {
         {
             m.insert((*k).into(), json!(crate::webhook::MASK));
         }
+    }
+    if let Some(url) = m.get("url").and_then(Value::as_str).map(crate::mask::url) {
+        m.insert("url".into(), json!(url));
     }
     m
 }

@@ -96,6 +96,7 @@ async fn replay(cfg: &Config, files: &[PathBuf]) -> i32 {
     let client = match reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()
     {
         Ok(c) => c,

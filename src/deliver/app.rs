@@ -17,8 +17,8 @@ use crate::webhook::Webhook;
 /// maximum).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
 
-/// The credentials of an app-message webhook and the API base to use.
-#[derive(Debug, Clone)]
+/// The credentials of an app-message webhook and the API base to use. `Debug` masks the secret.
+#[derive(Clone)]
 pub struct App {
     pub platform: Platform,
     /// `apiBase` of the webhook, else `[platforms]`; no trailing slash.
@@ -31,6 +31,19 @@ pub struct App {
     pub agent: u64,
     /// The token cache key of this credential set.
     pub key: String,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("platform", &self.platform)
+            .field("base", &crate::mask::url(&self.base))
+            .field("id", &self.id)
+            .field("secret", &crate::mask::MASK)
+            .field("agent", &self.agent)
+            .field("key", &crate::mask::text(&self.key))
+            .finish()
+    }
 }
 
 /// The fields of a credential set as one kind names them (its [`super::Channel::app`]).
@@ -368,6 +381,43 @@ mod tests {
             "https://open.larksuite.com"
         );
         assert!(App::of(&Webhook::default(), &cfg).is_err());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let cfg = Config::from_toml_str("").expect("defaults");
+        let wh = Webhook {
+            id: 7,
+            name: "app".into(),
+            kind: WebhookType::Wechatuser,
+            url: "https://h/x?key=url-key-1".into(),
+            wechat_corp_id: "corp".into(),
+            wechat_corp_secret: "corp-secret-1".into(),
+            wechat_agent_id: "1000002".into(),
+            api_base: "https://u:base-pw-1@qy.example.com".into(),
+            secret: "sign-secret-1".into(),
+            ..Webhook::default()
+        };
+        let app = App::of(&wh, &cfg).expect("app");
+        let route = channel(WebhookType::Wechatgroup).route(&wh, &cfg);
+        let token = Token {
+            value: "token-1".into(),
+            lifetime: Duration::from_secs(1),
+        };
+        let shown = format!("{wh:?} {app:?} {route:?} {token:?}");
+        for secret in [
+            "url-key-1",
+            "corp-secret-1",
+            "base-pw-1",
+            "sign-secret-1",
+            "token-1",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("corp") && shown.contains("1000002"),
+            "{shown}"
+        );
     }
 
     #[test]

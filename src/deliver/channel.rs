@@ -51,12 +51,22 @@ impl Envelope {
 }
 
 /// Where a webhook's deliveries go: deliveries of one destination share its order and budget.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` masks the bot URL in its name.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Route {
     /// The destination's name (`wh:<id>`, `bot:<kind>:<url>`, `app:<kind>:<credentials>`).
     pub name: String,
     /// Its sliding windows; empty = not a rate-limited lane.
     pub windows: Vec<Window>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &crate::mask::text(&self.name))
+            .field("windows", &self.windows)
+            .finish()
+    }
 }
 
 /// What an attempt would take from a per-member budget (WeCom: 30 messages a minute to one

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::channel::{Channel, Envelope, Route};
-use super::{mask_url, parse_retry_after, payload, Attempt, Deliverer, Outcome};
+use super::{parse_retry_after, payload, Attempt, Deliverer, Outcome};
 use crate::config::Config;
 use crate::webhook::Webhook;
 
@@ -76,7 +76,10 @@ pub fn classify_default(
                 .unwrap_or("?");
             Outcome::Retry {
                 after: None,
-                error: format!("HTTP {status}: redirect to {} not followed", mask_url(to)),
+                error: format!(
+                    "HTTP {status}: redirect to {} not followed",
+                    crate::mask::url(to)
+                ),
             }
         }
         429 | 503 => Outcome::Retry {

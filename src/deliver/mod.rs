@@ -6,6 +6,7 @@
 //! here touches the store: dispatch reads what an attempt needs (bindings, member budgets)
 //! beforehand and passes it in the [`Envelope`].
 
+pub mod addr;
 mod app;
 pub mod channel;
 pub mod chat;
@@ -23,7 +24,6 @@ pub mod text;
 pub mod token;
 pub mod wecom;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,8 +142,8 @@ impl UrlCache {
         }
         let parsed = Arc::new(ParsedUrl {
             url: reqwest::Url::parse(url)
-                .map_err(|e| format!("bad URL {:?}: {e}", mask_url(url)))?,
-            masked: mask_url(url),
+                .map_err(|e| format!("bad URL {:?}: {e}", crate::mask::url(url)))?,
+            masked: crate::mask::url(url),
         });
         if cacheable {
             if let Ok(mut m) = self.0.lock() {
@@ -181,7 +181,9 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// Builds the one outgoing HTTP client: TLS verified, redirects not followed.
+/// Builds the one outgoing HTTP client: TLS verified, redirects not followed, no proxy from the
+/// environment (`HTTP(S)_PROXY`, which reqwest would otherwise follow: `delivery.proxy` is
+/// the only proxy).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
     client_builder(timeout)
         .build()
@@ -193,53 +195,36 @@ fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .tls_backend_rustls()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(user_agent())
 }
 
-/// The delivery client: as [`http_client`], and with `delivery.allow_private = false` its DNS
-/// answers are filtered, so the address checked is the address connected to (no window for a
-/// name to resolve to a public address at the check and a private one at the connect).
+/// The delivery client: as [`http_client`], through `delivery.proxy` when one is set. Without
+/// a proxy its resolver answers only with addresses the address checks allow
+/// ([`addr::Checked`]), so the address checked is the address connected to. With one, the
+/// proxy resolves and connects: its own address is the operator's choice and is not checked,
+/// and destinations are checked before each request ([`addr::admit`]).
 fn delivery_client(cfg: &Config) -> Result<reqwest::Client, String> {
     // Idle keep-alive connections per host are not capped: several destinations (ten webhooks
     // on one receiver) each keep `max_in_flight` sends going to the same host, and a cap below
     // their sum closes connections only to open new ones a moment later. Idle ones close
     // after reqwest's idle timeout.
     let b = client_builder(cfg.delivery.timeout);
-    let b = if cfg.delivery.allow_private {
-        b
+    let b = if cfg.delivery.proxy.is_empty() {
+        b.dns_resolver(Arc::new(addr::Checked(addr::Policy::of(&cfg.delivery))))
     } else {
-        b.dns_resolver(Arc::new(PublicOnly))
+        let proxy = reqwest::Proxy::all(cfg.delivery.proxy.as_str()).map_err(|e| {
+            format!(
+                "delivery.proxy {}: {e}",
+                crate::mask::url(&cfg.delivery.proxy)
+            )
+        })?;
+        b.proxy(proxy)
     };
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
-/// A resolver that drops loopback, private and link-local addresses.
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let all: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<std::net::SocketAddr> = all
-                .iter()
-                .copied()
-                .filter(|a| !is_private(a.ip()))
-                .collect();
-            if public.is_empty() {
-                let shown = all.first().map(|a| a.ip().to_string()).unwrap_or_default();
-                return Err(format!(
-                    "{host} resolves to {shown}, a private address; refused because delivery.allow_private = false"
-                )
-                .into());
-            }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }
 
 impl Deliverer {
@@ -441,18 +426,11 @@ impl Deliverer {
         let request = RequestLog {
             url: match &parsed {
                 Ok(p) => p.masked.clone(),
-                Err(_) => mask_url(url),
+                Err(_) => crate::mask::url(url),
             },
             headers: headers
                 .iter()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("authorization") {
-                        crate::webhook::MASK.to_string()
-                    } else {
-                        v.clone()
-                    };
-                    (k.clone(), v)
-                })
+                .map(|(k, v)| (k.clone(), crate::mask::header(k, v)))
                 .collect(),
             body: cut(&body),
         };
@@ -462,7 +440,7 @@ impl Deliverer {
                     method: method.to_string(),
                     url: request.url.clone(),
                     headers: request.headers.clone(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
+                    body: crate::mask::body(&String::from_utf8_lossy(&body)).into_owned(),
                 });
             }
             return Sent {
@@ -488,9 +466,8 @@ impl Deliverer {
         body: Vec<u8>,
         max_response: usize,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
-        if !self.cfg.delivery.allow_private {
-            check_public(url).await?;
-        }
+        let proxied = !self.cfg.delivery.proxy.is_empty();
+        addr::admit(addr::Policy::of(&self.cfg.delivery), proxied, url).await?;
         let parsed = url.clone();
         let with_body = method != reqwest::Method::GET;
         let mut req = self.client.request(method, parsed);
@@ -591,44 +568,7 @@ fn describe_reqwest(e: reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    msg
-}
-
-/// With `allow_private = false`: refuses a URL whose host is a private IP literal (names are
-/// filtered by the client's resolver, [`PublicOnly`], which literals never reach).
-async fn check_public(url: &reqwest::Url) -> Result<(), String> {
-    let host = url.host_str().ok_or("URL has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        if is_private(ip) {
-            return Err(format!(
-                "{host} is a private address; refused because delivery.allow_private = false"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
+    crate::mask::text(&msg).into_owned()
 }
 
 /// How many of `events` (in order, oldest first) one message to `wh` can carry: for group bots
@@ -664,9 +604,11 @@ pub fn digest_line(
     }
 }
 
-/// Cuts a body for the log at a character boundary.
+/// A body as the log keeps it: credentials masked ([`crate::mask::body`]), cut at a character
+/// boundary.
 pub fn cut(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
+    let text = String::from_utf8_lossy(body);
+    let s = crate::mask::body(&text);
     if s.len() <= LOG_BODY_MAX {
         return s.into_owned();
     }
@@ -677,59 +619,9 @@ pub fn cut(body: &[u8]) -> String {
     format!("{}…[cut, {} bytes in all]", &s[..end], body.len())
 }
 
-/// Masks credentials inside a URL: `access_token`, `key`, `token`, `sign` (and any `*token*` /
-/// `*secret*`) query values, and the token of a Lark/Feishu bot hook path.
-pub fn mask_url(url: &str) -> String {
-    let Ok(mut u) = reqwest::Url::parse(url) else {
-        return url.to_string();
-    };
-    let pairs: Vec<(String, String)> = u
-        .query_pairs()
-        .map(|(k, v)| {
-            let lk = k.to_ascii_lowercase();
-            let secret = matches!(lk.as_str(), "key" | "sign" | "access_token" | "token")
-                || lk.contains("token")
-                || lk.contains("secret");
-            (
-                k.into_owned(),
-                if secret {
-                    crate::webhook::MASK.to_string()
-                } else {
-                    v.into_owned()
-                },
-            )
-        })
-        .collect();
-    if !pairs.is_empty() {
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    if let Some(idx) = u.path().find("/bot/v2/hook/") {
-        let prefix = u.path()[..idx + "/bot/v2/hook/".len()].to_string();
-        u.set_path(&format!("{prefix}{}", crate::webhook::MASK));
-    }
-    if u.password().is_some() {
-        let _ = u.set_password(Some(crate::webhook::MASK));
-    }
-    u.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_credentials_in_urls() {
-        let m = mask_url(
-            "https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz",
-        );
-        assert!(!m.contains("abc123") && !m.contains("xyz"), "{m}");
-        assert!(m.contains("timestamp=1"), "{m}");
-        let m = mask_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K-1");
-        assert!(!m.contains("K-1"), "{m}");
-        let m = mask_url("https://open.feishu.cn/open-apis/bot/v2/hook/tok-123");
-        assert!(!m.contains("tok-123"), "{m}");
-        assert_eq!(mask_url("http://h/x?a=1"), "http://h/x?a=1");
-    }
 
     /// A template's output, `details` included, is cut to what each platform takes.
     #[test]
@@ -790,23 +682,5 @@ mod tests {
             Some(Duration::from_secs(90))
         );
         assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn private_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "169.254.1.1",
-            "::1",
-            "fd00::1",
-            "100.64.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "2606:4700::1111"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
-        }
     }
 }

@@ -63,6 +63,10 @@ pub struct Reply {
     pub json: Option<Value>,
 }
 
+/// The most of a platform's message kept in an error: an answer that is not really the
+/// platform's (a proxy, an internal service at a wrong `apiBase`) can say anything.
+const MSG_MAX: usize = 200;
+
 /// Reads a JSON value that platforms send as either a number or a numeric string.
 pub(crate) fn as_i64(v: &Value) -> Option<i64> {
     match v {
@@ -84,8 +88,8 @@ impl Reply {
             .as_ref()
             .and_then(|j| j.get(platform.msg_key()))
             .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+            .map(shown_msg)
+            .unwrap_or_default();
         Reply {
             platform,
             status,
@@ -123,6 +127,15 @@ impl Reply {
             Some(code) => format!("{} {label} {code}: {}", self.platform.name(), self.msg),
             None => format!("{}: HTTP {}", self.platform.name(), self.status),
         }
+    }
+}
+
+/// A platform's message as errors show it: credentials masked, cut to [`MSG_MAX`] characters.
+fn shown_msg(msg: &str) -> String {
+    let masked = crate::mask::text(msg);
+    match masked.char_indices().nth(MSG_MAX) {
+        Some((end, _)) => format!("{}…", &masked[..end]),
+        None => masked.into_owned(),
     }
 }
 
@@ -196,34 +209,26 @@ pub fn classify(
                 error: what,
             },
         },
-        None => {
-            let body = reply
-                .json
-                .as_ref()
-                .map(Value::to_string)
-                .unwrap_or_default();
-            let detail = if body.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", super::cut(body.as_bytes()))
-            };
-            match reply.status {
-                200..=299 => Outcome::Retry {
-                    after: None,
-                    error: format!(
-                        "{what} without an {}; not trusted as accepted{detail}",
-                        reply.platform.code_key()
-                    ),
-                },
-                408 | 500..=599 => Outcome::Retry {
-                    after: None,
-                    error: format!("{what}{detail}"),
-                },
-                _ => Outcome::Dead(format!(
-                    "{what}{detail} (check the webhook's url or apiBase)"
-                )),
-            }
-        }
+        // No code: not (or not yet) the platform speaking. Its body stays in the delivery
+        // log's response, cut and masked, and out of the error, which reaches API answers.
+        None => match reply.status {
+            200..=299 => Outcome::Retry {
+                after: None,
+                error: format!(
+                    "{what} without an {}; not trusted as accepted",
+                    reply.platform.code_key()
+                ),
+            },
+            408 | 500..=599 => Outcome::Retry {
+                after: None,
+                error: what,
+            },
+            _ => Outcome::Dead(format!(
+                "{what}, not a {} answer (no {}): check the webhook's url or apiBase",
+                reply.platform.name(),
+                reply.platform.code_key()
+            )),
+        },
     }
 }
 
@@ -257,6 +262,36 @@ mod tests {
         let r = Reply::read(Platform::Feishu, 400, b"<html>");
         assert_eq!((r.code, &r.json), (None, &None));
         assert_eq!(r.describe(), "Feishu: HTTP 400");
+    }
+
+    #[test]
+    fn an_answer_without_a_code_is_not_echoed_in_the_error() {
+        let h = reqwest::header::HeaderMap::new();
+        let internal = br#"{"db_password":"hunter2","rows":["internal data"]}"#;
+        for status in [200, 403, 404, 500] {
+            let r = Reply::read(Platform::WeCom, status, internal);
+            let error = match classify(&r, &h, |_, _| Rule::Unknown) {
+                Outcome::Retry { error, .. } | Outcome::Dead(error) => error,
+                other => panic!("{other:?}"),
+            };
+            assert!(
+                error.starts_with(&format!("WeCom: HTTP {status}")),
+                "{error}"
+            );
+            assert!(
+                !error.contains("internal data") && !error.contains("hunter2"),
+                "{error}"
+            );
+        }
+        let long = format!(r#"{{"errcode": 7, "errmsg": "{}"}}"#, "x".repeat(5000));
+        let r = Reply::read(Platform::WeCom, 200, long.as_bytes());
+        assert!(r.describe().chars().count() < 300, "{}", r.describe());
+        let r = Reply::read(
+            Platform::DingTalk,
+            200,
+            br#"{"errcode": 7, "errmsg": "see http://h/x?token=t0k"}"#,
+        );
+        assert!(!r.describe().contains("t0k"), "{}", r.describe());
     }
 
     #[test]

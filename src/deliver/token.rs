@@ -24,13 +24,22 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// At most this many credential sets keep a cached token (one per app webhook in practice).
 const MAX_TOKENS: u64 = 10_000;
 
-/// One access token and how long the platform said it lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One access token and how long the platform said it lives. `Debug` masks the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     /// The token itself (a secret: never logged).
     pub value: String,
     /// The lifetime from the token response.
     pub lifetime: Duration,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &crate::mask::MASK)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
 }
 
 impl Token {

@@ -153,7 +153,7 @@ impl Destination {
             Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_default(),
             Ok(None) => vec![],
             Err(e) => {
-                tracing::error!(destination = %self.name, error = %e, "could not read the send budget; trying again before sending");
+                tracing::error!(destination = %crate::mask::text(&self.name), error = %e, "could not read the send budget; trying again before sending");
                 return false;
             }
         };
@@ -647,7 +647,7 @@ impl Destination {
             }
             if state.status == Status::Dead {
                 tracing::warn!(
-                    destination = %self.name,
+                    destination = %crate::mask::text(&self.name),
                     delivery = id,
                     error = state.last_error.as_deref().unwrap_or(""),
                     "delivery dead"

@@ -2,7 +2,9 @@
 
 mod support;
 
+mod addresses;
 mod api;
+mod browsers;
 mod burst;
 mod cli;
 mod crash;
@@ -13,5 +15,6 @@ mod messages;
 mod platforms;
 mod recover_stats;
 mod sanplex_db;
+mod secrets;
 mod storage;
 mod tail;

@@ -308,6 +308,7 @@ async fn engine_run(
     let api = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()
         .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
     let dir = child::TempDir::new()

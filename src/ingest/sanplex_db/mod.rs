@@ -64,7 +64,8 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
     }
     let opts = Opts::from_url(cfg.url.trim()).map_err(|e| {
         Error::Config(format!(
-            "sanplex_db.url: {e}; expected mysql://user:password@host:3306/database"
+            "sanplex_db.url: {}; expected mysql://user:password@host:3306/database",
+            crate::mask::text(&e.to_string())
         ))
     })?;
     if opts.db_name().is_none_or(str::is_empty) {

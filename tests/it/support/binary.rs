@@ -1,7 +1,7 @@
 //! The real `sanhook` binary as a child process, for tests that kill it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A port free right now on 127.0.0.1 (for a child's `server.listen`).
@@ -35,12 +35,24 @@ impl Sanhook {
     /// Starts `sanhook serve --config CONFIG`, logging to `log`, and waits until `base`
     /// answers `/healthz`.
     pub async fn serve(config: &Path, log: &Path, base: &str) -> Sanhook {
+        Sanhook::serve_with(config, log, base, &[("SANHOOK_LOG", "warn")]).await
+    }
+
+    /// [`Sanhook::serve`] with these environment variables, stdout and stderr both to `log`.
+    pub async fn serve_with(
+        config: &Path,
+        log: &Path,
+        base: &str,
+        env: &[(&str, &str)],
+    ) -> Sanhook {
+        sanhook::deliver::install_crypto_provider();
         let log = std::fs::File::create(log).expect("log file");
+        let out = log.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sanhook"))
             .args(["serve", "--config"])
             .arg(config)
-            .env("SANHOOK_LOG", "warn")
-            .stdout(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .expect("start sanhook");
@@ -72,5 +84,48 @@ impl Drop for Sanhook {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A client of a child's API: every answer kept whole, status and text.
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Api {
+        sanhook::deliver::install_crypto_provider();
+        Api {
+            base: base.to_string(),
+            token: token.to_string(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Sends a request (a JSON body when given); returns the status and the answer's text.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, String) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut r = self.client.request(m, format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            r = r.bearer_auth(&self.token);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
     }
 }

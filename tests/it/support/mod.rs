@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod fakes;
+pub mod proxy;
 pub mod receiver;
 
 use std::net::TcpListener;

@@ -371,6 +371,11 @@ impl<S: HasCore> Fake<S> {
         self.state().core().token_calls
     }
 
+    /// Every access token issued so far (secrets: they must never show in sanhook's output).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state().core().tokens.keys().cloned().collect()
+    }
+
     /// Invalidates every token issued so far (the next call with one is refused with the
     /// platform's token code).
     pub fn invalidate_tokens(&self) {
