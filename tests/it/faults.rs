@@ -3,6 +3,7 @@
 //! - [`matrix`]: one `sanhook serve` child and one webhook per receiver behaviour (5xx,
 //!   `Retry-After` in seconds and as a date, timeouts, refused and reset connections, a slow
 //!   body, 410, redirects, a 10 MB answer), each checked in the delivery log and at the receiver;
+//! - [`platforms`]: each chat platform's throttle and token expiry in the middle of a burst;
 //! - [`producer`]: producers that drop their connection part-way through `POST /events`;
 //! - [`kill`]: `kill -9` in a loop while a receiver fails a fifth of its requests;
 //! - [`model`]: a model-based proptest of one destination (outcomes, restarts, manual retries).
@@ -12,6 +13,7 @@
 mod kill;
 mod matrix;
 mod model;
+mod platforms;
 mod producer;
 
 use std::sync::{Arc, Mutex};
@@ -146,6 +148,11 @@ impl Bin {
             .cloned()
             .unwrap_or(Value::Null)
     }
+}
+
+/// `d.len() == n` and every one has `status`.
+pub fn all(d: &[Value], n: usize, status: &str) -> bool {
+    d.len() == n && d.iter().all(|x| x["status"] == status)
 }
 
 /// What a [`Raw`] receiver does with one request.
