@@ -418,8 +418,12 @@ impl Destination {
                     Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into()))
                 }
             };
+            // The platform's wait pauses the whole bot, cut like a delivery's own wait
+            // (CONTRACT §5 `max_retry_after`): a header can say anything.
             let pause = match &attempt.outcome {
-                Outcome::Retry { after: Some(a), .. } => Some(*a),
+                Outcome::Retry { after: Some(a), .. } => {
+                    Some((*a).min(shared.cfg.delivery.max_retry_after))
+                }
                 _ => None,
             };
             let mut ended = Vec::with_capacity(batch.len());

@@ -1,8 +1,11 @@
 //! The real binary, killed with SIGKILL again and again while events flow to ten webhooks at
 //! full speed: nothing is lost and each object's events reach each webhook in order. A send in
 //! flight (or awaiting its commit) at a kill may arrive twice, with the same `webhook-id`.
+//!
+//! [`run`] is the loop itself, also used by `faults::kill` with a receiver that fails some of
+//! its requests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,10 +14,6 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
 use crate::support::binary::{free_port, write_config, Sanhook};
-
-const WEBHOOKS: usize = 10;
-const OBJECTS: u64 = 500;
-const KILLS: usize = 5;
 
 /// Events posted: `SANHOOK_TEST_KILL_EVENTS`, default 5,000 (50,000 deliveries); `.ci/run` runs
 /// it again on the release build with 50,000 (500,000 deliveries).
@@ -25,18 +24,30 @@ fn events() -> u64 {
         .unwrap_or(5_000)
 }
 
-/// One arrival: (webhook index, object id, event number).
-type Arrival = (u8, u32, u32);
+/// One request the sink got.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// The webhook's index (the last segment of the path).
+    pub hook: u8,
+    pub object: u32,
+    /// The event's number (its `comment`, `n=...`).
+    pub n: u32,
+    /// Whether the sink answered 2xx.
+    pub ok: bool,
+    /// The delivery id in its `webhook-id` (`msg_<instance>_<id>`; 0 when unsigned).
+    pub msg: u64,
+}
 
-/// A receiver that keeps only what the checks need (a 500k-delivery run stays small).
-struct Sink {
-    url: String,
-    got: Arc<Mutex<Vec<Arrival>>>,
+/// A receiver that keeps only what the checks need (a 500k-delivery run stays small), and
+/// answers `500` to `fail_percent` % of requests, at random.
+pub struct Sink {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Arrival>>>,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl Sink {
-    fn start() -> Sink {
+    pub fn start(fail_percent: u32) -> Sink {
         let got: Arc<Mutex<Vec<Arrival>>> = Arc::default();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -63,8 +74,26 @@ impl Sink {
                         .and_then(|s| s.strip_prefix("n="))
                         .and_then(|s| s.parse().ok())
                         .unwrap_or(0);
-                    g.lock().expect("sink lock").push((hook, object, n));
-                    HttpResponse::Ok().body("ok")
+                    let msg: u64 = req
+                        .headers()
+                        .get("webhook-id")
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|s| s.rsplit('_').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let ok = fail_percent == 0 || rand::random_range(0..100) >= fail_percent;
+                    g.lock().expect("sink lock").push(Arrival {
+                        hook,
+                        object,
+                        n,
+                        ok,
+                        msg,
+                    });
+                    if ok {
+                        HttpResponse::Ok().body("ok")
+                    } else {
+                        HttpResponse::InternalServerError().body("flaky")
+                    }
                 }
             }))
         })
@@ -77,21 +106,34 @@ impl Sink {
         Sink { url, got, handle }
     }
 
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.got.lock().expect("sink lock").len()
+    }
+
+    /// How many distinct (webhook, event) were answered 2xx.
+    fn distinct_ok(&self) -> usize {
+        self.got
+            .lock()
+            .expect("sink lock")
+            .iter()
+            .filter(|a| a.ok)
+            .map(|a| (a.hook, a.n))
+            .collect::<HashSet<_>>()
+            .len()
     }
 }
 
-/// Posts events `from..to` in NDJSON batches of 1,000, each until it gets its `202` (a batch
-/// the engine did not answer is posted again: ids dedupe it), for at most 30 s a batch.
-async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u64) {
+/// Posts events `from..to` (event n about object `n % objects + 1`, comment `n=<n>`) in NDJSON
+/// batches of 1,000, each until it gets its `202` (a batch the engine did not answer is posted
+/// again: ids dedupe it), for at most 30 s a batch.
+pub async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u64, objects: u64) {
     let mut next = from;
     while next < to {
         let end = (next + 1000).min(to);
         let body: Vec<String> = (next..end)
             .map(|n| {
                 json!({
-                    "id": n + 1, "objectType": "bug", "objectID": n % OBJECTS + 1, "product": ",1,",
+                    "id": n + 1, "objectType": "bug", "objectID": n % objects + 1, "product": ",1,",
                     "execution": 5, "actor": "alice", "action": "edited",
                     "date": "2026-11-20 09:00:35", "objectName": "Login fails",
                     "comment": format!("n={n}")
@@ -121,99 +163,193 @@ async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u64) {
     }
 }
 
-#[actix_rt::test]
-async fn five_kills_under_full_load_lose_nothing_and_keep_order() {
+/// One kill loop.
+pub struct Run {
+    pub webhooks: usize,
+    pub objects: u64,
+    pub events: u64,
+    pub kills: usize,
+    /// The receiver answers 500 to this share of requests.
+    pub fail_percent: u32,
+    /// Webhooks with a secret: requests carry `webhook-id`, checked stable across repeats.
+    pub signed: bool,
+    /// The retry schedule: `retries` times `retry`.
+    pub retry: &'static str,
+    pub retries: usize,
+    /// How long the deliveries may take after the last post.
+    pub finish: Duration,
+}
+
+/// What a kill loop came to (the checks of order and ids have passed).
+pub struct Report {
+    pub arrivals: usize,
+    /// Arrivals answered 500.
+    pub failed: usize,
+    /// Expected (webhook, event) pairs never answered 2xx.
+    pub lost: usize,
+    /// 2xx answers beyond the first for a (webhook, event).
+    pub repeats: usize,
+    pub wall: Duration,
+}
+
+/// Posts `run.events` in `run.kills + 1` parts, killing the engine with SIGKILL (and starting
+/// it again) after each of the first `kills` parts while its deliveries flow; then waits for
+/// every (webhook, event) to be answered 2xx. Checks, per webhook and object, that first
+/// arrivals and first 2xx arrivals come in posting order, and (signed) that every request of an
+/// event carries one `webhook-id`.
+pub async fn run(run: Run) -> Report {
     sanhook::deliver::install_crypto_provider();
-    let total = events();
-    let sink = Sink::start();
+    let started = Instant::now();
+    let total = run.events;
+    let sink = Sink::start(run.fail_percent);
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let config = write_config(dir.path(), port, "200ms", 20);
+    let config = write_config(dir.path(), port, run.retry, run.retries);
     let client = reqwest::Client::new();
     let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
-    for i in 0..WEBHOOKS {
+    for i in 0..run.webhooks {
+        let mut wh = json!({"name": format!("kill{i}"), "url": format!("{}/hook/{i}", sink.url)});
+        if run.signed {
+            wh["secret"] = json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        }
         let resp = client
             .post(format!("{base}/api/v1/webhooks"))
-            .json(&json!({"name": format!("kill{i}"), "url": format!("{}/hook/{i}", sink.url)}))
+            .json(&wh)
             .send()
             .await
             .expect("create webhook");
         assert_eq!(resp.status().as_u16(), 201);
     }
 
-    // Post in batches of 1,000; kill the engine after every fifth of the events (while the
-    // deliveries of what was posted are still flowing), start it again, and go on.
-    let per_kill = total / KILLS as u64;
-    for run in 1..=KILLS {
-        post_events(
-            &client,
-            &base,
-            per_kill * (run as u64 - 1),
-            per_kill * run as u64,
-        )
-        .await;
-        // Let deliveries get going, then kill mid-stream.
-        let want = sink.count() + 2000;
+    // Post in parts; kill the engine after each (while the deliveries of what was posted are
+    // still flowing), start it again, and go on.
+    let per_kill = total / (run.kills as u64 + 1);
+    // Kill once this many more requests arrived after a part was posted (or 10 s passed).
+    let step = ((per_kill as usize * run.webhooks) / 2).clamp(1, 2000);
+    for k in 1..=run.kills {
+        let (from, to) = (per_kill * (k as u64 - 1), per_kill * k as u64);
+        post_events(&client, &base, from, to, run.objects).await;
+        let want = sink.count() + step;
         let until = Instant::now() + Duration::from_secs(10);
         while sink.count() < want && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         child.sigkill();
-        child = Sanhook::serve(&config, &dir.path().join(format!("run{run}.log")), &base).await;
+        child = Sanhook::serve(&config, &dir.path().join(format!("run{k}.log")), &base).await;
     }
-    post_events(&client, &base, per_kill * KILLS as u64, total).await;
+    post_events(
+        &client,
+        &base,
+        per_kill * run.kills as u64,
+        total,
+        run.objects,
+    )
+    .await;
 
-    let expected = total as usize * WEBHOOKS;
-    let until = Instant::now() + Duration::from_secs(600);
+    let expected = total as usize * run.webhooks;
+    let until = Instant::now() + run.finish;
     let mut last = (0, Instant::now());
     loop {
-        let n = sink.count();
-        let got: std::collections::HashSet<(u8, u32)> = sink
-            .got
-            .lock()
-            .expect("sink lock")
-            .iter()
-            .map(|(h, _, n)| (*h, *n))
-            .collect();
-        if got.len() >= expected {
+        let distinct = sink.distinct_ok();
+        if distinct >= expected {
             break;
         }
+        let n = sink.count();
         if n != last.0 {
             last = (n, Instant::now());
         }
         assert!(
             Instant::now() < until && last.1.elapsed() < Duration::from_secs(60),
-            "stalled: {} of {expected} distinct deliveries arrived",
-            got.len()
+            "stalled: {distinct} of {expected} distinct deliveries arrived"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(child);
     sink.handle.stop(false).await;
 
-    // Per (webhook, object): first arrivals in posting order; repeats only of what came before.
     let got = sink.got.lock().expect("sink lock").clone();
-    let mut seen: HashMap<(u8, u32), u32> = HashMap::new();
-    let mut distinct = std::collections::HashSet::new();
+    let mut first_any: HashMap<(u8, u32), u32> = HashMap::new();
+    let mut first_ok: HashMap<(u8, u32), u32> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut seen_ok = HashSet::new();
+    let mut ids: HashMap<(u8, u32), u64> = HashMap::new();
     let mut repeats = 0usize;
-    for (hook, object, n) in &got {
-        if !distinct.insert((*hook, *n)) {
+    for a in &got {
+        let msg = *ids.entry((a.hook, a.n)).or_insert(a.msg);
+        assert_eq!(
+            msg, a.msg,
+            "webhook {}, event n={}: sent again with another webhook-id",
+            a.hook, a.n
+        );
+        if seen.insert((a.hook, a.n)) {
+            let last = first_any.entry((a.hook, a.object)).or_insert(0);
+            assert!(
+                a.n >= *last,
+                "webhook {}, bug {}: event n={} first sent after n={last}",
+                a.hook,
+                a.object,
+                a.n
+            );
+            *last = a.n;
+        }
+        if !a.ok {
+            continue;
+        }
+        if !seen_ok.insert((a.hook, a.n)) {
             repeats += 1;
             continue;
         }
-        let last = seen.entry((*hook, *object)).or_insert(0);
+        let last = first_ok.entry((a.hook, a.object)).or_insert(0);
         assert!(
-            *n >= *last,
-            "webhook {hook}, bug {object}: event n={n} arrived after n={last}"
+            a.n >= *last,
+            "webhook {}, bug {}: event n={} delivered after n={last}",
+            a.hook,
+            a.object,
+            a.n
         );
-        *last = *n;
+        *last = a.n;
     }
-    let lost = expected - distinct.len();
+    if run.signed {
+        assert!(
+            ids.values().all(|m| *m != 0),
+            "a request without webhook-id"
+        );
+    }
+    let report = Report {
+        arrivals: got.len(),
+        failed: got.iter().filter(|a| !a.ok).count(),
+        lost: expected - seen_ok.len().min(expected),
+        repeats,
+        wall: started.elapsed(),
+    };
     println!(
-        "kill loop: {} events x {WEBHOOKS} webhooks, {KILLS} kills: {} arrivals, {lost} lost, {repeats} repeated",
-        total,
-        got.len()
+        "kill loop: {total} events x {} webhooks, {} kills, receiver failing {} %: {} arrivals ({} answered 500), {} lost, {} repeated, {:.1} s",
+        run.webhooks,
+        run.kills,
+        run.fail_percent,
+        report.arrivals,
+        report.failed,
+        report.lost,
+        report.repeats,
+        report.wall.as_secs_f64()
     );
-    assert_eq!(lost, 0);
+    report
+}
+
+#[actix_rt::test]
+async fn five_kills_under_full_load_lose_nothing_and_keep_order() {
+    let report = run(Run {
+        webhooks: 10,
+        objects: 500,
+        events: events(),
+        kills: 5,
+        fail_percent: 0,
+        signed: false,
+        retry: "200ms",
+        retries: 20,
+        finish: Duration::from_secs(600),
+    })
+    .await;
+    assert_eq!(report.lost, 0);
 }

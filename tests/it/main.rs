@@ -9,6 +9,7 @@ mod burst;
 mod cli;
 mod crash;
 mod delivery;
+mod faults;
 mod import;
 mod kill_loop;
 mod messages;

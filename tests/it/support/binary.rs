@@ -73,6 +73,11 @@ impl Sanhook {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Kills it with SIGKILL and reaps it.
     pub fn sigkill(&mut self) {
         self.0.kill().expect("SIGKILL");

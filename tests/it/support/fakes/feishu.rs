@@ -29,6 +29,8 @@ pub struct State {
     pub page_cap: usize,
     /// The next this many app-message calls answer HTTP 429 with this reset (seconds).
     pub rate_limited: (usize, u64),
+    /// ... once this many messages were accepted (0: at once).
+    pub rate_limited_after: usize,
     /// When each 429 was answered.
     pub limited_at: Vec<Instant>,
 }
@@ -97,6 +99,14 @@ impl Fake<State> {
     /// The next `calls` app-message calls answer 429 with `x-ogw-ratelimit-reset: reset_secs`.
     pub fn rate_limit(&self, calls: usize, reset_secs: u64) {
         self.state().rate_limited = (calls, reset_secs);
+    }
+
+    /// As [`Fake::rate_limit`], starting once `after` messages were accepted (in the middle of
+    /// a burst).
+    pub fn rate_limit_after(&self, after: usize, calls: usize, reset_secs: u64) {
+        let mut s = self.state();
+        s.rate_limited = (calls, reset_secs);
+        s.rate_limited_after = after;
     }
 
     /// When each 429 was answered.
@@ -252,7 +262,7 @@ fn send_message(s: &mut State, r: &Req, app: &str) -> Resp {
         return code(400, 99992402, "field validation failed: receive_id_type");
     }
     let (left, reset) = s.rate_limited;
-    if left > 0 {
+    if left > 0 && s.core.messages.len() >= s.rate_limited_after {
         s.rate_limited.0 -= 1;
         s.limited_at.push(Instant::now());
         s.core.refuse(app, 99991400, "rate limited");

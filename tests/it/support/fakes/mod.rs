@@ -113,6 +113,9 @@ pub struct Core {
     sent: HashMap<String, VecDeque<Instant>>,
     /// Answer the app APIs with "IP not whitelisted" (`60020` on DingTalk and WeCom).
     pub deny_ip: bool,
+    /// Invalidate every token issued so far once this many messages were accepted (a token
+    /// that expires in the middle of a burst).
+    pub invalidate_at: Option<usize>,
 }
 
 impl Default for Core {
@@ -127,6 +130,7 @@ impl Default for Core {
             window: None,
             sent: HashMap::new(),
             deny_ip: false,
+            invalidate_at: None,
         }
     }
 }
@@ -193,6 +197,11 @@ impl Core {
             signed,
             at: Instant::now(),
         });
+        if self.invalidate_at == Some(self.messages.len()) {
+            for v in self.tokens.values_mut() {
+                v.1 = false;
+            }
+        }
     }
 
     /// Records a refusal.
@@ -382,6 +391,12 @@ impl<S: HasCore> Fake<S> {
         for v in self.state().core().tokens.values_mut() {
             v.1 = false;
         }
+    }
+
+    /// Invalidates every token issued so far right after the `n`-th accepted message: the
+    /// sends already under way with it are refused with the platform's token code.
+    pub fn invalidate_tokens_after(&self, n: usize) {
+        self.state().core().invalidate_at = Some(n);
     }
 
     /// Allows at most `count` messages per bot in any `per`; past it the platform's
