@@ -90,7 +90,9 @@ impl From<Error> for ApiError {
                 message,
                 retry_after,
             } => {
-                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let secs = retry_after
+                    .as_secs()
+                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     message.clone(),

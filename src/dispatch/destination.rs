@@ -20,7 +20,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::envelope::{prepare, MemberBudgets, Ready};
 use super::limiter::Limiter;
-use super::{DispatchCtx, Flush, Job, ObjectKey, Purge, TakeSlot};
+use super::{later, DispatchCtx, Flush, Job, ObjectKey, Purge, TakeSlot};
 use crate::config::Window;
 use crate::deliver::{Attempt, Deliverer, Outcome};
 use crate::event::ActionEvent;
@@ -283,13 +283,13 @@ impl Destination {
             return;
         }
         if !self.read_budget() {
-            self.wake_at(now + STORE_RETRY, now, ctx);
+            self.wake_at(later(now, STORE_RETRY), now, ctx);
             return;
         }
         let wall = chrono::Utc::now().timestamp_millis();
         let wait = self.limiter.wait(wall);
         if !wait.is_zero() {
-            self.wake_at(now + wait, now, ctx);
+            self.wake_at(later(now, wait), now, ctx);
             return;
         }
         // Spread what waits over the sends the windows still allow.
@@ -345,7 +345,7 @@ impl Destination {
             }
         }
         if events.is_empty() {
-            self.wake_at(now + STORE_RETRY, now, ctx);
+            self.wake_at(later(now, STORE_RETRY), now, ctx);
             return;
         }
         batch.truncate(events.len());
@@ -415,8 +415,12 @@ impl Destination {
                     Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into()))
                 }
             };
+            // The platform's wait pauses the whole bot, cut like a delivery's own wait
+            // (CONTRACT §5 `max_retry_after`): a header can say anything.
             let pause = match &attempt.outcome {
-                Outcome::Retry { after: Some(a), .. } => Some(*a),
+                Outcome::Retry { after: Some(a), .. } => {
+                    Some((*a).min(shared.cfg.delivery.max_retry_after))
+                }
                 _ => None,
             };
             let mut ended = Vec::with_capacity(batch.len());
@@ -451,7 +455,7 @@ impl Destination {
             fut.into_actor(self)
                 .map(move |(ended, pause, saved), act, ctx| {
                     if let Some(p) = pause {
-                        act.paused_until = Some(Instant::now() + p);
+                        act.paused_until = Some(later(Instant::now(), p));
                     }
                     act.ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
                     for e in ended {
@@ -577,7 +581,7 @@ impl Destination {
             // send succeeded it may repeat, with the same webhook-id.
             tracing::error!(delivery = id, error = %err, "could not record a delivery outcome");
             if let Some((q, p)) = job {
-                q[p].set_due(Some(now + STORE_RETRY));
+                q[p].set_due(Some(later(now, STORE_RETRY)));
             }
             self.classify(key, now);
             return;
@@ -612,7 +616,7 @@ impl Destination {
                 metrics.delivery(Status::Retrying, 1);
             }
             j.state = Some(Box::new(state));
-            j.set_due(Some(now + delay.unwrap_or(Duration::ZERO)));
+            j.set_due(Some(later(now, delay.unwrap_or(Duration::ZERO))));
         }
         self.classify(key, now);
     }
@@ -669,7 +673,8 @@ fn next_state(
                 };
                 s.status = Status::Retrying;
                 s.last_error = Some(error);
-                s.next_attempt_at = Some(now + d.as_millis() as i64);
+                let wait_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                s.next_attempt_at = Some(now.saturating_add(wait_ms));
                 delay = Some(d);
             }
         }

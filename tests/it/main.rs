@@ -7,6 +7,7 @@ mod burst;
 mod cli;
 mod crash;
 mod delivery;
+mod hostile;
 mod import;
 mod kill_loop;
 mod messages;
