@@ -5,6 +5,7 @@
 //! strings, `",1,2,"` product lists) and precise everywhere else.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -83,7 +84,12 @@ pub struct Change {
 }
 
 /// The most entries of `changes` one event may carry (CONTRACT §3).
-pub const MAX_CHANGES: usize = 1000;
+pub const MAX_CHANGES: usize = MAX_ENTRIES;
+
+/// The most entries of each list one event may carry: `toList`, `mentions`, `changes`, and
+/// product ids (CONTRACT §3), so that no single event costs more than a few milliseconds to
+/// route and render.
+pub const MAX_ENTRIES: usize = 1000;
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -807,6 +813,9 @@ fn strings(key: &str, value: &[Node<'_>]) -> Result<Vec<String>, EventError> {
             ))
         }
     };
+    if len > MAX_ENTRIES {
+        return Err(too_many(key, len));
+    }
     let mut out = Vec::with_capacity(len);
     for (i, node) in value[1..].iter().take(len).enumerate() {
         match node {
@@ -845,10 +854,7 @@ fn changes(value: &[Node<'_>]) -> Result<Option<Vec<Change>>, EventError> {
         }
     };
     if len > MAX_CHANGES {
-        return Err(EventError::at(
-            KEY,
-            format!("{KEY}: {len} entries; at most {MAX_CHANGES} are accepted"),
-        ));
+        return Err(too_many(KEY, len));
     }
     let mut out = Vec::with_capacity(len);
     let mut at = 1;
@@ -908,8 +914,16 @@ fn changes(value: &[Node<'_>]) -> Result<Option<Vec<Change>>, EventError> {
     Ok(Some(out))
 }
 
-/// The product list in any of Sanplex's shapes, normalised: zeros dropped, duplicates dropped,
-/// order kept.
+/// The error for a list longer than [`MAX_ENTRIES`], naming the key and the count.
+fn too_many(key: &str, len: usize) -> EventError {
+    EventError::at(
+        key,
+        format!("{key}: {len} entries; at most {MAX_ENTRIES} are accepted"),
+    )
+}
+
+/// The product list in any of Sanplex's shapes, normalised: zeros dropped, duplicates dropped
+/// (first seen kept, in linear time), order kept. At most [`MAX_ENTRIES`] ids, counted as sent.
 fn products(value: &[Node<'_>]) -> Result<Vec<u64>, EventError> {
     const KEY: &str = "product";
     let bad = |shown: String| {
@@ -923,19 +937,27 @@ fn products(value: &[Node<'_>]) -> Result<Vec<u64>, EventError> {
         )
     };
     let mut out: Vec<u64> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut add = |id: u64| {
-        if id != 0 && !out.contains(&id) {
+        if id != 0 && seen.insert(id) {
             out.push(id);
         }
     };
     match value.first() {
         Some(Node::Static(StaticNode::Null)) => {}
         Some(Node::String(s)) => {
+            let count = s.split(',').filter(|p| !p.is_empty()).count();
+            if count > MAX_ENTRIES {
+                return Err(too_many(KEY, count));
+            }
             for part in s.split(',').filter(|p| !p.is_empty()) {
                 add(digits(part).ok_or_else(|| bad(KEY.to_owned()))?);
             }
         }
         Some(Node::Array { len, .. }) => {
+            if *len > MAX_ENTRIES {
+                return Err(too_many(KEY, *len));
+            }
             let mut at = 1;
             for i in 0..*len {
                 let element = value_at(value, at)?;
@@ -1238,6 +1260,29 @@ mod tests {
                 .expect_err("broken");
             assert!(err.message.contains("invalid JSON"));
         }
+    }
+
+    /// CONTRACT §3: 1,000 entries is the most a list may hold, and is accepted; duplicates of
+    /// products go, first seen kept.
+    #[test]
+    fn lists_at_the_cap_are_accepted() {
+        let n = MAX_ENTRIES;
+        let ids: Vec<u64> = (1..=n as u64).rev().chain([5, 0, 7]).take(n).collect();
+        let event = serde_json::json!({
+            "objectType": "bug", "objectID": 1, "actor": "a", "action": "b",
+            "toList": (0..n).map(|i| format!("u{i}")).collect::<Vec<_>>(),
+            "mentions": (0..n).map(|i| format!("138{i:08}")).collect::<Vec<_>>(),
+            "product": ids,
+        });
+        let mut body = serde_json::to_vec(&event).expect("json");
+        let e = parse_event(&mut body, NOW).expect("1,000 entries rejected");
+        assert_eq!((e.to_list.len(), e.mentions.len()), (n, n));
+        assert_eq!(e.product.len(), n);
+        assert_eq!(e.product[0], n as u64);
+
+        let mut body = br#"{"objectType":"bug","objectID":1,"actor":"a","action":"b","product":",3,1,3,0,2,1,"}"#.to_vec();
+        let e = parse_event(&mut body, NOW).expect("parses");
+        assert_eq!(e.product, vec![3, 1, 2]);
     }
 
     #[test]

@@ -113,3 +113,95 @@ async fn issue8_huge_lark_ratelimit_reset_is_cut() {
     assert_eq!(bot.received().len(), 2);
     s.stop().await;
 }
+
+/// An event with `n` mentions, recipients and products.
+fn crowded_event(id: u64, object: u64, n: usize) -> Value {
+    let mut e = event(id, object, "opened");
+    e["mentions"] = json!((0..n).map(|i| format!("138{i:08}")).collect::<Vec<_>>());
+    e["toList"] = json!((0..n).map(|i| format!("user{i}")).collect::<Vec<_>>());
+    e["product"] = json!((1..=n as u64).collect::<Vec<_>>());
+    e
+}
+
+/// Issue 8: one event with 40k mentions held up every destination (quadratic de-duplication on
+/// the dispatch thread). More than 1,000 entries is now bad input, refused with the key named.
+#[actix_rt::test]
+async fn issue8_40k_mentions_are_refused_at_intake() {
+    let s = TestServer::start("").await;
+    let mut e = event(1, 1, "opened");
+    e["mentions"] = json!((0..40_000)
+        .map(|i| format!("138{i:08}"))
+        .collect::<Vec<_>>());
+    let (st, v) = s.call("POST", "/api/v1/events", Some(e)).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["key"], "mentions", "{v}");
+    let msg = v["error"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("40000 entries") && msg.contains("1000"),
+        "{msg}"
+    );
+
+    // The same for a product list, in Sanplex's string form, inside an array body.
+    let products = format!(
+        ",{},",
+        (1..=80_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut bad = event(3, 3, "opened");
+    bad["product"] = json!(products);
+    let body = json!([event(2, 2, "opened"), bad]);
+    let (st, v) = s.call("POST", "/api/v1/events", Some(body)).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        (v["key"].as_str(), v["index"].as_u64()),
+        (Some("product"), Some(1)),
+        "{v}"
+    );
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("80000 entries"),
+        "{v}"
+    );
+    // All or nothing: the good event before it was not queued.
+    let (_, d) = s.call("GET", "/api/v1/deliveries?limit=10", None).await;
+    assert_eq!(d, json!([]));
+    s.stop().await;
+}
+
+/// At the cap, an event is routed and rendered whole: a DingTalk bot message @-mentions all
+/// 1,000 people, and a webhook filtered on the last of 1,000 products fires.
+#[actix_rt::test]
+async fn issue8_1000_mentions_are_routed_and_rendered() {
+    let bot = Receiver::start(|_, _| {
+        (
+            200,
+            vec![],
+            json!({"errcode": 0, "errmsg": "ok"}).to_string(),
+        )
+    });
+    let s = TestServer::start("").await;
+    let url = format!("{}?access_token=t", bot.url);
+    let wh = s
+        .webhook(json!({"name": "bot", "type": "dinggroup", "url": url, "products": [1000]}))
+        .await;
+    let (st, v) = s
+        .call("POST", "/api/v1/events", Some(crowded_event(1, 1, 1000)))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["deliveries"], 1, "{v}");
+    s.wait_deliveries(wh, WAIT, "delivered", |d| all(d, 1, "delivered"))
+        .await;
+    let got = bot.received();
+    assert_eq!(got.len(), 1);
+    let body = got[0].json();
+    let at = body["at"]["atMobiles"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(at.len(), 1000);
+    assert_eq!(at[999], "13800000999");
+    let text = body["markdown"]["text"].as_str().unwrap_or("");
+    assert!(text.contains("@13800000000") && text.contains("@13800000999"));
+    s.stop().await;
+}
