@@ -205,3 +205,131 @@ async fn issue8_1000_mentions_are_routed_and_rendered() {
     assert!(text.contains("@13800000000") && text.contains("@13800000999"));
     s.stop().await;
 }
+
+/// A server whose `server.max_events` is `max` (the base test config has its own [server]).
+async fn server_with_max_events(max: u64) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = crate::support::test_config(dir.path(), "");
+    cfg.server.max_events = max;
+    TestServer::start_with(cfg, dir).await
+}
+
+/// CONTRACT §2 `server.max_events`: more events in one request is a 413 naming the limit, for
+/// an array and for NDJSON; at the limit the request is accepted.
+#[actix_rt::test]
+async fn issue8_more_events_than_max_events_is_413() {
+    let s = server_with_max_events(50).await;
+    let events = |n: u64| (1..=n).map(|i| event(i, i, "opened")).collect::<Vec<_>>();
+
+    let (st, v) = s
+        .call("POST", "/api/v1/events", Some(Value::Array(events(51))))
+        .await;
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(
+        (v["limit"].as_u64(), v["events"].as_u64()),
+        (Some(50), Some(51))
+    );
+    let msg = v["error"].as_str().unwrap_or("");
+    assert!(msg.contains("server.max_events (50)"), "{msg}");
+
+    let ndjson: String = events(51).iter().map(|e| format!("{e}\n")).collect();
+    let (st, v) = s
+        .post_raw("/api/v1/events", "application/x-ndjson", ndjson)
+        .await;
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(v["limit"], 50);
+
+    // Nothing of either was queued; 50 go through.
+    let (st, v) = s
+        .call("POST", "/api/v1/events", Some(Value::Array(events(50))))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["accepted"], 50, "{v}");
+    s.stop().await;
+}
+
+/// The default (20,000) holds for a large array parsed event by event (a body over 1 MiB):
+/// 20,001 events are refused, counted before any is parsed.
+#[actix_rt::test]
+async fn issue8_a_large_array_over_the_default_limit_is_413() {
+    let s = TestServer::start("").await;
+    assert_eq!(s.engine.config().server.max_events, 20_000);
+    let one = r#"{"objectType":"bug","objectID":1,"actor":"a","action":"opened"}"#;
+    let body = format!("[{}]", vec![one; 20_001].join(",\n"));
+    assert!(body.len() > sanhook::event::WHOLE_MAX);
+    let (st, v) = s.post_raw("/api/v1/events", "application/json", body).await;
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(
+        (v["limit"].as_u64(), v["events"].as_u64()),
+        (Some(20_000), Some(20_001))
+    );
+    s.stop().await;
+}
+
+/// Reads from `stream` until the peer closes it (or `limit` passes); what arrived.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let outcome = tokio::time::timeout(limit, stream.read_to_end(&mut got)).await;
+    assert!(
+        outcome.is_ok(),
+        "the server kept the connection open for {limit:?}; got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A client that sends a request head with a `Content-Length` and then nothing is answered 408
+/// and disconnected once the body has stalled for `BODY_IDLE_TIMEOUT` (it used to stay open
+/// for good); a client that never finishes its head is cut off after `HEAD_TIMEOUT`.
+#[actix_rt::test]
+async fn issue8_a_stalled_body_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start("").await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let bound = sanhook::api::BODY_IDLE_TIMEOUT + Duration::from_secs(20);
+
+    let mut c = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\n\r\n{{\"objectType\""
+    );
+    c.write_all(head.as_bytes()).await.expect("send head");
+    let started = std::time::Instant::now();
+    let answer = read_until_closed(&mut c, bound).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stalled"), "{answer}");
+    assert!(started.elapsed() >= sanhook::api::BODY_IDLE_TIMEOUT - Duration::from_millis(100));
+
+    // Half a head, then nothing.
+    let mut c = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    c.write_all(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("send");
+    let bound = sanhook::api::HEAD_TIMEOUT + Duration::from_secs(20);
+    let answer = read_until_closed(&mut c, bound).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+
+    // A request whose handler reads no body, with a body announced and never sent.
+    let mut c = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head =
+        format!("GET /api/v1/webhooks HTTP/1.1\r\nHost: {addr}\r\ncontent-length: 50\r\n\r\n");
+    c.write_all(head.as_bytes()).await.expect("send head");
+    let bound = sanhook::api::BODY_IDLE_TIMEOUT + Duration::from_secs(20);
+    let answer = read_until_closed(&mut c, bound).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The server still answers.
+    let (st, _) = s.call("GET", "/api/v1/webhooks", None).await;
+    assert_eq!(st, 200);
+    s.stop().await;
+}
