@@ -167,5 +167,68 @@ fn bench_digest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_default, bench_chat, bench_digest);
+/// Issue 8: an event at the 1,000-entry caps (mentions, toList, products) parsed, rendered for
+/// a DingTalk bot, and 100 such events fitted into digests (mentions merged): what one hostile
+/// event can cost the dispatch thread at most.
+fn bench_crowded(c: &mut Criterion) {
+    let n = sanhook::event::MAX_ENTRIES;
+    let json = serde_json::json!({
+        "id": 1, "objectType": "bug", "objectID": 146, "actor": "admin", "action": "confirmed",
+        "mentions": (0..n).map(|i| format!("138{i:08}")).collect::<Vec<_>>(),
+        "toList": (0..n).map(|i| format!("user{i}")).collect::<Vec<_>>(),
+        "product": (1..=n as u64).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let mut g = c.benchmark_group("crowded");
+    g.bench_function("parse_1000_of_each", |b| {
+        b.iter(|| {
+            let mut bytes = json.clone().into_bytes();
+            sanhook::event::parse_event(black_box(&mut bytes), "2026-01-05 18:35:21")
+        })
+    });
+    let ev = sanhook::event::parse_event(&mut json.clone().into_bytes(), "2026-01-05 18:35:21")
+        .expect("parses");
+    g.bench_function("dinggroup_body_1000_mentions", |b| {
+        b.iter(|| {
+            let r = text::render(black_box(&ev), "", "http://pm.example.com", Lang::En);
+            chat::dingtalk_markdown(&r.title, &r.text, &ev.mentions).to_string()
+        })
+    });
+    let events: Vec<ActionEvent> = (0..100)
+        .map(|i| ActionEvent {
+            object_id: i,
+            mentions: (i * 500..i * 500 + n as u64)
+                .map(|m| format!("138{m:08}"))
+                .collect(),
+            ..ev.clone()
+        })
+        .collect();
+    let refs: Vec<&ActionEvent> = events.iter().collect();
+    // WeCom counts only the text against its limit (the mentions travel beside it), so every
+    // step of the search merges the mentions of up to 100 events: 50,500 distinct numbers.
+    let wh = Webhook {
+        kind: WebhookType::Wechatgroup,
+        ..Webhook::default()
+    };
+    g.bench_function("wechatgroup_fits_of_100_events_1000_mentions_each", |b| {
+        b.iter(|| {
+            digest::digest_fits(
+                WebhookType::Wechatgroup,
+                &wh,
+                black_box(&refs),
+                "http://pm.example.com",
+                Lang::En,
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_default,
+    bench_chat,
+    bench_digest,
+    bench_crowded
+);
 criterion_main!(benches);

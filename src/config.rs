@@ -58,7 +58,7 @@ pub const MIN_MAX_BODY: u64 = 1024;
 ///
 /// `[[tail]]` is not listed: it is an array of tables, handled by [`TAIL_KEYS`].
 pub const SECTIONS: &[(&str, &[&str])] = &[
-    ("server", &["listen", "token", "max_body"]),
+    ("server", &["listen", "token", "max_body", "max_events"]),
     ("storage", &["path", "retention"]),
     ("sanplex", &["base_url", "lang"]),
     (
@@ -225,6 +225,8 @@ pub struct ServerConfig {
     pub token: String,
     /// Request bodies larger than this get 413.
     pub max_body: u64,
+    /// More events than this in one request get 413 (counted before they are parsed).
+    pub max_events: u64,
 }
 
 /// `[storage]`
@@ -664,6 +666,9 @@ impl Config {
                 origin: Origin::Effective,
             });
         }
+        if self.server.max_events == 0 {
+            return Err(bad("server.max_events", "0", "at least 1, e.g. 20000"));
+        }
         if self.storage.path.as_os_str().is_empty() {
             return Err(bad("storage.path", "", "a file path for the database"));
         }
@@ -861,6 +866,7 @@ impl Config {
                 listen: String::new(),
                 token: String::new(),
                 max_body: 0,
+                max_events: 0,
             },
             storage: StorageConfig {
                 path: PathBuf::new(),
@@ -912,6 +918,7 @@ impl Config {
             ("server", "listen") => Slot::Str(&mut self.server.listen),
             ("server", "token") => Slot::Str(&mut self.server.token),
             ("server", "max_body") => Slot::Size(&mut self.server.max_body),
+            ("server", "max_events") => Slot::Count(&mut self.server.max_events),
             ("storage", "path") => Slot::Path(&mut self.storage.path),
             ("storage", "retention") => Slot::Duration(&mut self.storage.retention),
             ("sanplex", "base_url") => Slot::Str(&mut self.sanplex.base_url),
@@ -1575,6 +1582,7 @@ mod tests {
                 listen: "127.0.0.1:8930".into(),
                 token: String::new(),
                 max_body: 16 * 1024 * 1024,
+                max_events: 20_000,
             },
             storage: StorageConfig {
                 path: PathBuf::from("data/sanhook.redb"),
@@ -1728,6 +1736,7 @@ mod tests {
                 listen: "0.0.0.0:9000".into(),
                 token: "s3cret-token".into(),
                 max_body: 2 * 1024 * 1024,
+                max_events: 5000,
             },
             storage: StorageConfig {
                 path: PathBuf::from("/var/lib/sanhook/db.redb"),
@@ -2057,6 +2066,7 @@ mod tests {
         let text = Config::default().render_effective();
         for line in [
             "max_body = \"16MiB\"",
+            "max_events = 20000",
             "retention = \"30d\"",
             "timeout = \"10s\"",
             "async_interval = \"1m\"",
@@ -2225,6 +2235,7 @@ mod tests {
         let cases: &[(&str, Edit)] = &[
             ("server.listen", |c| c.server.listen = "8930".into()),
             ("server.max_body", |c| c.server.max_body = 1023),
+            ("server.max_events", |c| c.server.max_events = 0),
             ("storage.path", |c| c.storage.path = PathBuf::new()),
             ("sanplex.base_url", |c| {
                 c.sanplex.base_url = "/zentao".into()

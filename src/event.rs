@@ -5,6 +5,7 @@
 //! strings, `",1,2,"` product lists) and precise everywhere else.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -83,7 +84,12 @@ pub struct Change {
 }
 
 /// The most entries of `changes` one event may carry (CONTRACT §3).
-pub const MAX_CHANGES: usize = 1000;
+pub const MAX_CHANGES: usize = MAX_ENTRIES;
+
+/// The most entries of each list one event may carry: `toList`, `mentions`, `changes`, and
+/// product ids (CONTRACT §3), so that no single event costs more than a few milliseconds to
+/// route and render.
+pub const MAX_ENTRIES: usize = 1000;
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -154,6 +160,18 @@ pub struct BodyError {
     pub key: Option<String>,
     /// What was wrong (without the index/line prefix, which `Display` adds).
     pub message: String,
+    /// Set when the body holds more events than the parser was allowed to take: nothing of
+    /// it was parsed into events (the HTTP API answers 413).
+    pub too_many: Option<TooMany>,
+}
+
+/// A body with more events than allowed ([`parse_body_at_most`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooMany {
+    /// The events the body holds (its elements or non-blank lines, counted before parsing them).
+    pub events: usize,
+    /// The most allowed.
+    pub limit: usize,
 }
 
 impl BodyError {
@@ -163,6 +181,16 @@ impl BodyError {
             line: None,
             key: e.key,
             message: e.message,
+            too_many: None,
+        }
+    }
+
+    fn too_many(events: usize, limit: usize) -> Self {
+        Self {
+            too_many: Some(TooMany { events, limit }),
+            ..Self::whole(EventError::new(format!(
+                "{events} events in one body; at most {limit} are accepted: split it"
+            )))
         }
     }
 
@@ -223,7 +251,15 @@ pub struct EventParser {
     joined: Vec<u8>,
     /// Scratch for the NDJSON fast path: where in `joined` the separating commas were put.
     seps: Vec<usize>,
+    /// Bodies longer than this are parsed one event at a time (see [`Self::with_whole_max`]).
+    whole_max: usize,
 }
+
+/// The longest body parsed in one simd-json call by default. Past it, arrays and NDJSON are
+/// parsed one event at a time: one tape over a whole 16 MiB body costs up to 24 bytes per JSON
+/// value (~200 MB for a body of tiny values), where one event's tape is small and reused; the
+/// joined NDJSON path would also copy the body. Below it the one call is ~25 % faster.
+pub const WHOLE_MAX: usize = 1 << 20;
 
 impl Default for EventParser {
     fn default() -> Self {
@@ -245,7 +281,16 @@ impl EventParser {
             tape: Tape(Vec::with_capacity(64)),
             joined: Vec::new(),
             seps: Vec::new(),
+            whole_max: WHOLE_MAX,
         }
+    }
+
+    /// Bodies longer than `bytes` are parsed one event at a time instead of in one simd-json
+    /// call ([`WHOLE_MAX`] by default). The result is the same either way; the fuzz target
+    /// checks that by parsing every input both ways.
+    pub fn with_whole_max(mut self, bytes: usize) -> Self {
+        self.whole_max = bytes;
+        self
     }
 
     /// Parses one event; see [`parse_event`]. `bytes` is overwritten (strings are unescaped in
@@ -256,7 +301,7 @@ impl EventParser {
                 "empty input: expected a JSON object (one action event)".to_owned(),
             ));
         }
-        self.with_tape(bytes, None, |nodes| event_from_nodes(nodes, now))?
+        self.with_tape(bytes, None, 0, |nodes| event_from_nodes(nodes, now))?
     }
 
     /// Parses a request body; see [`parse_body`].
@@ -266,20 +311,34 @@ impl EventParser {
         format: BodyFormat,
         now: &str,
     ) -> Result<Vec<ActionEvent>, BodyError> {
+        self.parse_body_at_most(body, format, now, usize::MAX)
+    }
+
+    /// Parses a request body of at most `max_events` events; see [`parse_body_at_most`].
+    pub fn parse_body_at_most(
+        &mut self,
+        body: &mut [u8],
+        format: BodyFormat,
+        now: &str,
+        max_events: usize,
+    ) -> Result<Vec<ActionEvent>, BodyError> {
         // Some editors save UTF-8 with a byte-order mark; it is not JSON whitespace.
         let body = match body {
             [0xEF, 0xBB, 0xBF, rest @ ..] => rest,
             body => body,
         };
         match format {
-            BodyFormat::Ndjson => self.parse_ndjson(body, now),
+            BodyFormat::Ndjson => self.parse_ndjson(body, now, max_events),
             BodyFormat::Auto => {
                 let Some(start) = body.iter().position(|b| !b.is_ascii_whitespace()) else {
                     return Err(BodyError::no_events());
                 };
                 match body[start] {
-                    b'[' => self.parse_array(body, now),
-                    b'{' if looks_like_ndjson(&body[start..]) => self.parse_ndjson(body, now),
+                    b'[' => self.parse_array(body, now, max_events),
+                    b'{' if looks_like_ndjson(&body[start..]) => {
+                        self.parse_ndjson(body, now, max_events)
+                    }
+                    _ if max_events == 0 => Err(BodyError::too_many(1, 0)),
                     _ => self
                         .parse_event(body, now)
                         .map(|e| vec![e])
@@ -289,13 +348,31 @@ impl EventParser {
         }
     }
 
-    fn parse_array(&mut self, body: &mut [u8], now: &str) -> Result<Vec<ActionEvent>, BodyError> {
-        self.with_tape(body, None, |nodes| {
+    fn parse_array(
+        &mut self,
+        body: &mut [u8],
+        now: &str,
+        max_events: usize,
+    ) -> Result<Vec<ActionEvent>, BodyError> {
+        if body.len() > self.whole_max {
+            if let Some(elements) = split_array(body) {
+                if elements.len() > max_events {
+                    return Err(BodyError::too_many(elements.len(), max_events));
+                }
+                return self.parse_elements(body, &elements, now);
+            }
+            // Not an array at the top level: the whole parse below names the error.
+        }
+        self.with_tape(body, None, 0, |nodes| {
             let Some(&Node::Array { len, .. }) = nodes.first() else {
                 return Err(BodyError::whole(not_an_object(nodes)));
             };
             if len == 0 {
                 return Err(BodyError::no_events());
+            }
+            // Counted from the tape, before a single event is built.
+            if len > max_events {
+                return Err(BodyError::too_many(len, max_events));
             }
             let mut events = Vec::with_capacity(len);
             let mut at = 1;
@@ -311,10 +388,67 @@ impl EventParser {
         .map_err(BodyError::whole)?
     }
 
-    /// NDJSON: the whole body is first parsed as one JSON array (one simd-json call instead of
-    /// one per line, the hot path); anything wrong sends it through the line-by-line parser,
-    /// which finds and names the bad line.
-    fn parse_ndjson(&mut self, body: &mut [u8], now: &str) -> Result<Vec<ActionEvent>, BodyError> {
+    /// The elements of a large array body (`split_array`'s ranges), each parsed on its own
+    /// reused tape: memory is the events, not a tape of the whole body. The answer is the whole
+    /// parse's: a JSON error anywhere wins over a bad event (the whole parse checks all the
+    /// syntax first), else the first bad event is named by its index.
+    fn parse_elements(
+        &mut self,
+        body: &mut [u8],
+        elements: &[(usize, usize)],
+        now: &str,
+    ) -> Result<Vec<ActionEvent>, BodyError> {
+        if elements.is_empty() {
+            return Err(BodyError::no_events());
+        }
+        let mut events = Vec::with_capacity(elements.len());
+        let mut first_bad: Option<BodyError> = None;
+        for (index, &(from, len)) in elements.iter().enumerate() {
+            // After a bad event only the syntax of the rest is checked.
+            let build = first_bad.is_none();
+            let event = |nodes: &[Node<'_>]| match build {
+                true => event_from_nodes(nodes, now).map(Some),
+                false => Ok(None),
+            };
+            let rest = &mut body[from..];
+            let parsed = if rest.len() - len >= simd_json::INPUT_PADDING {
+                self.with_tape(rest, Some(len), from, event)
+            } else {
+                self.with_tape(&mut rest[..len], None, from, event)
+            };
+            match parsed {
+                Err(syntax) => return Err(BodyError::whole(syntax)),
+                Ok(Ok(Some(event))) => events.push(event),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    first_bad = Some(BodyError::at_index(e, index));
+                    events = Vec::new();
+                }
+            }
+        }
+        match first_bad {
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
+    }
+
+    /// NDJSON: the events are counted first (non-blank lines, no parsing). Then a small body
+    /// is parsed as one JSON array (one simd-json call instead of one per line, the hot path);
+    /// anything wrong, or a body over the whole-parse size, goes through the line-by-line
+    /// parser, which finds and names the bad line.
+    fn parse_ndjson(
+        &mut self,
+        body: &mut [u8],
+        now: &str,
+        max_events: usize,
+    ) -> Result<Vec<ActionEvent>, BodyError> {
+        let lines = count_lines(body);
+        if lines > max_events {
+            return Err(BodyError::too_many(lines, max_events));
+        }
+        if body.len() > self.whole_max {
+            return self.parse_ndjson_lines(body, now);
+        }
         match self.parse_ndjson_joined(body, now) {
             Some(events) => Ok(events),
             None => self.parse_ndjson_lines(body, now),
@@ -354,7 +488,7 @@ impl EventParser {
         joined.resize(len + simd_json::INPUT_PADDING, b' ');
 
         let events = if len > 2 {
-            self.with_tape(&mut joined, Some(len), |nodes| match nodes.first() {
+            self.with_tape(&mut joined, Some(len), 0, |nodes| match nodes.first() {
                 Some(&Node::Array { len, .. }) if len == seps.len() + 1 => {
                     let mut events = Vec::with_capacity(len);
                     let mut at = 1;
@@ -405,9 +539,11 @@ impl EventParser {
             // When enough of the body follows the line, simd-json can use it as its read-ahead
             // padding and skip copying the line; the padding bytes are left as they were.
             let parsed = if rest.len() - len >= simd_json::INPUT_PADDING {
-                self.with_tape(rest, Some(len), |nodes| event_from_nodes(nodes, now))
+                self.with_tape(rest, Some(len), 0, |nodes| event_from_nodes(nodes, now))
             } else {
-                self.with_tape(&mut rest[..len], None, |nodes| event_from_nodes(nodes, now))
+                self.with_tape(&mut rest[..len], None, 0, |nodes| {
+                    event_from_nodes(nodes, now)
+                })
             };
             match parsed.and_then(|r| r) {
                 Ok(event) => events.push(event),
@@ -422,11 +558,13 @@ impl EventParser {
     }
 
     /// Runs simd-json over `bytes` (only `bytes[..len]` when `padded_len` is given, the rest being
-    /// read-ahead padding) and hands the tape to `f`. The outer error is a JSON syntax error.
+    /// read-ahead padding) and hands the tape to `f`. The outer error is a JSON syntax error;
+    /// `offset` is where `bytes` starts in the body, for the byte position it names.
     fn with_tape<R>(
         &mut self,
         bytes: &mut [u8],
         padded_len: Option<usize>,
+        offset: usize,
         f: impl FnOnce(&[Node<'_>]) -> R,
     ) -> Result<R, EventError> {
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
@@ -436,7 +574,7 @@ impl EventParser {
         };
         let result = match filled {
             Ok(()) => Ok(f(&tape.0)),
-            Err(e) => Err(json_error(&e)),
+            Err(e) => Err(json_error(&e, offset)),
         };
         self.tape = tape.reset();
         result
@@ -487,10 +625,22 @@ pub fn parse_body(
     format: BodyFormat,
     now: &str,
 ) -> Result<Vec<ActionEvent>, BodyError> {
+    parse_body_at_most(body, format, now, usize::MAX)
+}
+
+/// [`parse_body`] for a body of at most `max_events` events (`server.max_events`): a body with
+/// more is refused with [`BodyError::too_many`] set, counted before any event is built (NDJSON:
+/// its non-blank lines; an array: its elements).
+pub fn parse_body_at_most(
+    body: &mut [u8],
+    format: BodyFormat,
+    now: &str,
+    max_events: usize,
+) -> Result<Vec<ActionEvent>, BodyError> {
     if body.len() > SHARED_PARSER_MAX_BODY {
-        return EventParser::new().parse_body(body, format, now);
+        return EventParser::new().parse_body_at_most(body, format, now, max_events);
     }
-    with_parser(|p| p.parse_body(body, format, now))
+    with_parser(|p| p.parse_body_at_most(body, format, now, max_events))
 }
 
 /// Whether an Auto body starting with `{` is NDJSON: its first line is a complete-looking object
@@ -500,6 +650,92 @@ fn looks_like_ndjson(body: &[u8]) -> bool {
         return false;
     };
     body[..nl].trim_ascii().ends_with(b"}") && !body[nl..].trim_ascii().is_empty()
+}
+
+/// How many events an NDJSON body holds at most: its non-blank lines, counted without parsing.
+fn count_lines(body: &[u8]) -> usize {
+    let mut count = 0;
+    let mut start = 0;
+    while start < body.len() {
+        let end = find_newline(&body[start..]).map_or(body.len(), |n| start + n);
+        count += usize::from(trimmed(&body[start..end]).is_some());
+        start = end + 1;
+    }
+    count
+}
+
+/// JSON's own whitespace (RFC 8259): narrower than `u8::is_ascii_whitespace`, which also takes
+/// form feed.
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The `(start, len)` of each top-level element of a JSON array body, found by a scan that
+/// follows strings (and their escapes) and nesting without parsing any value; `None` when the
+/// body is not `[ element (, element)* ]` at the top level, or a string never ends. What each
+/// element holds is left to simd-json, which parses it alone ([`EventParser::parse_elements`]).
+///
+/// Hand-written because no crate splits JSON without building values: this is the one linear
+/// pass that lets a 16 MiB array be counted (against `server.max_events`) and parsed event by
+/// event in bounded memory. The fuzz target `event_body` checks it against the whole parse.
+fn split_array(body: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let open = body.iter().position(|b| !is_json_space(*b))?;
+    if body[open] != b'[' {
+        return None;
+    }
+    let mut out = Vec::new();
+    // Nesting inside the current element, and where it started (None: between elements).
+    let mut depth = 0usize;
+    let mut start: Option<usize> = None;
+    let mut i = open + 1;
+    while i < body.len() {
+        let b = body[i];
+        if b == b'"' {
+            start.get_or_insert(i);
+            // Skip the string: to its closing quote, stepping over escaped characters.
+            let mut j = i + 1;
+            loop {
+                j += memchr::memchr2(b'"', b'\\', body.get(j..)?)?;
+                if body[j] == b'"' {
+                    break;
+                }
+                j += 2;
+            }
+            i = j + 1;
+            continue;
+        }
+        match b {
+            b'{' | b'[' => {
+                start.get_or_insert(i);
+                depth += 1;
+            }
+            b'}' if depth > 0 => depth -= 1,
+            b']' if depth > 0 => depth -= 1,
+            b',' | b']' if depth == 0 => {
+                let from = start.take();
+                if b == b']' && from.is_none() && out.is_empty() {
+                    // `[]`: no elements.
+                } else {
+                    let from = from?;
+                    let len = body[from..i].iter().rposition(|c| !is_json_space(*c))? + 1;
+                    out.push((from, len));
+                }
+                if b == b']' {
+                    return body[i + 1..]
+                        .iter()
+                        .all(|c| is_json_space(*c))
+                        .then_some(out);
+                }
+            }
+            b'}' => return None,
+            _ if is_json_space(b) => {}
+            _ => {
+                start.get_or_insert(i);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Position of the next `\n`, a word at a time: this scan runs over every byte of an NDJSON body.
@@ -550,7 +786,7 @@ fn trimmed(line: &[u8]) -> Option<(usize, usize)> {
     Some((start, end - start))
 }
 
-fn json_error(e: &simd_json::Error) -> EventError {
+fn json_error(e: &simd_json::Error, offset: usize) -> EventError {
     let what = match e.error() {
         ErrorType::InvalidUtf8 => {
             return EventError::new(
@@ -564,7 +800,7 @@ fn json_error(e: &simd_json::Error) -> EventError {
         other => format!("{other:?}"),
     };
     let place = match e.character() {
-        Some(c) => format!(" at byte {} ('{c}')", e.index()),
+        Some(c) => format!(" at byte {} ('{c}')", offset + e.index()),
         None => String::new(),
     };
     EventError::new(format!(
@@ -807,6 +1043,9 @@ fn strings(key: &str, value: &[Node<'_>]) -> Result<Vec<String>, EventError> {
             ))
         }
     };
+    if len > MAX_ENTRIES {
+        return Err(too_many(key, len));
+    }
     let mut out = Vec::with_capacity(len);
     for (i, node) in value[1..].iter().take(len).enumerate() {
         match node {
@@ -845,10 +1084,7 @@ fn changes(value: &[Node<'_>]) -> Result<Option<Vec<Change>>, EventError> {
         }
     };
     if len > MAX_CHANGES {
-        return Err(EventError::at(
-            KEY,
-            format!("{KEY}: {len} entries; at most {MAX_CHANGES} are accepted"),
-        ));
+        return Err(too_many(KEY, len));
     }
     let mut out = Vec::with_capacity(len);
     let mut at = 1;
@@ -908,8 +1144,16 @@ fn changes(value: &[Node<'_>]) -> Result<Option<Vec<Change>>, EventError> {
     Ok(Some(out))
 }
 
-/// The product list in any of Sanplex's shapes, normalised: zeros dropped, duplicates dropped,
-/// order kept.
+/// The error for a list longer than [`MAX_ENTRIES`], naming the key and the count.
+fn too_many(key: &str, len: usize) -> EventError {
+    EventError::at(
+        key,
+        format!("{key}: {len} entries; at most {MAX_ENTRIES} are accepted"),
+    )
+}
+
+/// The product list in any of Sanplex's shapes, normalised: zeros dropped, duplicates dropped
+/// (first seen kept, in linear time), order kept. At most [`MAX_ENTRIES`] ids, counted as sent.
 fn products(value: &[Node<'_>]) -> Result<Vec<u64>, EventError> {
     const KEY: &str = "product";
     let bad = |shown: String| {
@@ -923,19 +1167,27 @@ fn products(value: &[Node<'_>]) -> Result<Vec<u64>, EventError> {
         )
     };
     let mut out: Vec<u64> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut add = |id: u64| {
-        if id != 0 && !out.contains(&id) {
+        if id != 0 && seen.insert(id) {
             out.push(id);
         }
     };
     match value.first() {
         Some(Node::Static(StaticNode::Null)) => {}
         Some(Node::String(s)) => {
+            let count = s.split(',').filter(|p| !p.is_empty()).count();
+            if count > MAX_ENTRIES {
+                return Err(too_many(KEY, count));
+            }
             for part in s.split(',').filter(|p| !p.is_empty()) {
                 add(digits(part).ok_or_else(|| bad(KEY.to_owned()))?);
             }
         }
         Some(Node::Array { len, .. }) => {
+            if *len > MAX_ENTRIES {
+                return Err(too_many(KEY, *len));
+            }
             let mut at = 1;
             for i in 0..*len {
                 let element = value_at(value, at)?;
@@ -1238,6 +1490,122 @@ mod tests {
                 .expect_err("broken");
             assert!(err.message.contains("invalid JSON"));
         }
+    }
+
+    /// CONTRACT §3: 1,000 entries is the most a list may hold, and is accepted; duplicates of
+    /// products go, first seen kept.
+    #[test]
+    fn lists_at_the_cap_are_accepted() {
+        let n = MAX_ENTRIES;
+        let ids: Vec<u64> = (1..=n as u64).rev().chain([5, 0, 7]).take(n).collect();
+        let event = serde_json::json!({
+            "objectType": "bug", "objectID": 1, "actor": "a", "action": "b",
+            "toList": (0..n).map(|i| format!("u{i}")).collect::<Vec<_>>(),
+            "mentions": (0..n).map(|i| format!("138{i:08}")).collect::<Vec<_>>(),
+            "product": ids,
+        });
+        let mut body = serde_json::to_vec(&event).expect("json");
+        let e = parse_event(&mut body, NOW).expect("1,000 entries rejected");
+        assert_eq!((e.to_list.len(), e.mentions.len()), (n, n));
+        assert_eq!(e.product.len(), n);
+        assert_eq!(e.product[0], n as u64);
+
+        let mut body = br#"{"objectType":"bug","objectID":1,"actor":"a","action":"b","product":",3,1,3,0,2,1,"}"#.to_vec();
+        let e = parse_event(&mut body, NOW).expect("parses");
+        assert_eq!(e.product, vec![3, 1, 2]);
+    }
+
+    /// Every fixture case gives the same answer when the body is parsed event by event (as
+    /// bodies over [`WHOLE_MAX`] are): the same events, or an error at the same place.
+    #[test]
+    fn fixture_cases_agree_event_by_event() {
+        for case in cases() {
+            let format = match case.format.as_str() {
+                "ndjson" => BodyFormat::Ndjson,
+                _ => BodyFormat::Auto,
+            };
+            let mut a = case.input.clone().into_bytes();
+            let mut b = a.clone();
+            let whole = EventParser::new().parse_body(&mut a, format, NOW);
+            let split = EventParser::new()
+                .with_whole_max(0)
+                .parse_body(&mut b, format, NOW);
+            match (whole, split) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y, "case {:?}", case.name),
+                (Err(x), Err(y)) => {
+                    assert_eq!(
+                        (x.index, x.line, &x.key),
+                        (y.index, y.line, &y.key),
+                        "case {:?}: {x} / {y}",
+                        case.name
+                    );
+                }
+                (x, y) => panic!("case {:?}: {x:?} vs {y:?}", case.name),
+            }
+        }
+    }
+
+    #[test]
+    fn split_array_finds_the_top_level_elements() {
+        fn split(s: &str) -> Option<Vec<&str>> {
+            split_array(s.as_bytes()).map(|v| v.iter().map(|&(f, l)| &s[f..f + l]).collect())
+        }
+        assert_eq!(split(" [ ] "), Some(vec![]));
+        assert_eq!(
+            split(r#"[{"a":"],}\"{"} , [1,[2]] ,"x,y",3]"#),
+            Some(vec![r#"{"a":"],}\"{"}"#, "[1,[2]]", r#""x,y""#, "3"])
+        );
+        // Left for simd-json to refuse: two values, a form feed (not JSON whitespace).
+        assert_eq!(split("[1 2]"), Some(vec!["1 2"]));
+        assert_eq!(split("[\u{c}1]"), Some(vec!["\u{c}1"]));
+        for bad in [
+            "",
+            "{}",
+            "[",
+            "[1",
+            "[1,]",
+            "[,1]",
+            "[1,,2]",
+            "[1]x",
+            "[1}]",
+            r#"["a]"#,
+            r#"["a\"]"#,
+        ] {
+            assert_eq!(split_array(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    /// `server.max_events`: counted before any event is built, in every framing.
+    #[test]
+    fn too_many_events_are_counted_first() {
+        let one = r#"{"objectType":"bug","objectID":1,"actor":"a","action":"b"}"#;
+        let array = format!("[{}]", [one; 5].join(","));
+        let ndjson = format!("{}\n\n", [one; 5].join("\n"));
+        for whole_max in [usize::MAX, 0] {
+            for (body, format) in [
+                (&array, BodyFormat::Auto),
+                (&ndjson, BodyFormat::Auto),
+                (&ndjson, BodyFormat::Ndjson),
+            ] {
+                let mut p = EventParser::new().with_whole_max(whole_max);
+                let err = p
+                    .parse_body_at_most(&mut body.clone().into_bytes(), format, NOW, 4)
+                    .expect_err("5 events accepted with a limit of 4");
+                assert_eq!(
+                    err.too_many,
+                    Some(TooMany {
+                        events: 5,
+                        limit: 4
+                    })
+                );
+                assert!(err.to_string().contains("5 events"), "{err}");
+                let ok = p.parse_body_at_most(&mut body.clone().into_bytes(), format, NOW, 5);
+                assert_eq!(ok.map(|v| v.len()), Ok(5));
+            }
+        }
+        let err = parse_body_at_most(&mut one.as_bytes().to_vec(), BodyFormat::Auto, NOW, 0)
+            .expect_err("accepted");
+        assert!(err.too_many.is_some());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::{read_body, ApiError, AppState};
-use crate::event::{parse_body, BodyFormat};
+use crate::event::{parse_body_at_most, BodyFormat};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::post().to(post_events));
@@ -33,7 +33,18 @@ async fn post_events(
     } else {
         BodyFormat::Auto
     };
-    let events = parse_body(&mut body, format, &local_now()).map_err(|e| {
+    let max_events = usize::try_from(engine.config().server.max_events).unwrap_or(usize::MAX);
+    let events = parse_body_at_most(&mut body, format, &local_now(), max_events).map_err(|e| {
+        if let Some(t) = e.too_many {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{} events in one request, more than server.max_events ({}); split it",
+                    t.events, t.limit
+                ),
+                json!({"events": t.events, "limit": t.limit}),
+            );
+        }
         let mut details = json!({});
         if let Some(i) = e.index {
             details["index"] = json!(i);

@@ -11,6 +11,7 @@ mod stats;
 mod webhooks;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -93,7 +94,9 @@ impl From<Error> for ApiError {
                 message,
                 retry_after,
             } => {
-                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let secs = retry_after
+                    .as_secs()
+                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     message.clone(),
@@ -129,10 +132,52 @@ impl From<Error> for ApiError {
     }
 }
 
-/// Reads a request body up to `server.max_body` (413 past it).
+/// How long a client may take to send a request's head (actix-web's `client_request_timeout`,
+/// made explicit): past it the request is answered 408 and the connection closed.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest pause between two parts of a request body. actix-web bounds the head
+/// ([`HEAD_TIMEOUT`]) but not the body: a client that sends a `Content-Length` and then nothing
+/// would hold its connection (and the handler) for good. [`read_body`] answers 408 past it.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a whole request body may take (a client trickling a byte now and then): enough
+/// for `max_body` (16 MiB) at ~140 KB/s.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn body_timeout(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("the request body {what}; send it whole and promptly"),
+        Value::Null,
+    )
+}
+
+/// Reads a request body up to `server.max_body` (413 past it), within [`BODY_IDLE_TIMEOUT`]
+/// between parts and [`BODY_TIMEOUT`] in all (408 past them; actix-web then closes the
+/// connection, since the body was not read to its end).
 pub async fn read_body(mut payload: web::Payload, max: u64) -> Result<Vec<u8>, ApiError> {
+    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
     let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let idle = tokio::time::Instant::now() + BODY_IDLE_TIMEOUT;
+        let next = tokio::time::timeout_at(idle.min(deadline), payload.next()).await;
+        let chunk = match next {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(body_timeout(&format!(
+                    "took longer than {}s",
+                    BODY_TIMEOUT.as_secs()
+                )))
+            }
+            Err(_) => {
+                return Err(body_timeout(&format!(
+                    "stalled: nothing arrived for {}s",
+                    BODY_IDLE_TIMEOUT.as_secs()
+                )))
+            }
+        };
         let chunk = chunk.map_err(|e| ApiError::bad(format!("could not read the body: {e}")))?;
         if (body.len() + chunk.len()) as u64 > max {
             return Err(ApiError::new(
@@ -322,6 +367,7 @@ pub fn serve(engine: Engine, listener: TcpListener) -> std::io::Result<actix_web
     Ok(
         HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .workers(2)
+            .client_request_timeout(HEAD_TIMEOUT)
             .disable_signals()
             .shutdown_timeout(10)
             .listen(listener)?

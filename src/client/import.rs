@@ -423,11 +423,12 @@ fn id_array(rec: &Record, cols: &[&str]) -> Result<Vec<u64>, String> {
         return Ok(vec![]);
     };
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for p in crate::ingest::sanplex_db::comma_list(raw) {
         let id: u64 = p
             .parse()
             .map_err(|_| format!("{col} is not a comma list of ids: {raw:?}"))?;
-        if id != 0 && !out.contains(&id) {
+        if id != 0 && seen.insert(id) {
             out.push(id);
         }
     }

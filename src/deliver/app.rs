@@ -13,9 +13,19 @@ use super::{dingtalk, feishu, wecom, Attempt, Deliverer, Outcome, Sent};
 use crate::config::Config;
 use crate::webhook::Webhook;
 
-/// A token response without a lifetime is taken to live this long (the platforms' documented
-/// maximum).
+/// A token response without a lifetime is taken to live this long, and one stating a longer
+/// lifetime is cut to it (the platforms' documented maximum).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
+/// The lifetime a token response states in seconds (`expires_in`, Lark's `expire`), bounded:
+/// a reply can say anything, and a token kept for "18446744073709551615 s" would never be
+/// refreshed before it fails.
+fn token_lifetime(secs: Option<i64>) -> Duration {
+    match secs {
+        Some(s) if s > 0 => Duration::from_secs(s.unsigned_abs()).min(DEFAULT_TOKEN_LIFETIME),
+        _ => DEFAULT_TOKEN_LIFETIME,
+    }
+}
 
 /// The credentials of an app-message webhook and the API base to use. `Debug` masks the secret.
 #[derive(Clone)]
@@ -220,12 +230,10 @@ impl Deliverer {
                     .json
                     .as_ref()
                     .and_then(|j| j.get(life_field))
-                    .and_then(super::reply::as_i64)
-                    .filter(|s| *s > 0);
+                    .and_then(super::reply::as_i64);
                 return Ok(Token {
                     value,
-                    lifetime: secs
-                        .map_or(DEFAULT_TOKEN_LIFETIME, |s| Duration::from_secs(s as u64)),
+                    lifetime: token_lifetime(secs),
                 });
             }
             let outcome = Outcome::Retry {
@@ -418,6 +426,17 @@ mod tests {
             shown.contains("corp") && shown.contains("1000002"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        let s = Duration::from_secs;
+        assert_eq!(token_lifetime(Some(600)), s(600));
+        assert_eq!(token_lifetime(Some(7200)), s(7200));
+        assert_eq!(token_lifetime(Some(i64::MAX)), s(7200));
+        assert_eq!(token_lifetime(Some(0)), s(7200));
+        assert_eq!(token_lifetime(Some(-5)), s(7200));
+        assert_eq!(token_lifetime(None), s(7200));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! stay within the platform's size limit ([`digest_fits`] says how many events fit); the
 //! dispatcher splits the rest into further digests.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -25,17 +26,16 @@ pub fn digest_header(n: usize, lang: Lang) -> String {
     }
 }
 
-/// Every mobile number any of the events mentions, each once, in order of appearance.
+/// Every mobile number any of the events mentions, each once, in order of appearance. Linear:
+/// a digest may merge many events' mentions, and this runs on the dispatch thread.
 fn mentions(events: &[&ActionEvent]) -> Vec<String> {
-    let mut out: Vec<String> = vec![];
-    for ev in events {
-        for m in &ev.mentions {
-            if !out.contains(m) {
-                out.push(m.clone());
-            }
-        }
-    }
-    out
+    let mut seen: HashSet<&str> = HashSet::new();
+    events
+        .iter()
+        .flat_map(|ev| &ev.mentions)
+        .filter(|m| seen.insert(m.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The body for `kind` from already rendered lines; `Null` for a type without digests.
@@ -232,6 +232,24 @@ mod tests {
             body["card"]["elements"][0]["content"],
             "Alice resolved Bug [#1::One](http://pm/bug-view-1.html)\nAlice resolved Bug [#2::Two](http://pm/bug-view-2.html)"
         );
+    }
+
+    /// Issue 8: a digest's mentions are the union of its events', each once, in order of first
+    /// appearance — in linear time (events at the 1,000-entry cap, overlapping).
+    #[test]
+    fn digest_mentions_are_a_union_in_first_seen_order() {
+        let events: Vec<ActionEvent> = (0..20u64)
+            .map(|i| ActionEvent {
+                mentions: (i * 500..i * 500 + 1000)
+                    .map(|m| format!("138{m:08}"))
+                    .collect(),
+                ..ev(i, "x")
+            })
+            .collect();
+        let refs: Vec<&ActionEvent> = events.iter().collect();
+        let got = mentions(&refs);
+        let want: Vec<String> = (0..19 * 500 + 1000).map(|m| format!("138{m:08}")).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! or the webhook's `apiBase` (app messages) and from the hook URL (bots).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
@@ -26,6 +27,18 @@ const MAX_PAGES: usize = 100_000;
 /// Codes that refuse one recipient of an app message, not the message: `230001` invalid
 /// `receive_id`, `230013` the bot is not available to that user.
 const RECIPIENT_CODES: [i64; 2] = [230001, 230013];
+
+/// How long a Lark bot pauses after the platform says it is flooded (`11232`, or `9499` "too
+/// many request"): its longest window is a minute (PLATFORMS.md: 100 per minute), and sanhook's
+/// own windows already keep within both, so a flood reply means someone else shares the bot;
+/// sending again sooner would only be refused again. Cut to `delivery.max_retry_after`.
+pub const THROTTLE_PAUSE: Duration = Duration::from_secs(60);
+
+/// Whether a `9499` is Lark's flood answer ("too many request", HTTP 400 from a flooded bot)
+/// rather than a bad request: the one code PLATFORMS.md tells apart by its message.
+fn is_flood(reply: &Reply) -> bool {
+    reply.msg.to_ascii_lowercase().contains("too many request")
+}
 
 /// The group bot (`feishugroup`): a signed card, within `limits.feishugroup`, with digests.
 pub struct Group;
@@ -103,9 +116,13 @@ impl Channel for AppMessage {
 }
 
 /// What a Feishu/Lark code means (PLATFORMS.md and Lark's generic code list).
-pub fn rule(_reply: &Reply, code: i64) -> Rule {
+pub fn rule(reply: &Reply, code: i64) -> Rule {
     match code {
-        11232 | 99991400 => Rule::Retry(None),
+        // The bot's rate limit: pause the bot, then retry.
+        11232 => Rule::Retry(Some(THROTTLE_PAUSE)),
+        9499 if is_flood(reply) => Rule::Retry(Some(THROTTLE_PAUSE)),
+        // The app API's limit comes as HTTP 429 with its own wait (`x-ogw-ratelimit-reset`).
+        99991400 => Rule::Retry(None),
         // Internal errors: try again.
         1500 | 1503 | 9999 => Rule::Retry(None),
         19021 => Rule::Dead(
@@ -349,7 +366,6 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// (HTTP status, reset header, body, expected kind, text expected in the error)
     const CASES: &[(u16, Option<&str>, &str, &str, &str)] = &[
@@ -386,8 +402,38 @@ mod tests {
             200,
             None,
             r#"{"code":11232,"msg":"frequency limited"}"#,
-            "retry",
+            "retry-pause",
             "code 11232",
+        ),
+        // A flooded bot (issue 8): HTTP 400, 9499 "too many request" is its rate limit.
+        (
+            400,
+            None,
+            r#"{"code":9499,"msg":"too many request","data":{}}"#,
+            "retry-pause",
+            "code 9499: too many request",
+        ),
+        (
+            200,
+            None,
+            r#"{"code":9499,"msg":"Too Many Requests"}"#,
+            "retry-pause",
+            "code 9499",
+        ),
+        // Any other 9499 is a bad request: permanent.
+        (
+            400,
+            None,
+            r#"{"code":9499,"msg":"Bad Request"}"#,
+            "dead",
+            "code 9499: Bad Request",
+        ),
+        (
+            200,
+            None,
+            r#"{"code":9499,"msg":"Bad Request: msg_type must be interactive"}"#,
+            "dead",
+            "refused the request's shape",
         ),
         (
             200,
@@ -432,6 +478,7 @@ mod tests {
         match o {
             Outcome::Delivered => "delivered",
             Outcome::Retry { after: Some(a), .. } if *a == Duration::from_secs(7) => "retry-7s",
+            Outcome::Retry { after: Some(a), .. } if *a == THROTTLE_PAUSE => "retry-pause",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead(_) => "dead",
             Outcome::Skipped(_) => "skipped",

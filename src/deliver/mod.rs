@@ -545,13 +545,27 @@ impl Sent {
 }
 
 /// Parses a `Retry-After` value: delay seconds or an HTTP date.
+///
+/// The value comes from the receiver and may be anything: a number of seconds too large for a
+/// `u64` saturates (it is "very long", and dispatch cuts every wait to
+/// `delivery.max_retry_after`), a date in the past is zero.
 pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if let Some(wait) = parse_seconds(v) {
+        return Some(wait);
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A wait given as a plain number of seconds (`Retry-After`, Lark's `x-ogw-ratelimit-reset`):
+/// ASCII digits only, saturating at `u64::MAX` seconds rather than failing on a huge value.
+pub fn parse_seconds(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)))
 }
 
 fn describe_reqwest(e: reqwest::Error) -> String {
@@ -682,5 +696,27 @@ mod tests {
             Some(Duration::from_secs(90))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// Issue 8: whatever a receiver says, the parse neither panics nor gives up on a huge value
+    /// (it saturates; dispatch cuts it to `max_retry_after`).
+    #[test]
+    fn retry_after_huge_values_saturate() {
+        let now = std::time::SystemTime::now();
+        let max = Duration::from_secs(u64::MAX);
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(max));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999999", now),
+            Some(max)
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        for bad in ["", "-1", "1.5", "+3", "1e9", "١٢"] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
+        }
+        // The latest date HTTP can say: a long wait, no panic.
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).expect("a date");
+        assert!(far > Duration::from_secs(200 * 365 * 86_400), "{far:?}");
+        let past = parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now);
+        assert_eq!(past, Some(Duration::ZERO));
     }
 }

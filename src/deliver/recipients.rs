@@ -111,22 +111,37 @@ impl Progress {
         self.served.iter().any(|u| u == userid) || self.rejected.iter().any(|r| r.userid == userid)
     }
 
+    /// Every user served or refused, as a set (linear in the progress, for checks in a loop).
+    fn done_set(&self) -> HashSet<&str> {
+        self.served
+            .iter()
+            .map(String::as_str)
+            .chain(self.rejected.iter().map(|r| r.userid.as_str()))
+            .collect()
+    }
+
     /// The recipients still to serve, in order.
     pub fn remaining<'a>(&self, userids: &'a [String]) -> Vec<&'a str> {
+        let done = self.done_set();
         userids
             .iter()
             .map(String::as_str)
-            .filter(|u| !self.done(u))
+            .filter(|u| !done.contains(u))
             .collect()
     }
 
     /// Records users as served.
     pub fn serve<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
-        for u in users {
-            if !self.done(u) {
-                self.served.push(u.to_string());
-            }
-        }
+        let new: Vec<String> = {
+            let done = self.done_set();
+            let mut added = HashSet::new();
+            users
+                .into_iter()
+                .filter(|u| !done.contains(u) && added.insert(*u))
+                .map(str::to_owned)
+                .collect()
+        };
+        self.served.extend(new);
     }
 
     /// Records a user as refused.

@@ -239,8 +239,8 @@ pub fn rate_limit_wait(
 ) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if platform == Platform::Feishu {
-        if let Some(secs) = header("x-ogw-ratelimit-reset").and_then(|v| v.trim().parse().ok()) {
-            return Some(Duration::from_secs(secs));
+        if let Some(wait) = header("x-ogw-ratelimit-reset").and_then(super::parse_seconds) {
+            return Some(wait);
         }
     }
     header("retry-after").and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()))

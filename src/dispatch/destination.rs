@@ -20,7 +20,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::envelope::{prepare, MemberBudgets, Ready};
 use super::limiter::Limiter;
-use super::{DispatchCtx, Flush, Job, ObjectKey, Purge, TakeSlot};
+use super::{later, DispatchCtx, Flush, Job, ObjectKey, Purge, TakeSlot};
 use crate::config::Window;
 use crate::deliver::{Attempt, Deliverer, Outcome};
 use crate::event::ActionEvent;
@@ -286,13 +286,13 @@ impl Destination {
             return;
         }
         if !self.read_budget() {
-            self.wake_at(now + STORE_RETRY, now, ctx);
+            self.wake_at(later(now, STORE_RETRY), now, ctx);
             return;
         }
         let wall = chrono::Utc::now().timestamp_millis();
         let wait = self.limiter.wait(wall);
         if !wait.is_zero() {
-            self.wake_at(now + wait, now, ctx);
+            self.wake_at(later(now, wait), now, ctx);
             return;
         }
         // Spread what waits over the sends the windows still allow.
@@ -348,7 +348,7 @@ impl Destination {
             }
         }
         if events.is_empty() {
-            self.wake_at(now + STORE_RETRY, now, ctx);
+            self.wake_at(later(now, STORE_RETRY), now, ctx);
             return;
         }
         batch.truncate(events.len());
@@ -458,7 +458,7 @@ impl Destination {
             fut.into_actor(self)
                 .map(move |(ended, pause, saved), act, ctx| {
                     if let Some(p) = pause {
-                        act.paused_until = Some(Instant::now() + p);
+                        act.paused_until = Some(later(Instant::now(), p));
                     }
                     if saved.is_err() {
                         // Not on disk: held for the destination's next commit (the objects
@@ -628,7 +628,7 @@ impl Destination {
             // send succeeded it may repeat, with the same webhook-id.
             tracing::error!(delivery = id, error = %err, "could not record a delivery outcome");
             if let Some((q, p)) = job {
-                q[p].set_due(Some(now + STORE_RETRY));
+                q[p].set_due(Some(later(now, STORE_RETRY)));
             }
             self.classify(key, now);
             return;
@@ -663,7 +663,7 @@ impl Destination {
                 metrics.delivery(Status::Retrying, 1);
             }
             j.state = Some(Box::new(state));
-            j.set_due(Some(now + delay.unwrap_or(Duration::ZERO)));
+            j.set_due(Some(later(now, delay.unwrap_or(Duration::ZERO))));
         }
         self.classify(key, now);
     }
@@ -720,7 +720,8 @@ fn next_state(
                 };
                 s.status = Status::Retrying;
                 s.last_error = Some(error);
-                s.next_attempt_at = Some(now + d.as_millis() as i64);
+                let wait_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                s.next_attempt_at = Some(now.saturating_add(wait_ms));
                 delay = Some(d);
             }
         }

@@ -14,7 +14,13 @@ use crate::config::Window;
 /// platform exactly when they leave, so a send timed to the millisecond could land inside the
 /// platform's window. 5 % of the window, at least 50 ms.
 fn margin(per: Duration) -> i64 {
-    (per.as_millis() as i64 / 20).max(50)
+    (per_ms(per) / 20).max(50)
+}
+
+/// A window's length in ms, saturating: the arithmetic below must not wrap on a window of
+/// absurd length (the config allows any duration).
+fn per_ms(per: Duration) -> i64 {
+    i64::try_from(per.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Send times (Unix milliseconds) of one destination, newest last, bounded by its windows.
@@ -49,7 +55,7 @@ impl Limiter {
     fn longest_ms(&self) -> i64 {
         self.windows
             .iter()
-            .map(|w| w.per.as_millis() as i64)
+            .map(|w| per_ms(w.per))
             .max()
             .unwrap_or(0)
     }
@@ -76,7 +82,7 @@ impl Limiter {
     }
 
     fn in_window(&self, now: i64, per: Duration) -> usize {
-        let from = now - per.as_millis() as i64 - margin(per);
+        let from = now.saturating_sub(per_ms(per)).saturating_sub(margin(per));
         self.sends.iter().rev().take_while(|t| **t > from).count()
     }
 
@@ -88,8 +94,10 @@ impl Limiter {
             if n >= w.count as usize {
                 // The oldest send that must leave the window before one more fits.
                 let idx = self.sends.len() - w.count as usize;
-                let frees = self.sends[idx] + w.per.as_millis() as i64 + margin(w.per);
-                wait = wait.max(frees - now);
+                let frees = self.sends[idx]
+                    .saturating_add(per_ms(w.per))
+                    .saturating_add(margin(w.per));
+                wait = wait.max(frees.saturating_sub(now));
             }
         }
         Duration::from_millis(wait.max(0) as u64)

@@ -76,6 +76,16 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// The furthest ahead dispatch ever schedules anything: a wait past it (a hostile
+/// `Retry-After`, a corrupt record) means "not in this process's life" all the same.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `now + wait`, never overflowing the clock (`Instant + Duration` panics past its range, and a
+/// wait can come from a receiver's header): waits beyond [`FAR_FUTURE`] are cut to it.
+pub(crate) fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait.min(FAR_FUTURE)).unwrap_or(now)
+}
+
 /// `t` in milliseconds on the dispatch clock (rounded up, so a job is never early).
 fn clock_ms(t: Instant) -> u64 {
     let d = t.saturating_duration_since(epoch());
@@ -102,7 +112,7 @@ impl Job {
 
     /// When it may be sent; `None` = held until the next async flush.
     pub fn due(&self) -> Option<Instant> {
-        (self.due != HELD).then(|| epoch() + Duration::from_millis(self.due))
+        (self.due != HELD).then(|| later(epoch(), Duration::from_millis(self.due)))
     }
 
     /// Sets when it may be sent (`None`: held).
@@ -280,7 +290,10 @@ impl Dispatcher {
             let not_before = if msg.now {
                 Some(now)
             } else if let Some(at) = d.state.next_attempt_at {
-                Some(now + Duration::from_millis((at - wall).max(0) as u64))
+                Some(later(
+                    now,
+                    Duration::from_millis(at.saturating_sub(wall).max(0) as u64),
+                ))
             } else if is_async && d.state.attempts == 0 {
                 None
             } else {

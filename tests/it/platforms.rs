@@ -212,6 +212,34 @@ async fn feishugroup_wrong_secret_is_dead_with_19021() {
     assert!(fs.received().is_empty());
 }
 
+/// Issue 8: a flooded Lark bot answers HTTP 400 with `9499` "too many request". That is its rate
+/// limit, not a bad request: the bot pauses and every message arrives, in order.
+#[actix_rt::test]
+async fn issue8_feishugroup_flood_9499_is_retried_not_dead() {
+    let fs = FeishuFake::start();
+    let url = fs.bot("hook-flood", None);
+    // The platform allows 1 message a second; sanhook's own windows allow far more, so the
+    // platform's flood answer is what holds it back. The pause is cut to 1.5 s.
+    fs.set_window(1, Duration::from_secs(1));
+    let s =
+        TestServer::start("max_retry_after = \"1500ms\"\n[limits]\nfeishugroup = [\"50/1s\"]\n")
+            .await;
+    let wh = s
+        .webhook(json!({"name": "lark", "type": "feishugroup", "url": url}))
+        .await;
+    post_events(&s, (1..=3).map(|i| ev(i, i, &[], &[])).collect()).await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "all delivered", |d| all(d, 3, "delivered"))
+        .await;
+    assert!(fs.refused(9499) >= 1, "the fake never answered 9499");
+    assert!(
+        d.iter().any(|x| x["attempts"].as_u64() > Some(1)),
+        "nothing was retried: {d:?}"
+    );
+    let ids: Vec<u64> = fs.received().iter().flat_map(|m| m.object_ids()).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Work/app messages
 

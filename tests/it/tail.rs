@@ -238,6 +238,31 @@ async fn tail_bad_lines_are_quarantined_and_later_lines_flow() {
     wait_ingested(&s, wh, &[1, 5, 6]).await;
 }
 
+/// Issue 8: a symbolic link in the watched folder (here to a file of secrets and an event) is
+/// never followed: none of its lines reaches the quarantine or the outbox, and the real log
+/// beside it flows.
+#[actix_rt::test]
+async fn issue8_tail_does_not_follow_symlinks() {
+    let r = Receiver::fixed(200);
+    let (s, logs) = tailing_server("").await;
+    let wh = s.webhook(json!({"name": "tail", "url": r.url})).await;
+    let outside = tempfile::tempdir().expect("dir");
+    let secret = outside.path().join("secrets.ndjson");
+    append(&secret, &format!("password=hunter2\n{}", line(900)));
+    std::os::unix::fs::symlink(&secret, logs.join("evil.ndjson")).expect("symlink");
+    let log = logs.join("actions.ndjson");
+    append(&log, &line(1));
+    wait_ingested(&s, wh, &[1]).await;
+    // More scans see the link again; still nothing of it.
+    append(&log, &line(2));
+    wait_ingested(&s, wh, &[1, 2]).await;
+    append(&secret, &line(901));
+    append(&log, &line(3));
+    wait_ingested(&s, wh, &[1, 2, 3]).await;
+    let q = quarantine(&s).await;
+    assert!(q.is_empty(), "{}", Value::Array(q));
+}
+
 #[actix_rt::test]
 async fn tail_start_at_end_skips_what_was_already_there() {
     let r = Receiver::fixed(200);

@@ -6,13 +6,13 @@
 //! an older or newer Sanplex whose tables lack a column loses only that piece of enrichment
 //! instead of failing every poll.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
 use super::row::{comma_list, Record};
-use crate::event::{ActionEvent, Change, MAX_CHANGES};
+use crate::event::{ActionEvent, Change, MAX_CHANGES, MAX_ENTRIES};
 
 /// An object table: which action `objectType`s it holds, its title column, and the columns
 /// that name people.
@@ -385,8 +385,14 @@ impl Lookups {
     }
 
     /// Fills in what the lookups found: `objectName`, `actorName`, `toList`, `mentions`,
-    /// `kanbanID`. `url` stays empty so that each webhook's `domain` applies.
+    /// `kanbanID`. `url` stays empty so that each webhook's `domain` applies. Lists longer than
+    /// an event carries are cut ([`keep_first_entries`]).
     pub fn apply(&self, ev: &mut ActionEvent) {
+        self.fill(ev);
+        keep_first_entries(ev);
+    }
+
+    fn fill(&self, ev: &mut ActionEvent) {
         if let (Some(changes), Some(id)) = (&self.changes, ev.id) {
             let mut mine = changes.get(&id).cloned().unwrap_or_default();
             if mine.len() > MAX_CHANGES {
@@ -428,10 +434,11 @@ impl Lookups {
     /// a deleted user or Sanplex's `closed` pseudo-assignee, each account once.
     fn recipients(&self, obj: &Record, actor: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for col in RECIPIENT_COLUMNS {
             for a in comma_list(obj.get(col).unwrap_or("")) {
                 let deleted = self.users.get(a).is_some_and(|u| u.deleted);
-                if a == actor || a == CLOSED || deleted || out.iter().any(|x| x == a) {
+                if a == actor || a == CLOSED || deleted || !seen.insert(a) {
                     continue;
                 }
                 out.push(a.to_string());
@@ -444,14 +451,42 @@ impl Lookups {
     /// bots), skipping users without one and deleted users.
     fn mentions(&self, obj: &Record) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for a in comma_list(obj.get("assignedTo").unwrap_or("")) {
             if let Some(u) = self.users.get(a) {
-                if !u.deleted && !u.mobile.is_empty() && !out.contains(&u.mobile) {
+                if !u.deleted && !u.mobile.is_empty() && seen.insert(&u.mobile) {
                     out.push(u.mobile.clone());
                 }
             }
         }
         out
+    }
+}
+
+/// Cuts `toList`, `mentions` and the product list to [`MAX_ENTRIES`] each, keeping the first,
+/// with a warning: an event may carry no more (CONTRACT §3), and an action in Sanplex's own
+/// database is delivered cut rather than quarantined.
+pub(crate) fn keep_first_entries(ev: &mut ActionEvent) {
+    let id = ev.id.unwrap_or(0);
+    let cut = |key: &str, len: usize| {
+        tracing::warn!(
+            action_id = id,
+            key,
+            entries = len,
+            "the action has more {key} entries than an event carries; keeping the first {MAX_ENTRIES}"
+        );
+    };
+    if ev.to_list.len() > MAX_ENTRIES {
+        cut("toList", ev.to_list.len());
+        ev.to_list.truncate(MAX_ENTRIES);
+    }
+    if ev.mentions.len() > MAX_ENTRIES {
+        cut("mentions", ev.mentions.len());
+        ev.mentions.truncate(MAX_ENTRIES);
+    }
+    if ev.product.len() > MAX_ENTRIES {
+        cut("product", ev.product.len());
+        ev.product.truncate(MAX_ENTRIES);
     }
 }
 
@@ -517,6 +552,39 @@ mod tests {
             action: "edited".into(),
             ..ActionEvent::default()
         }
+    }
+
+    /// CONTRACT §3: the database source keeps the first 1,000 of a longer list rather than
+    /// quarantining the action; each list is built in linear time.
+    #[test]
+    fn long_lists_are_cut_to_the_first_1000() {
+        let mut l = lookups();
+        let many: Vec<String> = (0..3000).map(|i| format!("u{i}")).collect();
+        // Every account twice: duplicates are dropped before the cut.
+        let mailto = format!("{},{}", many.join(","), many.join(","));
+        l.objects.insert(
+            ("zt_bug", 13),
+            rec(&[("id", "13"), ("title", "Big"), ("assignedTo", &mailto)]),
+        );
+        for (i, u) in many.iter().enumerate() {
+            l.users
+                .insert(u.clone(), user(u, &format!("138{i:08}"), false));
+        }
+        let mut ev = event("bug", 13, "alice");
+        ev.product = (1..=2500).collect();
+        l.apply(&mut ev);
+        assert_eq!(ev.to_list.len(), MAX_ENTRIES);
+        assert_eq!(ev.to_list[..2], ["u0", "u1"]);
+        assert_eq!(ev.to_list[MAX_ENTRIES - 1], format!("u{}", MAX_ENTRIES - 1));
+        assert_eq!(ev.mentions.len(), MAX_ENTRIES);
+        assert_eq!(ev.mentions[0], "13800000000");
+        assert_eq!(ev.product, (1..=MAX_ENTRIES as u64).collect::<Vec<_>>());
+
+        // Without the object in the lookups the product list is cut all the same.
+        let mut ev = event("bug", 99, "alice");
+        ev.product = (1..=2500).collect();
+        l.apply(&mut ev);
+        assert_eq!(ev.product.len(), MAX_ENTRIES);
     }
 
     #[test]

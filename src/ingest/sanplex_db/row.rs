@@ -103,14 +103,16 @@ fn required(rec: &Record, col: &str) -> Result<String, String> {
     }
 }
 
-/// Sanplex's `product` column (`",1,2,"`, `",0,"`, `"3"`, empty) as ids, zeros removed.
+/// Sanplex's `product` column (`",1,2,"`, `",0,"`, `"3"`, empty) as ids, zeros and repeats
+/// removed (first seen kept, in linear time).
 pub fn products(s: &str) -> Result<Vec<u64>, String> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for p in comma_list(s) {
         let id: u64 = p
             .parse()
             .map_err(|_| format!("product is not a comma list of ids: {s:?}"))?;
-        if id != 0 && !out.contains(&id) {
+        if id != 0 && seen.insert(id) {
             out.push(id);
         }
     }

@@ -112,6 +112,9 @@ pub(crate) struct Files {
     pub tracked: Vec<Tracked>,
     /// Problems already logged, so a persistent one is logged once, not every poll.
     warned: HashSet<String>,
+    /// Components of the glob before its first wildcard: the admin's own path, where a
+    /// symbolic link is theirs to make. Components matched by wildcards must not be links.
+    fixed_components: usize,
 }
 
 impl Files {
@@ -124,6 +127,7 @@ impl Files {
             next_seq: 1,
             tracked: Vec::new(),
             warned: HashSet::new(),
+            fixed_components: fixed_components(glob),
         };
         f.restore(state);
         f
@@ -180,11 +184,24 @@ impl Files {
                 );
                 continue;
             };
+            if let Some(link) = linked_dir(&path, self.fixed_components) {
+                let msg = format!(
+                    "skipped: {} is a symbolic link, and links are never followed",
+                    link.display()
+                );
+                self.warn_once(&name, &msg);
+                continue;
+            }
             match candidate(name.clone()) {
                 Ok(Some(c)) => out.push(c),
                 Ok(None) => {}
                 // It may have been renamed or deleted since the listing: the next scan will tell.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if is_link_refused(&e) => self.warn_once(
+                    &name,
+                    "skipped: a symbolic link, and links are never followed (a link could \
+                     put any file this process can read into the quarantine or the outbox)",
+                ),
                 Err(e) => self.warn_once(&name, &format!("cannot read: {e}")),
             }
         }
@@ -347,13 +364,58 @@ impl Files {
     }
 }
 
-/// Stats a path and reads its first bytes; `None` for what is not a regular file.
+/// Opens a followed file by path for reading, refusing a symbolic link (`O_NOFOLLOW`: the
+/// check and the open are one step, so a link swapped in between cannot slip through) and never
+/// blocking on a FIFO (`O_NONBLOCK`, which changes nothing for a regular file).
+pub(crate) fn open_nofollow(path: &str) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Whether an open failed because the path is a symbolic link (`O_NOFOLLOW` answers `ELOOP`).
+pub(crate) fn is_link_refused(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// How many leading components of `glob` hold no wildcard (`*`, `?`, `[`).
+fn fixed_components(glob: &str) -> usize {
+    std::path::Path::new(glob)
+        .components()
+        .take_while(|c| {
+            !c.as_os_str()
+                .as_encoded_bytes()
+                .iter()
+                .any(|b| b"*?[".contains(b))
+        })
+        .count()
+}
+
+/// The first directory of `path` matched by a wildcard of the glob (past its first `fixed`
+/// components) that is a symbolic link, if any: `logs/*/a.ndjson` must not lead through a
+/// link to a directory elsewhere. The file itself is checked when it is opened.
+fn linked_dir(path: &std::path::Path, fixed: usize) -> Option<PathBuf> {
+    let parts: Vec<_> = path.components().collect();
+    let mut dir = PathBuf::new();
+    for (i, part) in parts.iter().enumerate().take(parts.len().saturating_sub(1)) {
+        dir.push(part);
+        if i >= fixed && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(dir);
+        }
+    }
+    None
+}
+
+/// Opens a path and reads its first bytes; `None` for what is not a regular file. A symbolic
+/// link is refused ([`open_nofollow`]).
 fn candidate(path: String) -> std::io::Result<Option<Candidate>> {
-    let meta = std::fs::metadata(&path)?;
+    let file = open_nofollow(&path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
         return Ok(None);
     }
-    let file = File::open(&path)?;
     let mut prefix = vec![0u8; FP_MAX];
     let n = read_full_at(&file, &mut prefix, 0)?;
     prefix.truncate(n);
@@ -385,7 +447,7 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io:
 /// starts, so a line being written when sanhook starts is read whole once it is finished.
 fn end_of_last_line(path: &str) -> std::io::Result<u64> {
     const STEP: u64 = 64 * 1024;
-    let file = File::open(path)?;
+    let file = open_nofollow(path)?;
     let mut end = file.metadata()?.size();
     let mut buf = vec![0u8; STEP as usize];
     while end > 0 {
@@ -419,6 +481,69 @@ mod tests {
 
     fn glob_of(dir: &tempfile::TempDir) -> String {
         format!("{}/*.log*", dir.path().display())
+    }
+
+    /// Issue 8: a symbolic link in the glob (to a file, or a directory a wildcard matches) is
+    /// never followed, and is named in one warning however many scans see it.
+    #[test]
+    fn symbolic_links_are_skipped_with_one_warning() {
+        let dir = tempfile::tempdir().expect("dir");
+        let outside = tempfile::tempdir().expect("outside");
+        let secret = outside.path().join("shadow");
+        write(&secret, "root:password\n");
+        write(&dir.path().join("a.log"), "{\"id\":1}\n");
+        let link = dir.path().join("b.log");
+        std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+        let dangling = dir.path().join("c.log");
+        std::os::unix::fs::symlink(outside.path().join("nothing"), &dangling).expect("symlink");
+        let mut f = Files::new(&glob_of(&dir), StartAt::Beginning, None);
+        for now in 0..3 {
+            f.scan(now);
+        }
+        let paths: Vec<&str> = f.tracked.iter().map(|t| t.st.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![dir.path().join("a.log").to_str().expect("utf-8")]
+        );
+        let mut warned: Vec<&String> = f.warned.iter().collect();
+        warned.sort();
+        assert_eq!(warned.len(), 2, "{warned:?}");
+        assert!(
+            warned[0].starts_with(link.to_str().expect("utf-8")),
+            "{warned:?}"
+        );
+        assert!(warned[0].contains("symbolic link"), "{warned:?}");
+        assert!(
+            warned[1].starts_with(dangling.to_str().expect("utf-8")),
+            "{warned:?}"
+        );
+
+        // A wildcard over directories does not lead through a link to one.
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("dir");
+        write(&real.join("x.ndjson"), "{\"id\":2}\n");
+        std::fs::create_dir(outside.path().join("d")).expect("dir");
+        write(&outside.path().join("d/x.ndjson"), "secret\n");
+        std::os::unix::fs::symlink(outside.path().join("d"), dir.path().join("via"))
+            .expect("symlink");
+        let mut f = Files::new(
+            &format!("{}/*/x.ndjson", dir.path().display()),
+            StartAt::Beginning,
+            None,
+        );
+        f.scan(0);
+        f.scan(1);
+        let paths: Vec<&str> = f.tracked.iter().map(|t| t.st.path.as_str()).collect();
+        assert_eq!(paths, vec![real.join("x.ndjson").to_str().expect("utf-8")]);
+        assert_eq!(f.warned.len(), 1, "{:?}", f.warned);
+        // The admin's own path may go through a link: only wildcard parts are checked.
+        let mut f = Files::new(
+            &format!("{}/via/*.ndjson", dir.path().display()),
+            StartAt::Beginning,
+            None,
+        );
+        f.scan(0);
+        assert_eq!(f.tracked.len(), 1);
     }
 
     #[test]

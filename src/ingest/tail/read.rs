@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use crate::event::{parse_line, ActionEvent};
 use crate::store::QuarantineItem;
 
-use super::files::{read_full_at, Files, Tracked, IDLE_CLOSE_MS};
+use super::files::{is_link_refused, open_nofollow, read_full_at, Files, Tracked, IDLE_CLOSE_MS};
 use super::state::FileState;
 
 /// Read size, and the buffer's size unless a longer (allowed) line needs more.
@@ -127,9 +127,12 @@ fn open_same(t: &Tracked) -> std::io::Result<Option<File>> {
     if t.detached {
         return Ok(None);
     }
-    let f = match File::open(&t.st.path) {
+    // A path that became a symbolic link is not the file being followed.
+    let f = match open_nofollow(&t.st.path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || is_link_refused(&e) => {
+            return Ok(None)
+        }
         Err(e) => return Err(e),
     };
     let m = f.metadata()?;

@@ -174,7 +174,6 @@ async fn wecom_bot_throttled_mid_burst_pauses_and_delivers_all_in_order() {
 /// pauses instead of retrying each message into the flood); without it the burst's messages
 /// use up their retries and end `dead`. Remove the `ignore` when that lands.
 #[actix_rt::test]
-#[ignore = "needs the Lark flood pause from branch hostile (ac99379)"]
 async fn lark_bot_flooded_mid_burst_delivers_all_in_order() {
     let fs = FeishuFake::start();
     let url = fs.bot("hook-burst", None);

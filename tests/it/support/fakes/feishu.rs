@@ -1,6 +1,6 @@
 //! A strict Lark/Feishu: group bots (`/open-apis/bot/v2/hook/{token}`), app messages
-//! (`/open-apis/im/v1/messages`), tenant tokens, the paged directory, and HTTP 429 with
-//! `x-ogw-ratelimit-reset`.
+//! (`/open-apis/im/v1/messages`), tenant tokens, the paged directory, HTTP 429 with
+//! `x-ogw-ratelimit-reset`, and a flooded bot's HTTP 400 `9499` "too many request" (`set_window`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -196,11 +196,11 @@ fn bot_send(s: &mut State, r: &Req, token: &str) -> Resp {
         return code(200, 9499, &e);
     }
     if !s.core.admit(token, Instant::now()) {
-        s.core.refuse(token, 11232, "frequency limited");
-        return code(
-            200,
-            11232,
-            "frequency limited psm[lark.oapi.app_platform_runtime]",
+        // What a flooded bot answers (issue 8, seen live): HTTP 400, 9499 "too many request".
+        s.core.refuse(token, 9499, "too many request");
+        return Resp::status(
+            400,
+            json!({"code": 9499, "msg": "too many request", "data": {}}),
         );
     }
     s.core.accept(token, &body, vec![], signed);
