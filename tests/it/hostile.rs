@@ -322,7 +322,7 @@ async fn issue8_a_stalled_body_is_cut_off() {
         .await
         .expect("connect");
     let head =
-        format!("GET /api/v1/webhooks HTTP/1.1\r\nHost: {addr}\r\ncontent-length: 50\r\n\r\n");
+        format!("GET /api/v1/webhooks HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 50\r\n\r\n");
     c.write_all(head.as_bytes()).await.expect("send head");
     let bound = sanhook::api::BODY_IDLE_TIMEOUT + Duration::from_secs(20);
     let answer = read_until_closed(&mut c, bound).await;
