@@ -91,6 +91,12 @@ pub const MAX_CHANGES: usize = MAX_ENTRIES;
 /// route and render.
 pub const MAX_ENTRIES: usize = 1000;
 
+/// Local time as Sanplex writes it (`YYYY-MM-DD HH:MM:SS`): the `date` of events that carry
+/// none, whichever source they come from.
+pub fn local_now() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }

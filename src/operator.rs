@@ -34,7 +34,7 @@ pub fn event(action: &str, object_id: u64, object_name: &str, comment: String) -
         object_id,
         actor: OPERATOR.into(),
         action: action.into(),
-        date: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        date: crate::event::local_now(),
         comment,
         object_name: Some(object_name.into()),
         ..ActionEvent::default()
@@ -89,18 +89,16 @@ impl Watch {
         let cfg = &engine.config().delivery;
         let now = chrono::Utc::now().timestamp_millis();
         let as_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let counters = engine.store().counters();
-        self.reported.retain(|id, _| counters.contains_key(id));
-        for wh in engine.webhooks() {
-            let Some(c) = counters.get(&wh.id) else {
-                continue;
-            };
-            let Some(since) = c.failing_since else {
-                self.reported.remove(&wh.id);
+        // Only webhooks in a failing episode are looked at: no copy of every webhook and
+        // counter each second.
+        let failing = engine.store().failing();
+        self.reported
+            .retain(|id, _| failing.iter().any(|(f, _, _)| f == id));
+        for (id, since, last_error) in failing {
+            let Ok(wh) = engine.webhook(id) else {
                 continue;
             };
             let failing_for = now.saturating_sub(since);
-            let last_error = c.last_error.clone().unwrap_or_default();
             if failing_for >= as_ms(cfg.failing_after) && self.reported.get(&wh.id) != Some(&since)
             {
                 self.reported.insert(wh.id, since);

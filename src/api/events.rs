@@ -11,10 +11,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::post().to(post_events));
 }
 
-/// Local time as Sanplex writes it: the default `date` of events that carry none.
-pub fn local_now() -> String {
-    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
-}
+pub use crate::event::local_now;
 
 async fn post_events(
     state: web::Data<AppState>,

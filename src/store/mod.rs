@@ -723,6 +723,20 @@ impl Store {
             .clone()
     }
 
+    /// The webhooks in a failing episode: `(webhook, failing since, last error)`, from memory,
+    /// without copying the others' counters (the health watch asks every second).
+    pub fn failing(&self) -> Vec<(u64, i64, String)> {
+        self.counters
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter_map(|(id, c)| {
+                c.failing_since
+                    .map(|since| (*id, since, c.last_error.clone().unwrap_or_default()))
+            })
+            .collect()
+    }
+
     /// Up to `limit` dead deliveries of `webhook` whose batch was committed at or after
     /// `since_ms`, in delivery-id order, and where the next page starts (`None`: no more).
     /// Start with `scan: None`.

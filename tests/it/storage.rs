@@ -11,22 +11,9 @@ use sanhook::store::Faults;
 use serde_json::{json, Value};
 
 use crate::support::receiver::Receiver;
-use crate::support::{event, TestServer};
+use crate::support::{event, eventually, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Waits until `cond` holds, polling; panics with `what` after `timeout`.
-async fn eventually<F, Fut>(timeout: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + timeout;
-    while !cond().await {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn get(s: &TestServer, path: &str) -> (u16, Value) {
     let resp = reqwest::get(format!("{}{path}", s.base))

@@ -365,7 +365,7 @@ async fn read_batch(
     let id_of = |r: &Record| r.get("id").and_then(|v| v.trim().parse::<u64>().ok());
     let found_gaps: Vec<u64> = late.iter().filter_map(id_of).collect();
     let new_ids: Vec<u64> = fresh.iter().filter_map(id_of).collect();
-    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let now = crate::event::local_now();
     let mut events = Vec::with_capacity(late.len() + fresh.len());
     let mut quarantine = Vec::new();
     for rec in late.iter().chain(fresh.iter()) {

@@ -203,7 +203,7 @@ impl<S: Sink> Tailer<S> {
     pub async fn step(&mut self) -> Result<Step, Error> {
         let now = now_ms();
         self.files.scan(now);
-        let date = local_now();
+        let date = crate::event::local_now();
         let batch = self
             .files
             .read_batch(&mut self.buf, &self.limits, now, &date);
@@ -277,7 +277,7 @@ impl<S: Sink> Tailer<S> {
                 if scan {
                     files.scan(now);
                 }
-                let date = local_now();
+                let date = crate::event::local_now();
                 let batch = files.read_batch(&mut buf, &lim, now, &date);
                 let snap = files.snapshot();
                 (files, buf, batch, snap)
@@ -374,11 +374,6 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
         _ = tokio::time::sleep(d) => {}
         _ = stop.changed() => {}
     }
-}
-
-/// Local time as Sanplex writes it: the `date` of events that carry none (as the HTTP intake).
-fn local_now() -> String {
-    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 fn now_ms() -> i64 {

@@ -214,3 +214,16 @@ pub fn event(id: u64, object_id: u64, action: &str) -> Value {
         "date": "2026-11-20 09:00:35", "objectName": "Login fails"
     })
 }
+
+/// Waits until `cond` holds, polling; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
