@@ -4,6 +4,7 @@
 //! cannot look up itself (CONTRACT §3). Parsing is tolerant where Sanplex itself is (numbers as
 //! strings, `",1,2,"` product lists) and precise everywhere else.
 
+use memchr::memchr;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
@@ -476,7 +477,7 @@ impl EventParser {
         joined.push(b'[');
         let mut start = 0;
         while start < body.len() {
-            let (end, next) = match find_newline(&body[start..]) {
+            let (end, next) = match memchr(b'\n', &body[start..]) {
                 Some(n) => (start + n, start + n + 1),
                 None => (body.len(), body.len()),
             };
@@ -533,7 +534,7 @@ impl EventParser {
         let mut line = 0;
         while start < body.len() {
             line += 1;
-            let (end, next) = match find_newline(&body[start..]) {
+            let (end, next) = match memchr(b'\n', &body[start..]) {
                 Some(n) => (start + n, start + n + 1),
                 None => (body.len(), body.len()),
             };
@@ -652,7 +653,7 @@ pub fn parse_body_at_most(
 /// Whether an Auto body starting with `{` is NDJSON: its first line is a complete-looking object
 /// and something follows. A single pretty-printed object never has a first line ending in `}`.
 fn looks_like_ndjson(body: &[u8]) -> bool {
-    let Some(nl) = find_newline(body) else {
+    let Some(nl) = memchr(b'\n', body) else {
         return false;
     };
     body[..nl].trim_ascii().ends_with(b"}") && !body[nl..].trim_ascii().is_empty()
@@ -663,7 +664,7 @@ fn count_lines(body: &[u8]) -> usize {
     let mut count = 0;
     let mut start = 0;
     while start < body.len() {
-        let end = find_newline(&body[start..]).map_or(body.len(), |n| start + n);
+        let end = memchr(b'\n', &body[start..]).map_or(body.len(), |n| start + n);
         count += usize::from(trimmed(&body[start..end]).is_some());
         start = end + 1;
     }
@@ -742,31 +743,6 @@ fn split_array(body: &[u8]) -> Option<Vec<(usize, usize)>> {
         i += 1;
     }
     None
-}
-
-/// Position of the next `\n`, a word at a time: this scan runs over every byte of an NDJSON body.
-fn find_newline(bytes: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = LO * b'\n' as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ NL;
-        // Exact zero-byte test (no false positives): high bit set where a byte of x is zero.
-        let zero = !(((x & !HI) + !HI) | x) & HI;
-        if zero != 0 {
-            return Some(offset + (zero.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| offset + p)
 }
 
 /// Whether the top-level commas of the parsed array in `json` (located through simd-json's
@@ -1612,23 +1588,5 @@ mod tests {
         let err = parse_body_at_most(&mut one.as_bytes().to_vec(), BodyFormat::Auto, NOW, 0)
             .expect_err("accepted");
         assert!(err.too_many.is_some());
-    }
-
-    #[test]
-    fn newline_search_matches_naive_search() {
-        let mut data = vec![b'x'; 40];
-        assert_eq!(find_newline(&data), None);
-        for at in 0..40 {
-            data[at] = b'\n';
-            for start in 0..=at {
-                assert_eq!(
-                    find_newline(&data[start..]),
-                    Some(at - start),
-                    "at {at} from {start}"
-                );
-            }
-            data[at] = 0x8a; // high-bit bytes (UTF-8 continuation) next to '\n' must not confuse it
-        }
-        assert_eq!(find_newline(&data), None);
     }
 }

@@ -1,11 +1,16 @@
-//! Prometheus counters, kept with atomics and rendered by hand: every family is present from the
-//! start, and nothing here holds a secret.
+//! Prometheus metrics (CONTRACT §4 `GET /metrics`) on `prometheus-client`, the Prometheus
+//! project's own Rust library: it escapes label values and writes the OpenMetrics text format,
+//! which Prometheus scrapes as it is. Every family and every known label value is registered at
+//! start, so a scrape shows them at zero before anything happened. Nothing here holds a secret.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::store::Status;
 
@@ -18,166 +23,207 @@ const BUCKETS: [f64; 16] = [
 /// Attempt outcomes counted in `sanhook_attempts_total{outcome}`.
 pub const OUTCOMES: [&str; 4] = ["delivered", "retry", "dead", "skipped"];
 
-/// Every metric of one engine.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    ingested: Mutex<BTreeMap<String, u64>>,
-    quarantined: Mutex<BTreeMap<String, u64>>,
-    deliveries: [AtomicU64; 5],
-    attempts: [AtomicU64; 4],
-    queue_depth: AtomicI64,
-    hist: [AtomicU64; 16],
-    hist_count: AtomicU64,
-    /// Sum in microseconds, so it fits an atomic integer.
-    hist_sum_us: AtomicU64,
+/// The media type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Source {
+    source: String,
 }
 
-fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str, n: u64) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key.to_string()).or_default() += n;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByStatus {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByOutcome {
+    outcome: &'static str,
+}
+
+/// Every metric of one engine.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    ingested: Family<Source, Counter>,
+    quarantined: Family<Source, Counter>,
+    deliveries: Family<ByStatus, Counter>,
+    attempts: Family<ByOutcome, Counter>,
+    queue_depth: Gauge,
+    latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
 }
 
 impl Metrics {
-    /// Metrics with the known label values present at zero.
+    /// Metrics with every family registered and the known label values present at zero.
     pub fn new() -> Metrics {
-        let m = Metrics::default();
+        let mut registry = Registry::default();
+        let ingested = Family::<Source, Counter>::default();
+        let quarantined = Family::<Source, Counter>::default();
+        let deliveries = Family::<ByStatus, Counter>::default();
+        let attempts = Family::<ByOutcome, Counter>::default();
+        let queue_depth = Gauge::default();
+        let latency = Histogram::new(BUCKETS);
+        // Counters get `_total` appended by the encoder: `sanhook_events_ingested_total`.
+        registry.register(
+            "sanhook_events_ingested",
+            "New action events committed, by source",
+            ingested.clone(),
+        );
+        registry.register(
+            "sanhook_deliveries",
+            "Deliveries that reached each status",
+            deliveries.clone(),
+        );
+        registry.register(
+            "sanhook_attempts",
+            "Send attempts, by outcome",
+            attempts.clone(),
+        );
+        registry.register(
+            "sanhook_queue_depth",
+            "Deliveries queued or waiting to retry",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "sanhook_quarantined",
+            "Inputs that could not be ingested, by source",
+            quarantined.clone(),
+        );
+        registry.register(
+            "sanhook_delivery_seconds",
+            "Time from the event's commit to the destination's 2xx",
+            latency.clone(),
+        );
         for s in ["http", "tail", "db"] {
-            bump(&m.ingested, s, 0);
-            bump(&m.quarantined, s, 0);
+            let _ = ingested.get_or_create(&Source { source: s.into() });
+            let _ = quarantined.get_or_create(&Source { source: s.into() });
         }
-        m
+        for s in Status::ALL {
+            let _ = deliveries.get_or_create(&ByStatus { status: s.as_str() });
+        }
+        for outcome in OUTCOMES {
+            let _ = attempts.get_or_create(&ByOutcome { outcome });
+        }
+        Metrics {
+            registry,
+            ingested,
+            quarantined,
+            deliveries,
+            attempts,
+            queue_depth,
+            latency,
+        }
     }
 
     /// `n` events ingested from `source` (`http`, `tail`, `db`).
     pub fn ingested(&self, source: &str, n: u64) {
-        bump(&self.ingested, source, n);
+        self.ingested
+            .get_or_create(&Source {
+                source: source.into(),
+            })
+            .inc_by(n);
     }
 
     /// `n` inputs quarantined from `source`.
     pub fn quarantined(&self, source: &str, n: u64) {
-        bump(&self.quarantined, source, n);
+        self.quarantined
+            .get_or_create(&Source {
+                source: source.into(),
+            })
+            .inc_by(n);
     }
 
     /// A delivery reached `status` (created deliveries count as `pending`).
     pub fn delivery(&self, status: Status, n: u64) {
-        let i = Status::ALL.iter().position(|s| *s == status).unwrap_or(0);
-        self.deliveries[i].fetch_add(n, Ordering::Relaxed);
+        self.deliveries
+            .get_or_create(&ByStatus {
+                status: status.as_str(),
+            })
+            .inc_by(n);
     }
 
-    /// One attempt ended with `outcome` (one of [`OUTCOMES`]).
+    /// One attempt ended with `outcome` (one of [`OUTCOMES`]; others are not counted).
     pub fn attempt(&self, outcome: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.attempts[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(outcome) = OUTCOMES.iter().find(|o| **o == outcome) {
+            self.attempts.get_or_create(&ByOutcome { outcome }).inc();
         }
     }
 
     /// Deliveries waiting (queued or retrying) changed by `delta`.
     pub fn queue(&self, delta: i64) {
-        self.queue_depth.fetch_add(delta, Ordering::Relaxed);
+        self.queue_depth.inc_by(delta);
     }
 
     /// The current queue depth.
     pub fn queue_depth(&self) -> i64 {
-        self.queue_depth.load(Ordering::Relaxed)
+        self.queue_depth.get()
     }
 
     /// Event committed → destination answered 2xx.
     pub fn delivered_after(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.hist[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.hist_count.fetch_add(1, Ordering::Relaxed);
-        self.hist_sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.latency.observe(d.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
+    /// The exposition, in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut o = String::new();
-        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            &mut o,
-            "sanhook_events_ingested_total",
-            "counter",
-            "New action events committed, by source.",
-        );
-        if let Ok(m) = self.ingested.lock() {
-            for (k, v) in m.iter() {
-                let _ = writeln!(o, "sanhook_events_ingested_total{{source=\"{k}\"}} {v}");
-            }
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would only be a bug in a metric.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "rendering metrics failed");
         }
-        family(
-            &mut o,
-            "sanhook_deliveries_total",
-            "counter",
-            "Deliveries that reached each status.",
-        );
-        for (i, s) in Status::ALL.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "sanhook_deliveries_total{{status=\"{}\"}} {}",
-                s.as_str(),
-                self.deliveries[i].load(Ordering::Relaxed)
-            );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_there_from_the_start_with_its_contract_name() {
+        let text = Metrics::new().render();
+        for line in [
+            "sanhook_events_ingested_total{source=\"http\"} 0",
+            "sanhook_quarantined_total{source=\"db\"} 0",
+            "sanhook_deliveries_total{status=\"dead\"} 0",
+            "sanhook_attempts_total{outcome=\"retry\"} 0",
+            "sanhook_queue_depth 0",
+            "sanhook_delivery_seconds_bucket{le=\"0.005\"} 0",
+            "sanhook_delivery_seconds_count 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
-        family(
-            &mut o,
-            "sanhook_attempts_total",
-            "counter",
-            "Send attempts, by outcome.",
-        );
-        for (i, name) in OUTCOMES.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "sanhook_attempts_total{{outcome=\"{name}\"}} {}",
-                self.attempts[i].load(Ordering::Relaxed)
-            );
-        }
-        family(
-            &mut o,
-            "sanhook_queue_depth",
-            "gauge",
-            "Deliveries queued or waiting to retry.",
-        );
-        let _ = writeln!(o, "sanhook_queue_depth {}", self.queue_depth());
-        family(
-            &mut o,
-            "sanhook_quarantined_total",
-            "counter",
-            "Inputs that could not be ingested, by source.",
-        );
-        if let Ok(m) = self.quarantined.lock() {
-            for (k, v) in m.iter() {
-                let _ = writeln!(o, "sanhook_quarantined_total{{source=\"{k}\"}} {v}");
-            }
-        }
-        family(
-            &mut o,
-            "sanhook_delivery_seconds",
-            "histogram",
-            "Time from the event's commit to the destination's 2xx.",
-        );
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "sanhook_delivery_seconds_bucket{{le=\"{b}\"}} {}",
-                self.hist[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.hist_count.load(Ordering::Relaxed);
-        let _ = writeln!(o, "sanhook_delivery_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            o,
-            "sanhook_delivery_seconds_sum {}",
-            self.hist_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(o, "sanhook_delivery_seconds_count {count}");
-        o
+    }
+
+    #[test]
+    fn counts_add_up_and_label_values_are_escaped() {
+        let m = Metrics::new();
+        m.ingested("http", 3);
+        m.ingested("tail\"\n{x}", 1);
+        m.delivery(Status::Delivered, 2);
+        m.attempt("dead");
+        m.attempt("no such outcome");
+        m.queue(5);
+        m.queue(-2);
+        m.delivered_after(Duration::from_millis(20));
+        let text = m.render();
+        assert!(text.contains("sanhook_events_ingested_total{source=\"http\"} 3"));
+        assert!(text.contains("sanhook_events_ingested_total{source=\"tail\\\"\\n{x}\"} 1"));
+        assert!(text.contains("sanhook_deliveries_total{status=\"delivered\"} 2"));
+        assert!(text.contains("sanhook_attempts_total{outcome=\"dead\"} 1"));
+        assert!(text.contains("sanhook_queue_depth 3"));
+        assert_eq!(m.queue_depth(), 3);
+        assert!(text.contains("sanhook_delivery_seconds_bucket{le=\"0.025\"} 1"));
+        assert!(text.contains("sanhook_delivery_seconds_bucket{le=\"0.01\"} 0"));
+        // Every sample line is `name{labels} value` or `name value`: no raw newline from a label.
+        assert!(text
+            .lines()
+            .all(|l| l.starts_with('#') || l.starts_with("sanhook_")));
     }
 }

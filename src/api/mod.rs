@@ -12,6 +12,7 @@ mod webhooks;
 
 use std::net::TcpListener;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -217,7 +218,8 @@ async fn auth(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        // Constant time, so that response timing does not tell how much of a guess was right.
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (send Authorization: Bearer <server.token>)",
@@ -331,10 +333,6 @@ async fn browsers(
         }
     }
     next.call(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Registers every route on an actix-web app.

@@ -25,6 +25,6 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(crate::metrics::CONTENT_TYPE)
         .body(state.engine.metrics().render())
 }

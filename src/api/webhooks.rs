@@ -44,34 +44,31 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ApiError> {
         }
     }
     obj.remove("id");
-    let fields = obj.clone();
-    serde_json::from_value::<Webhook>(v).map_err(|e| {
-        // serde does not say which field failed: find it by parsing each field alone.
-        let culprit = fields.iter().find(|(k, val)| {
-            let mut one = serde_json::Map::new();
-            one.insert((*k).clone(), (*val).clone());
-            serde_json::from_value::<Webhook>(Value::Object(one)).is_err()
+    serde_path_to_error::deserialize::<_, Webhook>(&v).map_err(|e| {
+        // The top-level key the failing value sits under (`toList` for `toList[3]`): the form
+        // field to show the error beside.
+        let key = e.path().iter().find_map(|seg| match seg {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
         });
-        match culprit {
-            Some((k, val)) => {
+        match key {
+            Some(k) => {
                 // The value as sent, unless it is (or holds) a credential.
-                let shown: String = if crate::mask::is_secret_key(k) {
+                let shown: String = if crate::mask::is_secret_key(&k) {
                     crate::mask::MASK.to_string()
                 } else {
-                    crate::mask::text(&val.to_string())
-                        .chars()
-                        .take(100)
-                        .collect()
+                    let val = v.get(&k).map(Value::to_string).unwrap_or_default();
+                    crate::mask::text(&val).chars().take(100).collect()
                 };
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    format!("invalid value for {k}: {shown}: {e}"),
+                    format!("invalid value for {}: {shown}: {}", e.path(), e.inner()),
                     json!({"field": k}),
                 )
             }
             None => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("invalid webhook: {e}"),
+                format!("invalid webhook: {}", e.inner()),
                 Value::Null,
             ),
         }

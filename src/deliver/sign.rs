@@ -9,6 +9,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 
 /// HMAC-SHA256 of the concatenated `parts` under `key`, shared by every signer in `deliver`.
@@ -60,19 +61,16 @@ pub fn dingtalk_signed_url(url: &str, secret: &str, timestamp_ms: i64) -> String
     out
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters; for Base64 that means
+/// Everything but RFC 3986 unreserved characters is percent-encoded; for Base64 that means
 /// `+`, `/` and `=`.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode_into(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
+    out.extend(utf8_percent_encode(s, NOT_UNRESERVED));
 }
 
 /// Lark/Feishu group-bot signature: Base64 of HMAC-SHA256 keyed by `"{timestamp_s}\n{secret}"`

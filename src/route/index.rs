@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::fxhash::FxMap;
+// rustc's fast unseeded hash: every key of these maps comes from administrators' trigger lists and
+// webhook filters (object types, actions, product and execution ids); events only look keys up,
+// so a producer cannot grow a map with colliding keys.
 use super::triggers::default_triggers;
 use crate::event::ActionEvent;
 use crate::webhook::{Triggers, Webhook};
+use rustc_hash::FxHashMap as FxMap;
 
 /// Which bucket a webhook lives in: the one scope dimension every event it fires for must hit.
 ///

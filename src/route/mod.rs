@@ -12,7 +12,6 @@
 //! (`fixtures/routing/cases.json`) and on randomised webhooks, events and updates.
 
 mod actor;
-pub(crate) mod fxhash;
 mod index;
 mod triggers;
 

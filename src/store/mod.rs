@@ -27,8 +27,8 @@ pub use backend::Faults;
 pub use records::*;
 
 use crate::event::ActionEvent;
-use crate::route::fxhash::FxMap;
 use crate::webhook::{Triggers, Webhook};
+use rustc_hash::FxHashMap as FxMap;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const WEBHOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhooks");
@@ -927,14 +927,18 @@ fn batch_states(
     Ok(out)
 }
 
+/// Event id → batch. Event ids are chosen by producers, so the hash is seeded per process
+/// (foldhash): an unseeded one (Fx) puts ids that are multiples of 2^k in a few buckets, and a
+/// producer could slow the dedupe index down on purpose. Touched once per ingested event.
+type SeenMap = HashMap<u64, u64, foldhash::fast::RandomState>;
+
 /// What the writer keeps in memory between commits.
 struct WriterState {
     next_batch: u64,
     next_webhook: u64,
     next_quarantine: u64,
-    /// Event id → batch that holds it: the dedupe index (persisted per batch in `seen`). A fast
-    /// integer hash: this map is touched once per ingested event.
-    seen: FxMap<u64, u64>,
+    /// Event id → batch that holds it: the dedupe index (persisted per batch in `seen`).
+    seen: SeenMap,
     /// Batch → deliveries not yet final (persisted in `open`).
     open: HashMap<u64, u64>,
     /// Webhook → its counters (persisted in `counters`), shared with the store's readers.
@@ -1010,7 +1014,7 @@ fn init(db: &Database) -> Result<(String, WriterState)> {
         .map(|(k, _)| k.value() + 1)
         .unwrap_or(1)
         .max(meta.get("next_quarantine")?.map(|v| v.value()).unwrap_or(1));
-    let mut seen = FxMap::default();
+    let mut seen = SeenMap::default();
     for row in r.open_table(SEEN)?.iter()? {
         let (k, v) = row?;
         let seq = k.value();
@@ -1127,7 +1131,7 @@ impl Reply {
 /// Staged changes to the writer's memory, applied only once the commit succeeded.
 #[derive(Default)]
 struct Staged {
-    seen: FxMap<u64, u64>,
+    seen: SeenMap,
     seen_removed: std::collections::HashSet<u64>,
     open: BTreeMap<u64, u64>,
     /// The counters of the webhooks this group touched, whole (written once per group).

@@ -161,19 +161,21 @@ async fn bearer_token_is_required_when_set() {
         .await
         .expect("req");
     let text = resp.text().await.expect("text");
-    for family in [
-        "sanhook_events_ingested_total",
-        "sanhook_deliveries_total",
-        "sanhook_attempts_total",
-        "sanhook_queue_depth",
-        "sanhook_quarantined_total",
-        "sanhook_delivery_seconds",
+    // The samples CONTRACT §4 names, present at zero before anything happened.
+    for sample in [
+        "sanhook_events_ingested_total{source=\"http\"} ",
+        "sanhook_deliveries_total{status=\"delivered\"} ",
+        "sanhook_attempts_total{outcome=\"retry\"} ",
+        "sanhook_queue_depth ",
+        "sanhook_quarantined_total{source=\"tail\"} ",
+        "sanhook_delivery_seconds_count ",
     ] {
         assert!(
-            text.contains(&format!("# TYPE {family}")),
-            "missing {family}"
+            text.lines().any(|l| l.starts_with(sample)),
+            "missing {sample} in\n{text}"
         );
     }
+    assert!(text.contains("# TYPE sanhook_delivery_seconds histogram"));
 }
 
 #[actix_rt::test]

@@ -6,6 +6,7 @@
 //! longer than `max_line` is quarantined: its end is found by scanning forward without keeping
 //! it, and only its first [`RAW_MAX`] bytes are stored.
 
+use memchr::memchr;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 
@@ -162,7 +163,7 @@ fn read_file(
         }
         let data = &mut buf[..n];
         let mut pos = 0;
-        while let Some(rel) = find_newline(&data[pos..]) {
+        while let Some(rel) = memchr(b'\n', &data[pos..]) {
             let end = pos + rel;
             take_line(
                 &mut data[pos..end],
@@ -219,7 +220,7 @@ fn skip_long_line(
             *scanned = at;
             return Ok(false);
         }
-        if let Some(i) = find_newline(&buf[..n]) {
+        if let Some(i) = memchr(b'\n', &buf[..n]) {
             break at + i as u64;
         }
         at += n as u64;
@@ -308,24 +309,6 @@ fn read_raw(file: &File, offset: u64, len: usize) -> String {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// The index of the first `\n`, eight bytes at a time.
-fn find_newline(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = LO * b'\n' as u64;
-    let mut i = 0;
-    while i + 8 <= s.len() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        let x = u64::from_le_bytes(w) ^ NL;
-        if (x.wrapping_sub(LO) & !x & HI) != 0 {
-            break;
-        }
-        i += 8;
-    }
-    s[i..].iter().position(|b| *b == b'\n').map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -442,20 +425,5 @@ mod tests {
         assert!(b.quarantine[0]
             .reason
             .contains(&format!("{} bytes", 2 * CHUNK + 13)));
-    }
-
-    #[test]
-    fn find_newline_finds_the_first() {
-        assert_eq!(find_newline(b""), None);
-        assert_eq!(find_newline(b"abc"), None);
-        assert_eq!(find_newline(b"\n"), Some(0));
-        assert_eq!(find_newline(b"0123456789abcdef\nx\n"), Some(16));
-        assert_eq!(find_newline(b"01234567\n"), Some(8));
-        let mut long = vec![b'a'; 1000];
-        long[777] = b'\n';
-        long[900] = b'\n';
-        assert_eq!(find_newline(&long), Some(777));
-        // Bytes around 0x0a and high bytes (UTF-8) are not newlines.
-        assert_eq!(find_newline("数据丢失\u{b}\u{9}".as_bytes()), None);
     }
 }
