@@ -94,6 +94,7 @@ impl Setup {
             events: EventCache::new(store.clone(), sanhook::dispatch::events::DEFAULT_CAPACITY),
             webhooks,
             metrics: Arc::new(Metrics::new()),
+            clock: sanhook::clock::Clock::system(),
             in_flight: AtomicUsize::new(0),
             draining: Default::default(),
         });

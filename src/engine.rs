@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use dashmap::DashMap;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::Deliverer;
 use crate::dispatch::{
@@ -101,6 +102,15 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// How long a graceful shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How to start an [`Engine`] other than with the defaults.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Injected storage write failures (tests of storage faults).
+    pub faults: Option<Arc<crate::store::Faults>>,
+    /// The clock dispatch and the endpoint-health watch read ([`Clock::system`] by default).
+    pub clock: Clock,
+}
+
 /// A running engine. Cheap to clone. Must be started inside an actix `System`
 /// (`#[actix_web::main]`, `#[actix_rt::test]`, or `actix_rt::System::new().block_on(..)`).
 #[derive(Clone)]
@@ -119,6 +129,7 @@ struct Inner {
     deliverer: Deliverer,
     intake: Intake,
     metrics: Arc<Metrics>,
+    clock: Clock,
     /// Serialises webhook changes so that the store, the registry and the index agree.
     changes: tokio::sync::Mutex<()>,
     /// The router's and the dispatcher's threads, stopped at shutdown so the store is released.
@@ -131,7 +142,7 @@ impl Engine {
     /// Opens the store, loads webhooks and settings, starts the router and the dispatcher, and
     /// resumes every delivery left pending.
     pub async fn start(cfg: Config) -> Result<Engine, Error> {
-        Engine::start_inner(cfg, None).await
+        Engine::start_with(cfg, StartOptions::default()).await
     }
 
     /// [`Engine::start`] on a store whose writes fail while `faults` say so (tests of storage
@@ -141,13 +152,20 @@ impl Engine {
         cfg: Config,
         faults: Arc<crate::store::Faults>,
     ) -> Result<Engine, Error> {
-        Engine::start_inner(cfg, Some(faults)).await
+        let opts = StartOptions {
+            faults: Some(faults),
+            ..StartOptions::default()
+        };
+        Engine::start_with(cfg, opts).await
     }
 
-    async fn start_inner(
-        cfg: Config,
-        faults: Option<Arc<crate::store::Faults>>,
-    ) -> Result<Engine, Error> {
+    /// [`Engine::start`] with a chosen clock or injected store faults (simulations and tests).
+    pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<Engine, Error> {
+        Engine::start_inner(cfg, opts).await
+    }
+
+    async fn start_inner(cfg: Config, opts: StartOptions) -> Result<Engine, Error> {
+        let StartOptions { faults, clock } = opts;
         let cfg = Arc::new(cfg);
         let path = cfg.storage.path.clone();
         let store = tokio::task::spawn_blocking(move || match faults {
@@ -174,6 +192,7 @@ impl Engine {
             events: EventCache::new(store.clone(), crate::dispatch::events::DEFAULT_CAPACITY),
             webhooks: webhooks.clone(),
             metrics: metrics.clone(),
+            clock: clock.clone(),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         });
@@ -220,6 +239,7 @@ impl Engine {
                 deliverer,
                 intake,
                 metrics,
+                clock,
                 changes: tokio::sync::Mutex::new(()),
                 arbiters,
                 stopping: tokio::sync::watch::channel(false).0,
@@ -285,6 +305,11 @@ impl Engine {
     /// The effective configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// The clock scheduling reads ([`StartOptions::clock`]).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// The store (for sources that commit checkpoints with their events).

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod dispatch;

@@ -87,7 +87,7 @@ impl Watch {
     /// Failing and disabled webhooks.
     async fn endpoints(&mut self, engine: &Engine) {
         let cfg = &engine.config().delivery;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = engine.clock().wall_ms();
         let as_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         // Only webhooks in a failing episode are looked at: no copy of every webhook and
         // counter each second.

@@ -194,7 +194,7 @@ impl Destination {
             self.pump_lane(ctx);
             return;
         }
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -236,10 +236,11 @@ impl Destination {
             if let Some((_, h)) = self.wake.take() {
                 ctx.cancel_future(h);
             }
-            let h = ctx.run_later(at.saturating_duration_since(now), |act, ctx| {
+            let sleep = self.ctx.clock.sleep_until(at);
+            let h = ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
                 act.wake = None;
                 act.pump(ctx);
-            });
+            }));
             self.wake = Some((at, h));
         }
     }
@@ -250,7 +251,7 @@ impl Destination {
         if !self.busy.is_empty() || self.ctx.draining.load(Ordering::Relaxed) {
             return;
         }
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         if let Some(until) = self.paused_until {
             if until > now {
                 self.wake_at(until, now, ctx);
@@ -289,7 +290,7 @@ impl Destination {
             self.wake_at(later(now, STORE_RETRY), now, ctx);
             return;
         }
-        let wall = chrono::Utc::now().timestamp_millis();
+        let wall = self.ctx.clock.wall_ms();
         let wait = self.limiter.wait(wall);
         if !wait.is_zero() {
             self.wake_at(later(now, wait), now, ctx);
@@ -458,7 +459,7 @@ impl Destination {
             fut.into_actor(self)
                 .map(move |(ended, pause, saved), act, ctx| {
                     if let Some(p) = pause {
-                        act.paused_until = Some(later(Instant::now(), p));
+                        act.paused_until = Some(later(act.ctx.clock.now(), p));
                     }
                     if saved.is_err() {
                         // Not on disk: held for the destination's next commit (the objects
@@ -617,7 +618,7 @@ impl Destination {
         }
         self.busy.remove(&key);
         self.sending.remove(&id);
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         let metrics = &self.ctx.metrics;
         let job = self
             .queues
@@ -643,7 +644,7 @@ impl Destination {
             metrics.delivery(state.status, 1);
             metrics.queue(-1);
             if state.status == Status::Delivered && created_at > 0 {
-                let waited = chrono::Utc::now().timestamp_millis() - created_at;
+                let waited = self.ctx.clock.wall_ms() - created_at;
                 metrics.delivered_after(Duration::from_millis(waited.max(0) as u64));
             }
             if let Some((q, p)) = job {
@@ -675,7 +676,7 @@ fn next_state(
     prev: &DeliveryState,
     attempt: Attempt,
 ) -> (DeliveryState, Option<Duration>) {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = ctx.clock.wall_ms();
     let attempted = attempt.request.is_some();
     let mut s = DeliveryState {
         status: Status::Pending,
@@ -729,10 +730,13 @@ fn next_state(
     (s, delay)
 }
 
-/// ±20 % jitter, so that many deliveries failing together do not retry together.
+/// ±20 % jitter, so that many deliveries failing together do not retry together. In whole
+/// milliseconds: the record's `next_attempt_at` and the job's due time are both kept in ms, and
+/// must name the same moment.
 fn jitter(d: Duration) -> Duration {
     let f: f64 = rand::rng().random_range(0.8..=1.2);
-    d.mul_f64(f)
+    let ms = d.mul_f64(f).as_millis();
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 impl Actor for Destination {
@@ -743,7 +747,7 @@ impl Handler<Jobs> for Destination {
     type Result = ();
 
     fn handle(&mut self, msg: Jobs, ctx: &mut Self::Context) {
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         for (key, job) in msg.0 {
             let q = self.queues.entry(key).or_default();
             let head = q.front().map(|j| j.id);
@@ -823,11 +827,11 @@ impl Handler<TakeSlot> for Destination {
         if !self.read_budget() {
             return refuse(STORE_RETRY, "the send budget could not be read".into());
         }
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         if let Some(until) = self.paused_until.filter(|u| *u > now) {
             return refuse(until - now, "the platform asked to pause sending".into());
         }
-        let wall = chrono::Utc::now().timestamp_millis();
+        let wall = self.ctx.clock.wall_ms();
         let wait = self.limiter.wait(wall);
         if !wait.is_zero() {
             return refuse(
@@ -851,7 +855,7 @@ impl Handler<Flush> for Destination {
     type Result = ();
 
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         for q in self.queues.values_mut() {
             for j in q.iter_mut() {
                 if j.due().is_none() {
@@ -883,7 +887,7 @@ impl Handler<Purge> for Destination {
         if purged.is_empty() {
             return;
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.ctx.clock.wall_ms();
         let updates: Vec<StateUpdate> = purged
             .iter()
             .map(|j| {
@@ -916,7 +920,7 @@ impl Handler<Purge> for Destination {
         self.ready.clear();
         self.held.clear();
         self.timers.clear();
-        let now = Instant::now();
+        let now = self.ctx.clock.now();
         for k in keys {
             self.classify(k, now);
         }

@@ -60,7 +60,7 @@ impl MemberBudgets {
         let Some(budget) = self.0.get_mut(&demand.budget) else {
             return Err("member send budget missing".into());
         };
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = ctx.clock.wall_ms();
         let (granted, held) = budget.take(&demand.members, now);
         // Nothing taken, nothing to save: the held members are sent nothing.
         let saved = (!granted.is_empty()).then(|| {
@@ -162,6 +162,7 @@ mod tests {
             events: crate::dispatch::EventCache::new(store.clone(), 100),
             webhooks: Arc::new(webhooks),
             metrics: Arc::new(Metrics::new()),
+            clock: crate::clock::Clock::system(),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         }

@@ -28,6 +28,7 @@ use dashmap::DashMap;
 pub use destination::Destination;
 pub use events::EventCache;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::Window;
 use crate::deliver::Deliverer;
@@ -46,6 +47,8 @@ pub struct DispatchCtx {
     /// as it is when they are sent.
     pub webhooks: Arc<DashMap<u64, Arc<Webhook>>>,
     pub metrics: Arc<Metrics>,
+    /// Every "now" and every wait of scheduling (retries, windows, pauses, async flushes).
+    pub clock: Clock,
     /// Sends under way (until their outcome is committed), across all destinations (for a
     /// graceful drain).
     pub in_flight: AtomicUsize,
@@ -71,7 +74,7 @@ pub struct Job {
 const HELD: u64 = u64::MAX;
 
 /// The dispatch clock's origin: a job's due time is kept in 8 bytes as milliseconds since it.
-fn epoch() -> Instant {
+pub(crate) fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
@@ -267,8 +270,8 @@ impl Dispatcher {
 
     fn enqueue(&mut self, msg: Enqueue) {
         self.offer_events(&msg.deliveries, msg.resumed);
-        let now = Instant::now();
-        let wall = chrono::Utc::now().timestamp_millis();
+        let now = self.ctx.clock.now();
+        let wall = self.ctx.clock.wall_ms();
         // Destinations of this message: (key, windows, jobs); webhooks are looked up once each.
         let mut dests: Vec<DestinationJobs> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -317,11 +320,20 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.ctx.cfg.delivery.async_interval, |act, _| {
+        self.flush_later(ctx);
+    }
+}
+
+impl Dispatcher {
+    /// Sends every destination a [`Flush`] each `delivery.async_interval` on the engine's clock.
+    fn flush_later(&self, ctx: &mut Context<Self>) {
+        let sleep = self.ctx.clock.sleep(self.ctx.cfg.delivery.async_interval);
+        ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
             for d in act.destinations.values() {
                 d.do_send(Flush);
             }
-        });
+            act.flush_later(ctx);
+        }));
     }
 }
 

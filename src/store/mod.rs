@@ -146,6 +146,10 @@ pub struct StateUpdate {
     to: Status,
     /// A failure's error, for the webhook's `last_error`.
     error: Option<String>,
+    /// When the attempt that led here was made (the state's `last_attempt_at`, on the engine's
+    /// clock): the counters' last success / failure and `failing_since` use it, as the rebuild
+    /// from the states does, rather than the time of the commit.
+    at: Option<i64>,
 }
 
 impl StateUpdate {
@@ -164,6 +168,7 @@ impl StateUpdate {
             } else {
                 None
             },
+            at: state.last_attempt_at,
         }
     }
 
@@ -1658,7 +1663,7 @@ impl Group<'_, '_> {
             let c = self.counter(u.webhook);
             c.sub(u.from, 1);
             c.add(u.to, 1);
-            c.outcome(u.to, now, u.error.as_deref());
+            c.outcome(u.to, u.at.unwrap_or(now), u.error.as_deref());
             let (seq, _) = split_delivery_id(u.id);
             let delta: i64 = match (u.from.is_final(), u.to.is_final()) {
                 (false, true) => -1,

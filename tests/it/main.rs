@@ -7,6 +7,7 @@ mod api;
 mod browsers;
 mod burst;
 mod cli;
+mod clock;
 mod crash;
 mod delivery;
 mod faults;

@@ -10,6 +10,7 @@ pub mod receiver;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use sanhook::engine::StartOptions;
 use sanhook::{Config, Engine};
 use serde_json::Value;
 
@@ -55,7 +56,16 @@ impl TestServer {
 
     /// Starts with a prepared config and dir.
     pub async fn start_with(cfg: Config, dir: tempfile::TempDir) -> TestServer {
-        Self::start_full(cfg, dir, None).await
+        Self::start_full(cfg, dir, StartOptions::default()).await
+    }
+
+    /// Starts with a prepared config and dir, and the given start options (clock, faults).
+    pub async fn start_with_options(
+        cfg: Config,
+        dir: tempfile::TempDir,
+        opts: StartOptions,
+    ) -> TestServer {
+        Self::start_full(cfg, dir, opts).await
     }
 
     /// Starts on a store whose writes fail while `faults` say so.
@@ -65,20 +75,17 @@ impl TestServer {
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = test_config(dir.path(), extra);
-        Self::start_full(cfg, dir, Some(faults)).await
+        let opts = StartOptions {
+            faults: Some(faults),
+            ..StartOptions::default()
+        };
+        Self::start_full(cfg, dir, opts).await
     }
 
-    async fn start_full(
-        cfg: Config,
-        dir: tempfile::TempDir,
-        faults: Option<std::sync::Arc<sanhook::store::Faults>>,
-    ) -> TestServer {
+    async fn start_full(cfg: Config, dir: tempfile::TempDir, opts: StartOptions) -> TestServer {
         let token = cfg.server.token.clone();
         // `stop` closes the store before it returns, so a restart opens it at once.
-        let started = match &faults {
-            Some(f) => Engine::start_with_store_faults(cfg.clone(), f.clone()).await,
-            None => Engine::start(cfg.clone()).await,
-        };
+        let started = Engine::start_with(cfg.clone(), opts).await;
         let engine = started.unwrap_or_else(|e| panic!("engine starts: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
