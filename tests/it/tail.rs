@@ -695,7 +695,9 @@ mod model {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(async {
+            // The tailer sends its commits as local tasks (as under actix): a LocalSet.
+            let local = tokio::task::LocalSet::new();
+            rt.block_on(local.run_until(async {
                 let mut sim = Sim::new();
                 for op in &ops {
                     sim.apply(op).await;
@@ -721,7 +723,7 @@ mod model {
                     }
                 }
                 Ok(())
-            })?;
+            }))?;
         }
     }
 }

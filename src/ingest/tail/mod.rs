@@ -151,15 +151,38 @@ pub struct Step {
 }
 
 /// Follows the files of one `[[tail]]` entry.
+///
+/// One batch goes through [`Tailer::advance`]: read it (off the async threads), settle the
+/// commit of the batch before it, send this one. [`Tailer::step`] is one `advance` and the wait
+/// for its commit; [`Tailer::run`] calls `advance` in a loop so that reading and parsing a batch
+/// overlaps the commit of the one before (that overlap is most of tail throughput). Both run the
+/// same code for each batch, so the tests that drive `step` cover what `run` does.
 pub struct Tailer<S: Sink> {
     key: String,
+    /// The batch limits now (`max_lines` halves while commits are refused as too big).
     limits: Limits,
-    files: Files,
-    buf: Buffer,
+    /// The batch size configured, which `limits.max_lines` grows back to.
+    configured_max_lines: usize,
+    glob: String,
+    start_at: crate::config::StartAt,
+    /// The files and the read buffer; `None` after a read panicked (rebuilt from `committed`).
+    core: Option<(Files, Buffer)>,
     /// What the sink holds: where a restart, or a failed commit, resumes from.
     committed: Option<TailState>,
+    /// The checkpoint of the last batch sent (committed or in flight).
+    last_sent: Option<TailState>,
+    /// The commit in flight and the checkpoint it carries.
+    inflight: Option<Inflight>,
+    last_scan: Option<Instant>,
+    /// The last read found nothing more waiting.
+    idle: bool,
     sink: S,
 }
+
+type Inflight = (
+    tokio::task::JoinHandle<Result<IngestSummary, Error>>,
+    TailState,
+);
 
 impl<S: Sink> Tailer<S> {
     /// A tailer for `cfg`, resuming from the checkpoint `sink` holds for it.
@@ -176,15 +199,24 @@ impl<S: Sink> Tailer<S> {
             None => None,
         };
         Ok(Tailer {
-            files: Files::new(&cfg.path, cfg.start_at, committed.as_ref()),
+            core: Some((
+                Files::new(&cfg.path, cfg.start_at, committed.as_ref()),
+                Buffer::default(),
+            )),
+            glob: cfg.path.clone(),
+            start_at: cfg.start_at,
             key,
             limits: Limits {
                 max_lines: MAX_BATCH_LINES,
                 max_bytes: MAX_BATCH_BYTES,
                 max_line: cfg.max_line,
             },
-            buf: Buffer::default(),
+            configured_max_lines: MAX_BATCH_LINES,
+            last_sent: committed.clone(),
             committed,
+            inflight: None,
+            last_scan: None,
+            idle: true,
             sink,
         })
     }
@@ -193,173 +225,147 @@ impl<S: Sink> Tailer<S> {
     /// file changes with reads).
     pub fn set_batch_limits(&mut self, max_lines: usize, max_bytes: u64) {
         self.limits.max_lines = max_lines.max(1);
+        self.configured_max_lines = self.limits.max_lines;
         self.limits.max_bytes = max_bytes.max(1);
     }
 
-    /// One poll, on the caller's thread: scans the glob, reads one batch, commits it, and returns
-    /// once it is committed. On an error nothing was committed and the tailer has rewound to the
-    /// last checkpoint. [`Tailer::run`] is the production loop; this is for tests and embedders
-    /// that drive the tailer themselves (its file reads block).
+    /// One poll: scans the glob, reads one batch, commits it, and returns once it is committed.
+    /// On an error nothing of this batch was committed and the tailer has rewound to the last
+    /// checkpoint. [`Tailer::run`] is the production loop; this is for tests and embedders that
+    /// drive the tailer themselves. Like `run`, it must run inside an actix `System` or a tokio
+    /// `LocalSet` (commits are sent as local tasks).
     pub async fn step(&mut self) -> Result<Step, Error> {
-        let now = now_ms();
-        self.files.scan(now);
-        let date = crate::event::local_now();
-        let batch = self
-            .files
-            .read_batch(&mut self.buf, &self.limits, now, &date);
-        let snap = self.files.snapshot();
-        let mut step = Step {
+        let mut step = self.advance(true).await?;
+        if let Some(summary) = self.settle().await? {
+            step.committed = true;
+            step.summary = summary;
+        }
+        Ok(step)
+    }
+
+    /// Reads the next batch, settles the commit in flight, and sends this batch for commit
+    /// without waiting for it. `Step::committed` is never set here: see [`Tailer::settle`].
+    async fn advance(&mut self, force_scan: bool) -> Result<Step, Error> {
+        let scan =
+            force_scan || self.idle || self.last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY);
+        let (mut files, mut buf) = match self.core.take() {
+            Some(core) => core,
+            None => (
+                Files::new(&self.glob, self.start_at, self.committed.as_ref()),
+                Buffer::default(),
+            ),
+        };
+        let lim = self.limits;
+        let read = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            if scan {
+                files.scan(now);
+            }
+            let date = crate::event::local_now();
+            let batch = files.read_batch(&mut buf, &lim, now, &date);
+            let snap = files.snapshot();
+            (files, buf, batch, snap)
+        })
+        .await;
+        let (mut files, buf, batch, snap) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                // A panic while reading: start over from the last commit (`core` stays None).
+                let _ = self.settle().await;
+                self.last_sent = self.committed.clone();
+                return Err(Error::Config(format!("reading {} failed: {e}", self.glob)));
+            }
+        };
+        if scan {
+            self.last_scan = Some(Instant::now());
+        }
+        // The previous batch must be committed before this one may be sent.
+        if let Err(e) = self.settle().await {
+            files.restore(self.committed.as_ref());
+            self.core = Some((files, buf));
+            return Err(e);
+        }
+        self.core = Some((files, buf));
+        self.idle = !batch.more;
+        let step = Step {
             lines: batch.lines,
             events: batch.events.len(),
             quarantined: batch.quarantine.len(),
             more: batch.more,
             ..Step::default()
         };
-        if batch.lines == 0 && self.committed.as_ref() == Some(&snap) {
+        if batch.lines == 0 && self.last_sent.as_ref() == Some(&snap) {
             return Ok(step);
         }
         let cp = Checkpoint {
             key: self.key.clone(),
             value: snap.encode(),
         };
-        match self.sink.submit(batch.events, cp, batch.quarantine).await {
+        let commit = actix::spawn(self.sink.submit(batch.events, cp, batch.quarantine));
+        self.inflight = Some((commit, snap.clone()));
+        self.last_sent = Some(snap);
+        Ok(step)
+    }
+
+    /// Waits for the commit in flight, if any: on success its checkpoint is the committed one
+    /// (and batches may grow back to full size); on failure the files rewind to the last
+    /// committed checkpoint, and a batch with too many deliveries for one commit halves the next.
+    async fn settle(&mut self) -> Result<Option<IngestSummary>, Error> {
+        let Some((h, sent)) = self.inflight.take() else {
+            return Ok(None);
+        };
+        match h.await.unwrap_or(Err(Error::Unavailable)) {
             Ok(summary) => {
-                self.committed = Some(snap);
-                step.committed = true;
-                step.summary = summary;
-                Ok(step)
+                self.committed = Some(sent);
+                self.limits.max_lines = (self.limits.max_lines * 2).min(self.configured_max_lines);
+                Ok(Some(summary))
             }
             Err(e) => {
-                self.files.restore(self.committed.as_ref());
+                if matches!(e, Error::Store(StoreError::TooManyDeliveries { .. })) {
+                    self.limits.max_lines = (self.limits.max_lines / 2).max(1);
+                }
+                if let Some((files, _)) = self.core.as_mut() {
+                    files.restore(self.committed.as_ref());
+                }
+                self.last_sent = self.committed.clone();
                 Err(e)
             }
         }
     }
 
-    /// Polls until `stop` turns true (or its sender goes away), overlapping the reading and
-    /// parsing of a batch with the commit of the previous one. Finishes the commit in flight
+    /// Polls until `stop` turns true (or its sender goes away). Finishes the commit in flight
     /// before returning.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let Tailer {
-            key,
-            limits,
-            files,
-            buf,
-            mut committed,
-            sink,
-        } = self;
-        let glob = files.glob.clone();
-        let start_at = files.start_at;
-        let mut core = Some((files, buf));
-        let mut inflight: Option<(
-            tokio::task::JoinHandle<Result<IngestSummary, Error>>,
-            TailState,
-        )> = None;
-        let mut last_sent = committed.clone();
-        let mut last_scan: Option<Instant> = None;
-        let mut idle = true;
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut backoff = RETRY_MIN;
-        let mut max_lines = limits.max_lines;
         while !stopped(&stop) {
-            let scan = idle || last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY);
-            let (mut files, mut buf) = core.take().unwrap_or_else(|| {
-                (
-                    Files::new(&glob, start_at, committed.as_ref()),
-                    Buffer::default(),
-                )
-            });
-            let lim = Limits {
-                max_lines,
-                ..limits
-            };
-            let read = tokio::task::spawn_blocking(move || {
-                let now = now_ms();
-                if scan {
-                    files.scan(now);
-                }
-                let date = crate::event::local_now();
-                let batch = files.read_batch(&mut buf, &lim, now, &date);
-                let snap = files.snapshot();
-                (files, buf, batch, snap)
-            })
-            .await;
-            let (files, buf, batch, snap) = match read {
-                Ok(r) => r,
-                Err(e) => {
-                    // A panic while reading: start over from the last commit.
-                    tracing::error!(glob = %glob, error = %e, "tailer read failed; resuming from the last checkpoint");
-                    if let Some((h, sent)) = inflight.take() {
-                        if matches!(h.await, Ok(Ok(_))) {
-                            committed = Some(sent);
-                        }
+            match self.advance(false).await {
+                Ok(step) => {
+                    if backoff > RETRY_MIN {
+                        self.sink.status(None);
+                        backoff = RETRY_MIN;
                     }
-                    last_sent = committed.clone();
+                    if step.lines == 0 && !step.more {
+                        pause(&mut stop, POLL).await;
+                    }
+                }
+                Err(Error::Unavailable | Error::Store(StoreError::Closed)) => break,
+                Err(e) => {
+                    tracing::error!(
+                        glob = %self.glob,
+                        error = %e,
+                        retry_in = ?backoff,
+                        "tail batch not committed; reading again from the last checkpoint"
+                    );
+                    self.sink.status(Some(format!("paused: {e}")));
                     pause(&mut stop, backoff).await;
                     backoff = (backoff * 2).min(RETRY_MAX);
-                    continue;
-                }
-            };
-            if scan {
-                last_scan = Some(Instant::now());
-            }
-            let mut files = files;
-            // The previous batch must be committed before this one may be sent.
-            if let Some((h, sent)) = inflight.take() {
-                match h.await.unwrap_or(Err(Error::Unavailable)) {
-                    Ok(_) => {
-                        committed = Some(sent);
-                        if backoff > RETRY_MIN {
-                            sink.status(None);
-                        }
-                        backoff = RETRY_MIN;
-                        max_lines = (max_lines * 2).min(limits.max_lines);
-                    }
-                    Err(e) => {
-                        if matches!(e, Error::Unavailable | Error::Store(StoreError::Closed)) {
-                            break;
-                        }
-                        if matches!(e, Error::Store(StoreError::TooManyDeliveries { .. }))
-                            && max_lines > 1
-                        {
-                            // Too many deliveries for one commit: smaller batches.
-                            max_lines = (max_lines / 2).max(1);
-                        }
-                        tracing::error!(
-                            glob = %glob,
-                            error = %e,
-                            retry_in = ?backoff,
-                            "tail batch not committed; reading again from the last checkpoint"
-                        );
-                        sink.status(Some(format!("paused: {e}")));
-                        files.restore(committed.as_ref());
-                        core = Some((files, buf));
-                        last_sent = committed.clone();
-                        pause(&mut stop, backoff).await;
-                        backoff = (backoff * 2).min(RETRY_MAX);
-                        continue;
-                    }
                 }
             }
-            core = Some((files, buf));
-            idle = !batch.more;
-            if batch.lines == 0 && last_sent.as_ref() == Some(&snap) {
-                pause(&mut stop, POLL).await;
-                continue;
-            }
-            let cp = Checkpoint {
-                key: key.clone(),
-                value: snap.encode(),
-            };
-            let commit = actix::spawn(sink.submit(batch.events, cp, batch.quarantine));
-            inflight = Some((commit, snap.clone()));
-            last_sent = Some(snap);
         }
-        if let Some((h, _)) = inflight {
-            if let Ok(Err(e)) = h.await {
-                tracing::warn!(glob = %glob, error = %e, "last tail batch not committed at shutdown; it is read again at the next start");
-            }
+        if let Err(e) = self.settle().await {
+            tracing::warn!(glob = %self.glob, error = %e, "last tail batch not committed at shutdown; it is read again at the next start");
         }
-        tracing::info!(glob = %glob, "tailer stopped");
+        tracing::info!(glob = %self.glob, "tailer stopped");
     }
 }
 
