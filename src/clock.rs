@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+/// The system wall clock in Unix milliseconds, for timestamps outside scheduling (commit times,
+/// file scans, outages).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// A handle on the engine's clock. Cheap to clone; clones of a manual clock move together.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
@@ -77,7 +83,7 @@ impl Clock {
     /// Now, as Unix milliseconds.
     pub fn wall_ms(&self) -> i64 {
         match &self.manual {
-            None => chrono::Utc::now().timestamp_millis(),
+            None => now_ms(),
             Some(m) => m
                 .base_wall_ms
                 .saturating_add(i64::try_from(*m.offset_ms.borrow()).unwrap_or(i64::MAX)),

@@ -28,6 +28,7 @@ pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod cut;
 pub mod deliver;
 pub mod dispatch;
 pub mod engine;

@@ -84,20 +84,6 @@ pub fn append(out: &mut String, ev: &ActionEvent, lang: Lang, markup: Markup) {
     }
 }
 
-/// Cuts `s` to at most `max` bytes at a character boundary, ending in `…` when cut.
-pub fn cut_bytes(mut s: String, max: usize) -> String {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
-    s.push('…');
-    s
-}
-
 /// Cuts `s` to at most `max` characters, ending in `…` when cut.
 fn cut_chars(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -295,13 +281,5 @@ mod tests {
             "a<b>'c中 d e & f <g"
         );
         assert_eq!(strip_html("&unknown; &amp"), "&unknown; &amp");
-    }
-
-    #[test]
-    fn cut_bytes_keeps_characters_whole() {
-        assert_eq!(cut_bytes("abc".into(), 3), "abc");
-        let s = cut_bytes("张三李四".into(), 8);
-        assert!(s.len() <= 8 && s.ends_with('…'), "{s}");
-        assert_eq!(s, "张…");
     }
 }

@@ -364,7 +364,7 @@ impl Deliverer {
         if wh.details {
             details::append(&mut r.text, ev, lang, markup);
         }
-        r.text = details::cut_bytes(r.text, markup.max_text());
+        r.text = crate::cut::with_ellipsis(r.text, markup.max_text());
         Ok(r)
     }
 
@@ -626,11 +626,8 @@ pub fn cut(body: &[u8]) -> String {
     if s.len() <= LOG_BODY_MAX {
         return s.into_owned();
     }
-    let mut end = LOG_BODY_MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[cut, {} bytes in all]", &s[..end], body.len())
+    let head = crate::cut::prefix(&s, LOG_BODY_MAX);
+    format!("{head}…[cut, {} bytes in all]", body.len())
 }
 
 #[cfg(test)]

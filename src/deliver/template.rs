@@ -194,13 +194,7 @@ pub fn render(
     let mut out = tmpl
         .render(Value::from(minijinja::value::Serde(vars(ev, built, lang))))
         .map_err(|e| describe(source, &e))?;
-    if out.len() > MAX_OUTPUT {
-        let mut end = MAX_OUTPUT;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
+    crate::cut::truncate(&mut out, MAX_OUTPUT);
     Ok(out)
 }
 

@@ -16,6 +16,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 
+use crate::clock::now_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -260,10 +261,6 @@ impl std::fmt::Debug for Store {
             .field("instance", &self.instance)
             .finish()
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {

@@ -129,16 +129,9 @@ pub fn delivery_id(batch: u64, index: usize) -> u64 {
     (batch << DELIVERY_BITS) | index as u64
 }
 
-/// A delivery that still has to be sent, as handed to the dispatcher.
-#[derive(Debug, Clone)]
-pub struct OpenDelivery {
-    pub id: u64,
-    pub webhook_id: u64,
-    pub event: Arc<ActionEvent>,
-    /// Unix milliseconds of the commit that created it.
-    pub created_at: i64,
-    pub state: DeliveryState,
-}
+/// A delivery that still has to be sent, as handed to the dispatcher: the same record the log
+/// shows.
+pub type OpenDelivery = DeliveryRecord;
 
 /// The events of one batch's deliveries, by delivery index (`None`: not held here).
 #[derive(Debug, Clone, Default)]
@@ -150,12 +143,13 @@ pub struct BatchEvents {
     pub by_delivery: Vec<Option<Arc<ActionEvent>>>,
 }
 
-/// A delivery as the log shows it.
+/// A delivery: its event and its state, as the log shows it and as the dispatcher gets it.
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {
     pub id: u64,
     pub webhook_id: u64,
     pub event: Arc<ActionEvent>,
+    /// Unix milliseconds of the commit that created it.
     pub created_at: i64,
     pub state: DeliveryState,
 }
@@ -266,7 +260,8 @@ impl WebhookCounters {
             Status::Retrying | Status::Dead => {
                 if self.last_failure_at.is_none_or(|t| t <= at) {
                     self.last_failure_at = Some(at);
-                    self.last_error = error.map(|e| cut(e, COUNTERS_ERROR_MAX));
+                    self.last_error =
+                        error.map(|e| crate::cut::prefix(e, COUNTERS_ERROR_MAX).to_string());
                 }
                 if self.failing_since.is_none() && self.last_success_at.is_none_or(|t| t <= at) {
                     self.failing_since = Some(at);
@@ -275,16 +270,4 @@ impl WebhookCounters {
             Status::Pending | Status::Skipped => {}
         }
     }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }

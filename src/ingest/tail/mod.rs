@@ -16,6 +16,7 @@ mod files;
 mod read;
 mod state;
 
+use crate::clock::now_ms;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -380,8 +381,4 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
         _ = tokio::time::sleep(d) => {}
         _ = stop.changed() => {}
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
