@@ -1,7 +1,7 @@
 //! Builds and starts the actors; [`Engine`] is the handle the API, the binary and embedders use.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -26,6 +26,96 @@ use crate::Error;
 
 /// Outbox batches read per page when resuming: the first sends start after the first page.
 const RESUME_PAGE: usize = 16;
+
+/// Starts the dispatch workers (one thread each) and the dispatcher, and resumes every delivery
+/// left pending. The threads are added to `arbiters`, which shutdown stops.
+async fn start_dispatch(
+    ctx: Arc<DispatchCtx>,
+    deliverer: &Deliverer,
+    arbiters: &mut Vec<ArbiterHandle>,
+) -> Result<Addr<Dispatcher>, Error> {
+    let mut workers = Vec::new();
+    for _ in 0..ctx.cfg.dispatch_workers() {
+        let arbiter = Arbiter::new().handle();
+        arbiters.push(arbiter.clone());
+        workers.push(Worker {
+            arbiter,
+            deliverer: deliverer.with_own_client().map_err(Error::Config)?,
+        });
+    }
+    let store = ctx.store.clone();
+    let last_open = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.last_open_batch())
+            .await
+            .map_err(|e| Error::Config(format!("store: {e}")))??
+    };
+    let dispatch_arbiter = Arbiter::new().handle();
+    arbiters.push(dispatch_arbiter.clone());
+    let resuming = last_open.is_some();
+    let dispatcher = Dispatcher::start_in_arbiter(&dispatch_arbiter, move |_| {
+        Dispatcher::new(ctx, workers, resuming)
+    });
+    if let Some(upto) = last_open {
+        actix::spawn(resume(store, dispatcher.clone(), upto));
+    }
+    Ok(dispatcher)
+}
+
+/// Gives freed memory back to the system now and then. Off the async threads: a trim walks the
+/// whole heap (a few ms for hundreds of MB).
+async fn trim_loop(engine: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(TRIM_EVERY).await;
+        if engine.strong_count() == 0 {
+            break;
+        }
+        let _ = tokio::task::spawn_blocking(crate::trim_allocator).await;
+    }
+}
+
+/// The endpoint-health and storage watch ([`crate::operator::Watch`]), once a second.
+async fn health_loop(engine: Weak<Inner>) {
+    let mut watch = crate::operator::Watch::default();
+    loop {
+        tokio::time::sleep(crate::operator::WATCH_EVERY).await;
+        let Some(inner) = engine.upgrade() else { break };
+        if *inner.stopping.borrow() {
+            break;
+        }
+        watch.look(&Engine { inner }).await;
+    }
+}
+
+/// Drops finished deliveries, quarantine and seen ids older than `storage.retention`.
+async fn retention_loop(engine: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(PRUNE_EVERY).await;
+        let Some(inner) = engine.upgrade() else { break };
+        let cutoff =
+            chrono::Utc::now().timestamp_millis() - inner.cfg.storage.retention.as_millis() as i64;
+        // A pass removes a bounded number of rows per commit; go on until it is done.
+        loop {
+            match inner.store.prune(cutoff).await {
+                Ok(s) => {
+                    tracing::info!(
+                        batches = s.batches,
+                        quarantine = s.quarantine,
+                        "retention pass"
+                    );
+                    let limit = crate::store::PRUNE_BATCHES_PER_COMMIT;
+                    if s.batches < limit && s.quarantine < limit {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "retention pass failed");
+                    break;
+                }
+            }
+        }
+    }
+}
 
 /// Reads the outbox a page at a time up to batch `upto` (the newest open one at start) and
 /// hands it to the dispatcher, which holds new deliveries back until [`ResumeDone`]. Each page
@@ -197,30 +287,7 @@ impl Engine {
             draining: AtomicBool::new(false),
         });
         let mut arbiters = vec![router_arbiter];
-        let mut workers = Vec::new();
-        for _ in 0..cfg.dispatch_workers() {
-            let arbiter = Arbiter::new().handle();
-            arbiters.push(arbiter.clone());
-            workers.push(Worker {
-                arbiter,
-                deliverer: deliverer.with_own_client().map_err(Error::Config)?,
-            });
-        }
-        let last_open = {
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.last_open_batch())
-                .await
-                .map_err(|e| Error::Config(format!("store: {e}")))??
-        };
-        let dispatch_arbiter = Arbiter::new().handle();
-        arbiters.push(dispatch_arbiter.clone());
-        let resuming = last_open.is_some();
-        let dispatcher = Dispatcher::start_in_arbiter(&dispatch_arbiter, move |_| {
-            Dispatcher::new(ctx, workers, resuming)
-        });
-        if let Some(upto) = last_open {
-            actix::spawn(resume(store.clone(), dispatcher.clone(), upto));
-        }
+        let dispatcher = start_dispatch(ctx, &deliverer, &mut arbiters).await?;
         let intake = Intake {
             sources: Arc::default(),
             store: store.clone(),
@@ -248,57 +315,9 @@ impl Engine {
         crate::ingest::tail::start(&engine)?;
         crate::ingest::sanplex_db::start(&engine)?;
         let weak = Arc::downgrade(&engine.inner);
-        actix::spawn(async move {
-            // Off the async threads: a trim walks the whole heap (a few ms for hundreds of MB).
-            loop {
-                tokio::time::sleep(TRIM_EVERY).await;
-                if weak.strong_count() == 0 {
-                    break;
-                }
-                let _ = tokio::task::spawn_blocking(crate::trim_allocator).await;
-            }
-        });
-        let weak = Arc::downgrade(&engine.inner);
-        actix::spawn(async move {
-            let mut watch = crate::operator::Watch::default();
-            loop {
-                tokio::time::sleep(crate::operator::WATCH_EVERY).await;
-                let Some(inner) = weak.upgrade() else { break };
-                if *inner.stopping.borrow() {
-                    break;
-                }
-                watch.look(&Engine { inner }).await;
-            }
-        });
-        let weak = Arc::downgrade(&engine.inner);
-        actix::spawn(async move {
-            loop {
-                tokio::time::sleep(PRUNE_EVERY).await;
-                let Some(inner) = weak.upgrade() else { break };
-                let cutoff = chrono::Utc::now().timestamp_millis()
-                    - inner.cfg.storage.retention.as_millis() as i64;
-                // A pass removes a bounded number of rows per commit; go on until it is done.
-                loop {
-                    match inner.store.prune(cutoff).await {
-                        Ok(s) => {
-                            tracing::info!(
-                                batches = s.batches,
-                                quarantine = s.quarantine,
-                                "retention pass"
-                            );
-                            let limit = crate::store::PRUNE_BATCHES_PER_COMMIT;
-                            if s.batches < limit && s.quarantine < limit {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "retention pass failed");
-                            break;
-                        }
-                    }
-                }
-            }
-        });
+        actix::spawn(trim_loop(weak.clone()));
+        actix::spawn(health_loop(weak.clone()));
+        actix::spawn(retention_loop(weak));
         Ok(engine)
     }
 

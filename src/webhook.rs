@@ -297,6 +297,12 @@ impl Webhook {
         if self.secret == MASK {
             self.secret = stored.secret.clone();
         }
+        self.keep_masked_urls(stored)?;
+        self.keep_masked_app_secrets(stored)
+    }
+
+    /// URLs that still show a masked credential: the stored URL, if that is what it masks.
+    fn keep_masked_urls(&mut self, stored: &Webhook) -> Result<(), ValidationError> {
         for (field, fixed, stored_url) in [
             ("url", &mut self.url, &stored.url),
             ("apiBase", &mut self.api_base, &stored.api_base),
@@ -317,6 +323,11 @@ impl Webhook {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// App secrets sent masked: kept while they go to the same place (type, apiBase, app id).
+    fn keep_masked_app_secrets(&mut self, stored: &Webhook) -> Result<(), ValidationError> {
         let base = |b: &str| b.trim().trim_end_matches('/').to_string();
         let same_base = self.kind == stored.kind && base(&self.api_base) == base(&stored.api_base);
         let apps = [
@@ -418,6 +429,24 @@ impl Webhook {
                 }
             }
         }
+        self.validate_credentials()?;
+        if self.kind == WebhookType::Dinggroup && self.send_type == SendType::Async {
+            return err(
+                "sendType",
+                "dinggroup webhooks are always sync (DingTalk group bot delivery cannot be changed to async)".into(),
+            );
+        }
+        self.validate_addresses()?;
+        self.validate_lists()?;
+        if let Some(t) = &self.template {
+            self.validate_template(t)?;
+        }
+        Ok(())
+    }
+
+    /// Each type's required fields, and the agent ids that must be numbers.
+    fn validate_credentials(&self) -> Result<(), ValidationError> {
+        let err = |field: &'static str, message: String| Err(ValidationError { field, message });
         let required: &[(&'static str, &String)] = match self.kind {
             WebhookType::Dinguser => &[
                 ("agentId", &self.agent_id),
@@ -448,12 +477,12 @@ impl Webhook {
                 return err(field, format!("{field} must be a number, got {value:?}"));
             }
         }
-        if self.kind == WebhookType::Dinggroup && self.send_type == SendType::Async {
-            return err(
-                "sendType",
-                "dinggroup webhooks are always sync (DingTalk group bot delivery cannot be changed to async)".into(),
-            );
-        }
+        Ok(())
+    }
+
+    /// `apiBase` (app types only) and `domain`: absolute URLs.
+    fn validate_addresses(&self) -> Result<(), ValidationError> {
+        let err = |field: &'static str, message: String| Err(ValidationError { field, message });
         if !self.api_base.is_empty() {
             if !self.kind.is_app() {
                 return err(
@@ -487,6 +516,12 @@ impl Webhook {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// `params` (type default only, known keys) and `ignoreActors` (bounded, no blanks).
+    fn validate_lists(&self) -> Result<(), ValidationError> {
+        let err = |field: &'static str, message: String| Err(ValidationError { field, message });
         if self.kind == WebhookType::Default {
             for p in &self.params {
                 if !DEFAULT_PARAMS.contains(&p.as_str()) {
@@ -519,9 +554,6 @@ impl Webhook {
                 "ignoreActors",
                 format!("ignoreActors[{i}] is empty; list Sanplex accounts, e.g. [\"system\"]"),
             );
-        }
-        if let Some(t) = &self.template {
-            self.validate_template(t)?;
         }
         Ok(())
     }

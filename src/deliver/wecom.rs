@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::app::{with_query, App, AppFields, Call};
 use super::channel::{app_route, bot_route, Channel, Envelope, MemberDemand, Route};
 use super::details::Markup;
+use super::recipients::Progress;
 use super::reply::{self, Platform, Reply, Rule, IP_WHITELIST_HINT};
 use super::token::{Token, TokenFailure};
 use super::{chat, Attempt, Deliverer, Outcome, RemoteUser};
@@ -238,31 +239,7 @@ async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
         let outcome = d.outcome_of(Platform::WeCom, &sent);
         let mut attempt = sent.into_attempt(Outcome::Delivered);
         match (&outcome, &reply) {
-            (Outcome::Delivered, Some(reply)) => {
-                let invalid: Vec<String> = reply
-                    .field("invaliduser")
-                    .split('|')
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .map(String::from)
-                    .collect();
-                for u in &invalid {
-                    progress.reject(u, 0, "WeCom invaliduser: not a valid member for this app");
-                }
-                if !invalid.is_empty() {
-                    tracing::warn!(
-                        webhook = wh.id,
-                        invalid = invalid.join("|"),
-                        "WeCom refused some recipients"
-                    );
-                }
-                progress.serve(
-                    chunk
-                        .iter()
-                        .copied()
-                        .filter(|u| !invalid.iter().any(|i| i == u)),
-                );
-            }
+            (Outcome::Delivered, Some(reply)) => served(&mut progress, wh.id, chunk, reply),
             (Outcome::Dead(e), Some(reply)) if reply.code == Some(81013) => {
                 // Every user of this call is invalid: record them, go on with the others.
                 for u in chunk {
@@ -279,7 +256,41 @@ async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
     }
     let mut attempt = last.unwrap_or_else(|| Attempt::failed_before_send(Outcome::Delivered));
     attempt.progress = Some(progress.to_value());
-    attempt.outcome = if let Some(wait) = held.iter().map(|(_, w)| *w).min() {
+    attempt.outcome = app_outcome(&progress, held);
+    attempt
+}
+
+/// A chunk WeCom accepted: the users it names in `invaliduser` are rejected, the others served.
+fn served(progress: &mut Progress, webhook: u64, chunk: &[&str], reply: &Reply) {
+    let invalid: Vec<String> = reply
+        .field("invaliduser")
+        .split('|')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect();
+    for u in &invalid {
+        progress.reject(u, 0, "WeCom invaliduser: not a valid member for this app");
+    }
+    if !invalid.is_empty() {
+        tracing::warn!(
+            webhook,
+            invalid = invalid.join("|"),
+            "WeCom refused some recipients"
+        );
+    }
+    progress.serve(
+        chunk
+            .iter()
+            .copied()
+            .filter(|u| !invalid.iter().any(|i| i == u)),
+    );
+}
+
+/// The outcome once every granted chunk went: a retry while members were held back for the
+/// per-member limit, dead when every recipient was rejected, delivered otherwise.
+fn app_outcome(progress: &Progress, held: &[(String, Duration)]) -> Outcome {
+    if let Some(wait) = held.iter().map(|(_, w)| *w).min() {
         let names: Vec<&str> = held.iter().map(|(u, _)| u.as_str()).collect();
         Outcome::Retry {
             after: Some(wait),
@@ -295,8 +306,7 @@ async fn send_app(d: &Deliverer, env: &Envelope) -> Attempt {
         ))
     } else {
         Outcome::Delivered
-    };
-    attempt
+    }
 }
 
 /// Lists every department (`department/list` returns the whole tree) and the members of each

@@ -259,7 +259,48 @@ impl Destination {
             }
             self.paused_until = None;
         }
-        // Due: for each object, the prefix of its queue that may be sent now, in queue order.
+        let (due, total, next_due) = self.due_prefixes(now);
+        if due.is_empty() {
+            if let Some(t) = next_due {
+                self.wake_at(t, now, ctx);
+            }
+            return;
+        }
+        if !self.read_budget() {
+            self.wake_at(later(now, STORE_RETRY), now, ctx);
+            return;
+        }
+        let wall = self.ctx.clock.wall_ms();
+        let wait = self.limiter.wait(wall);
+        if !wait.is_zero() {
+            self.wake_at(later(now, wait), now, ctx);
+            return;
+        }
+        // Spread what waits over the sends the windows still allow.
+        let remaining = self.limiter.remaining(wall).max(1);
+        let want = total.div_ceil(remaining);
+        let mut batch = self.take_oldest(&due, want);
+        if batch.is_empty() {
+            return;
+        }
+        let (events, created) = self.read_events(&batch);
+        if events.is_empty() {
+            self.wake_at(later(now, STORE_RETRY), now, ctx);
+            return;
+        }
+        batch.truncate(events.len());
+        let fits = self.digest_capacity(batch[0].1.webhook_id, &events);
+        let (mut events, mut created) = (events, created);
+        batch.truncate(fits.max(1));
+        events.truncate(fits.max(1));
+        created.truncate(fits.max(1));
+        self.limiter.record(wall);
+        self.start_lane(batch, events, created, ctx);
+    }
+
+    /// For each object, the prefix of its queue that may be sent now (in queue order); their
+    /// total; and when the next job that is not due yet will be.
+    fn due_prefixes(&self, now: Instant) -> (Vec<(ObjectKey, usize)>, usize, Option<Instant>) {
         let mut due: Vec<(ObjectKey, usize)> = Vec::new();
         let mut total = 0usize;
         let mut next_due: Option<Instant> = None;
@@ -280,28 +321,13 @@ impl Destination {
                 due.push((*key, n));
             }
         }
-        if due.is_empty() {
-            if let Some(t) = next_due {
-                self.wake_at(t, now, ctx);
-            }
-            return;
-        }
-        if !self.read_budget() {
-            self.wake_at(later(now, STORE_RETRY), now, ctx);
-            return;
-        }
-        let wall = self.ctx.clock.wall_ms();
-        let wait = self.limiter.wait(wall);
-        if !wait.is_zero() {
-            self.wake_at(later(now, wait), now, ctx);
-            return;
-        }
-        // Spread what waits over the sends the windows still allow.
-        let remaining = self.limiter.remaining(wall).max(1);
-        let want = total.div_ceil(remaining);
-        // Merge the objects' due prefixes, oldest delivery first, never reordering a queue. One
-        // message carries one webhook's events; an object whose next job belongs to another
-        // webhook stops there, so nothing behind it overtakes it.
+        (due, total, next_due)
+    }
+
+    /// Up to `want` jobs from the objects' due prefixes, oldest delivery first, never
+    /// reordering a queue. One message carries one webhook's events; an object whose next job
+    /// belongs to another webhook stops there, so nothing behind it overtakes it.
+    fn take_oldest(&self, due: &[(ObjectKey, usize)], want: usize) -> Vec<(ObjectKey, Job)> {
         let mut taken: Vec<usize> = vec![0; due.len()];
         let mut open: Vec<bool> = vec![true; due.len()];
         let mut webhook: Option<u64> = None;
@@ -330,13 +356,15 @@ impl Destination {
             batch.push((due[i].0, job.clone()));
             taken[i] += 1;
         }
-        if batch.is_empty() {
-            return;
-        }
-        // Read the events back; one that cannot be read ends the batch before it.
+        batch
+    }
+
+    /// The events of `batch` and their commit times, read back; one that cannot be read ends
+    /// the list before it.
+    fn read_events(&self, batch: &[(ObjectKey, Job)]) -> (Vec<Arc<ActionEvent>>, Vec<i64>) {
         let mut events: Vec<Arc<ActionEvent>> = Vec::with_capacity(batch.len());
         let mut created: Vec<i64> = Vec::with_capacity(batch.len());
-        for (_, job) in &batch {
+        for (_, job) in batch {
             match self.ctx.events.event(job.id) {
                 Ok((ev, at)) => {
                     events.push(ev);
@@ -348,16 +376,7 @@ impl Destination {
                 }
             }
         }
-        if events.is_empty() {
-            self.wake_at(later(now, STORE_RETRY), now, ctx);
-            return;
-        }
-        batch.truncate(events.len());
-        let fits = self.digest_capacity(batch[0].1.webhook_id, &events);
-        batch.truncate(fits.max(1));
-        events.truncate(fits.max(1));
-        self.limiter.record(wall);
-        self.start_lane(batch, events, created, ctx);
+        (events, created)
     }
 
     /// How many of `events` one message can carry.
@@ -399,26 +418,10 @@ impl Destination {
                     key: rate_key,
                     value: budget,
                 })
-                .await;
-            let (_, first) = &batch[0];
-            let attempt = match (
-                saved_budget,
-                single,
-                shared.webhooks.get(&first.webhook_id).map(|w| w.clone()),
-            ) {
-                (Err(e), _, _) => Attempt::failed_before_send(Outcome::Retry {
-                    after: Some(STORE_RETRY),
-                    error: format!("could not save the send budget: {e}"),
-                }),
-                (Ok(()), Some(Ok(ready)), _) => ready.run(&deliverer).await,
-                (Ok(()), Some(Err(outcome)), _) => Attempt::failed_before_send(outcome),
-                (Ok(()), None, Some(wh)) if !wh.deleted => {
-                    deliverer.attempt_digest(&wh, &events, first.id).await
-                }
-                (Ok(()), None, _) => {
-                    Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into()))
-                }
-            };
+                .await
+                .map_err(|e| e.to_string());
+            let attempt =
+                lane_attempt(&shared, &deliverer, saved_budget, single, &batch, &events).await;
             // The platform's wait pauses the whole bot, cut like a delivery's own wait
             // (CONTRACT §5 `max_retry_after`): a header can say anything.
             let pause = match &attempt.outcome {
@@ -427,27 +430,7 @@ impl Destination {
                 }
                 _ => None,
             };
-            let mut ended = Vec::with_capacity(batch.len());
-            let mut updates = Vec::with_capacity(batch.len());
-            for ((key, job), created_at) in batch.iter().zip(created) {
-                let prev = job.state.as_deref().cloned().unwrap_or_default();
-                let (state, delay) = next_state(&shared, &prev, attempt.clone());
-                updates.push(StateUpdate::new(
-                    job.id,
-                    job.webhook_id,
-                    prev.status,
-                    &state,
-                ));
-                ended.push(Ended {
-                    key: *key,
-                    id: job.id,
-                    webhook_id: job.webhook_id,
-                    from: prev.status,
-                    created_at,
-                    state,
-                    delay,
-                });
-            }
+            let (ended, updates) = lane_outcomes(&shared, &batch, created, &attempt);
             let saved = shared
                 .store
                 .update_states(updates)
@@ -668,6 +651,65 @@ impl Destination {
         }
         self.classify(key, now);
     }
+}
+
+/// The one attempt of a bot message: nothing is sent unless its budget was saved; one delivery
+/// goes as prepared, several as a digest.
+async fn lane_attempt(
+    shared: &DispatchCtx,
+    deliverer: &Deliverer,
+    saved_budget: Result<(), String>,
+    single: Option<Result<Ready, Outcome>>,
+    batch: &[(ObjectKey, Job)],
+    events: &[Arc<ActionEvent>],
+) -> Attempt {
+    let (_, first) = &batch[0];
+    let webhook = shared.webhooks.get(&first.webhook_id).map(|w| w.clone());
+    match (saved_budget, single, webhook) {
+        (Err(e), _, _) => Attempt::failed_before_send(Outcome::Retry {
+            after: Some(STORE_RETRY),
+            error: format!("could not save the send budget: {e}"),
+        }),
+        (Ok(()), Some(Ok(ready)), _) => ready.run(deliverer).await,
+        (Ok(()), Some(Err(outcome)), _) => Attempt::failed_before_send(outcome),
+        (Ok(()), None, Some(wh)) if !wh.deleted => {
+            deliverer.attempt_digest(&wh, events, first.id).await
+        }
+        (Ok(()), None, _) => {
+            Attempt::failed_before_send(Outcome::Skipped("webhook deleted".into()))
+        }
+    }
+}
+
+/// What one bot message's attempt means for each delivery it carried.
+fn lane_outcomes(
+    shared: &DispatchCtx,
+    batch: &[(ObjectKey, Job)],
+    created: Vec<i64>,
+    attempt: &Attempt,
+) -> (Vec<Ended>, Vec<StateUpdate>) {
+    let mut ended = Vec::with_capacity(batch.len());
+    let mut updates = Vec::with_capacity(batch.len());
+    for ((key, job), created_at) in batch.iter().zip(created) {
+        let prev = job.state.as_deref().cloned().unwrap_or_default();
+        let (state, delay) = next_state(shared, &prev, attempt.clone());
+        updates.push(StateUpdate::new(
+            job.id,
+            job.webhook_id,
+            prev.status,
+            &state,
+        ));
+        ended.push(Ended {
+            key: *key,
+            id: job.id,
+            webhook_id: job.webhook_id,
+            from: prev.status,
+            created_at,
+            state,
+            delay,
+        });
+    }
+    (ended, updates)
 }
 
 /// The state after an attempt, and when to try again (for `retrying`).

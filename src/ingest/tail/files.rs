@@ -212,53 +212,73 @@ impl Files {
     /// moves, truncations and disappearances. `now` is Unix ms.
     pub fn scan(&mut self, now: i64) {
         let cands = self.candidates();
-        let mut claimed = vec![false; cands.len()];
-        // Candidates whose inode is a known file that was truncated or replaced: new content.
-        let mut fresh = vec![false; cands.len()];
-        let mut found = vec![false; self.tracked.len()];
-        // Known files whose own inode was truncated: their handle must not be drained.
-        let mut truncated = vec![false; self.tracked.len()];
+        let m = self.match_candidates(&cands);
+        self.let_go_of_unmatched(&m, now);
+        self.follow_matched(&cands, &m);
+        self.tracked
+            .retain(|t| t.st.gone_at.is_none_or(|g| now - g < GONE_RETENTION_MS));
+        self.track_new(&cands, &m);
+        self.first_run = false;
+    }
 
+    /// Pairs known files with candidates: by inode first (a file that only grew), then by
+    /// content (a rename, or a copy of a file that was then truncated).
+    fn match_candidates(&self, cands: &[Candidate]) -> Matching {
+        let mut m = Matching {
+            claimed: vec![false; cands.len()],
+            fresh: vec![false; cands.len()],
+            found: vec![false; self.tracked.len()],
+            truncated: vec![false; self.tracked.len()],
+            moves: Vec::new(),
+        };
         for (ti, t) in self.tracked.iter().enumerate() {
             let Some(ci) = cands.iter().position(|c| c.same_inode(&t.st)) else {
                 continue;
             };
-            if claimed[ci] {
+            if m.claimed[ci] {
                 continue;
             }
             let c = &cands[ci];
             if c.starts_with(&t.st) && c.size >= t.st.offset {
-                claimed[ci] = true;
-                found[ti] = true;
+                m.claimed[ci] = true;
+                m.found[ti] = true;
             } else {
-                fresh[ci] = true;
-                truncated[ti] = true;
+                m.fresh[ci] = true;
+                m.truncated[ti] = true;
             }
         }
-        let mut moves = Vec::new();
         for (ti, t) in self.tracked.iter().enumerate() {
-            if found[ti] {
+            if m.found[ti] {
                 continue;
             }
             let best = cands
                 .iter()
                 .enumerate()
                 .filter(|(ci, c)| {
-                    !claimed[*ci] && !fresh[*ci] && c.starts_with(&t.st) && c.size >= t.st.offset
+                    !m.claimed[*ci]
+                        && !m.fresh[*ci]
+                        && c.starts_with(&t.st)
+                        && c.size >= t.st.offset
                 })
                 .min_by_key(|(_, c)| c.path != t.st.path)
                 .map(|(ci, _)| ci);
             if let Some(ci) = best {
-                claimed[ci] = true;
-                found[ti] = true;
-                moves.push((ti, ci));
+                m.claimed[ci] = true;
+                m.found[ti] = true;
+                m.moves.push((ti, ci));
             }
         }
+        m
+    }
+
+    /// Known files with no candidate: read what an open handle still has (for a while), then
+    /// mark them gone.
+    fn let_go_of_unmatched(&mut self, m: &Matching, now: i64) {
         for (ti, t) in self.tracked.iter_mut().enumerate() {
-            if found[ti] {
+            if m.found[ti] {
                 continue;
             }
-            if truncated[ti] {
+            if m.truncated[ti] {
                 // Its inode holds other content now: the handle would read that.
                 t.file = None;
                 t.detached = false;
@@ -285,14 +305,19 @@ impl Files {
             }
             t.st.gone_at.get_or_insert(now);
         }
-        // Claims: follow renames and copies, and refresh fingerprints of growing files.
+    }
+
+    /// Known files with a candidate: follow renames and copies, and refresh fingerprints of
+    /// growing files.
+    fn follow_matched(&mut self, cands: &[Candidate], m: &Matching) {
         for (ti, t) in self.tracked.iter_mut().enumerate() {
-            if !found[ti] {
+            if !m.found[ti] {
                 continue;
             }
-            let ci = moves
+            let ci = m
+                .moves
                 .iter()
-                .find(|(m, _)| *m == ti)
+                .find(|(moved, _)| *moved == ti)
                 .map(|(_, c)| *c)
                 .or_else(|| cands.iter().position(|c| c.same_inode(&t.st)));
             let Some(ci) = ci else { continue };
@@ -320,19 +345,23 @@ impl Files {
                 t.st.fp = fingerprint(&c.prefix[..len]);
             }
         }
-        self.tracked
-            .retain(|t| t.st.gone_at.is_none_or(|g| now - g < GONE_RETENTION_MS));
-        // New files, oldest first, so a rotated file's lines come before its successor's.
+    }
+
+    /// Candidates nobody claimed: new files, oldest first, so a rotated file's lines come before
+    /// its successor's.
+    fn track_new(&mut self, cands: &[Candidate], m: &Matching) {
         let mut new: Vec<usize> = (0..cands.len())
-            .filter(|ci| !claimed[*ci] && identity_len(&cands[*ci].prefix) > 0)
-            .filter(|ci| fresh[*ci] || !self.tracked.iter().any(|t| cands[*ci].starts_with(&t.st)))
+            .filter(|ci| !m.claimed[*ci] && identity_len(&cands[*ci].prefix) > 0)
+            .filter(|ci| {
+                m.fresh[*ci] || !self.tracked.iter().any(|t| cands[*ci].starts_with(&t.st))
+            })
             .collect();
         new.sort_by(|a, b| {
             (cands[*a].mtime, &cands[*a].path).cmp(&(cands[*b].mtime, &cands[*b].path))
         });
         for ci in new {
             let c = &cands[ci];
-            let offset = if self.first_run && !fresh[ci] && self.start_at == StartAt::End {
+            let offset = if self.first_run && !m.fresh[ci] && self.start_at == StartAt::End {
                 match end_of_last_line(&c.path) {
                     Ok(o) => o,
                     Err(e) => {
@@ -360,8 +389,21 @@ impl Files {
             ));
             self.next_seq += 1;
         }
-        self.first_run = false;
     }
+}
+
+/// How one scan paired candidates (`ci`) with known files (`ti`).
+struct Matching {
+    /// Candidate taken by a known file.
+    claimed: Vec<bool>,
+    /// Candidate whose inode is a known file that was truncated or replaced: new content.
+    fresh: Vec<bool>,
+    /// Known file that has its candidate.
+    found: Vec<bool>,
+    /// Known file whose own inode was truncated: its handle must not be drained.
+    truncated: Vec<bool>,
+    /// Known files found by content at another candidate: (ti, ci).
+    moves: Vec<(usize, usize)>,
 }
 
 /// Opens a followed file by path for reading, refusing a symbolic link (`O_NOFOLLOW`: the
