@@ -22,7 +22,7 @@ use toml::Spanned;
 /// The commented default configuration, exactly as shipped at the repository root.
 ///
 /// Public so that the binary can print it as a starting point for users.
-pub const DEFAULT_TOML: &str = include_str!("../config.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config.toml");
 
 /// The file [`Config::load`] reads when no path is given; a missing one means built-in defaults.
 pub const DEFAULT_PATH: &str = "config.toml";
