@@ -69,6 +69,8 @@ pub struct Config {
     /// NDJSON files to follow; none by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tail: Vec<TailConfig>,
+    /// Parsed and checked only: nothing uses it yet.
+    pub cluster: ClusterConfig,
     pub sanplex_db: SanplexDbConfig,
 }
 
@@ -167,6 +169,20 @@ fn tail_default_max_line() -> u64 {
     TAIL_DEFAULT_MAX_LINE
 }
 
+/// `[cluster]`: several nodes sharing one NATS JetStream.
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Comma-separated server URLs; empty = a single node on redb.
+    pub nats: String,
+    pub name: String,
+    /// Empty = the host name.
+    pub node_id: String,
+    pub shards: u64,
+    #[serde(with = "duration")]
+    pub lease: Duration,
+}
+
 /// `[sanplex_db]`: the optional database poller.
 #[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -202,7 +218,7 @@ macro_rules! masked_debug {
 masked_debug!(
     ServerConfig "server", StorageConfig "storage", SanplexConfig "sanplex",
     DeliveryConfig "delivery", LimitsConfig "limits", PlatformsConfig "platforms",
-    TailConfig "tail", SanplexDbConfig "sanplex_db"
+    TailConfig "tail", ClusterConfig "cluster", SanplexDbConfig "sanplex_db"
 );
 
 /// Shows a value without its secrets: `server.token` as [`MASK`] (when set: an empty token
@@ -438,7 +454,7 @@ impl Config {
                 origin: Origin::Effective,
             })
         };
-        let (server, delivery) = (&self.server, &self.delivery);
+        let (server, delivery, cluster) = (&self.server, &self.delivery, &self.cluster);
         let http = |url: &str| is_url(url, &["http", "https"]);
         if server.listen.parse::<SocketAddr>().is_err() {
             let expected = "a socket address IP:PORT, e.g. \"127.0.0.1:8930\" or \"[::1]:8930\" \
@@ -489,6 +505,7 @@ impl Config {
         for (key, d) in [
             ("delivery.timeout", delivery.timeout),
             ("delivery.async_interval", delivery.async_interval),
+            ("cluster.lease", cluster.lease),
         ] {
             if d.is_zero() {
                 return bad(key.into(), "a duration above zero");
@@ -516,6 +533,28 @@ impl Config {
             if tail.max_line == 0 {
                 return bad(format!("tail[{i}].max_line"), "a size above zero");
             }
+        }
+        let nats = |url: &str| is_url(url.trim(), &["nats", "tls", "ws", "wss"]);
+        if !cluster.nats.is_empty() && !cluster.nats.split(',').all(nats) {
+            let expected = "comma-separated nats://, tls://, ws:// or wss:// URLs, e.g. \
+                            \"nats://10.0.0.5:4222,nats://10.0.0.6:4222\", or \"\" for a single node";
+            return bad("cluster.nats".into(), expected);
+        }
+        let word = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        };
+        if cluster.name.is_empty() || !word(&cluster.name) {
+            let expected = "letters, digits, - and _ (it names NATS streams), e.g. \"sanhook\"";
+            return bad("cluster.name".into(), expected);
+        }
+        if !word(&cluster.node_id) {
+            let expected =
+                "letters, digits, - and _ (it names NATS subjects), or \"\" for the host name";
+            return bad("cluster.node_id".into(), expected);
+        }
+        if !(1..=4096).contains(&cluster.shards) {
+            return bad("cluster.shards".into(), "a number from 1 to 4096");
         }
         let db = &self.sanplex_db;
         if !db.url.is_empty() && !db.url.starts_with("mysql://") {

@@ -89,6 +89,13 @@ fn contract_defaults() -> Config {
             feishu: "https://open.feishu.cn".into(),
         },
         tail: Vec::new(),
+        cluster: ClusterConfig {
+            nats: String::new(),
+            name: "sanhook".into(),
+            node_id: String::new(),
+            shards: 64,
+            lease: secs(10),
+        },
         sanplex_db: SanplexDbConfig {
             url: String::new(),
             poll_interval: secs(1),
@@ -251,6 +258,13 @@ fn full_fixture_overrides_every_key() {
                 max_line: 65536,
             },
         ],
+        cluster: ClusterConfig {
+            nats: "nats://sanhook:n4ts-pw@10.0.0.5:4222,nats://10.0.0.6:4222".into(),
+            name: "billing-hooks".into(),
+            node_id: "node_2".into(),
+            shards: 16,
+            lease: secs(30),
+        },
         sanplex_db: SanplexDbConfig {
             url: "mysql://reader:p@ss:w0rd@db.internal:3306/zentao".into(),
             poll_interval: Duration::from_millis(250),
@@ -387,6 +401,8 @@ fn env_overrides_scalars_over_the_file() {
         ("SANHOOK_LIMITS_DINGTALK_THROTTLE", "1m"),
         ("SANHOOK_PLATFORMS_FEISHU", "http://127.0.0.1:1"),
         ("SANHOOK_SANPLEX_DB_START_AT", "end"),
+        ("SANHOOK_CLUSTER_NATS", "nats://127.0.0.1:4222"),
+        ("SANHOOK_CLUSTER_SHARDS", "8"),
         ("PATH", "/usr/bin"),
     ]);
     let c = Config::load_with_env(Some(&fixture("good/full.toml")), vars).expect("loads");
@@ -400,6 +416,8 @@ fn env_overrides_scalars_over_the_file() {
     assert_eq!(c.limits.dingtalk_throttle, secs(60));
     assert_eq!(c.platforms.feishu, "http://127.0.0.1:1");
     assert_eq!(c.sanplex_db.start_at, StartAt::End);
+    assert_eq!(c.cluster.nats, "nats://127.0.0.1:4222");
+    assert_eq!(c.cluster.shards, 8);
     // Untouched keys keep the file's values.
     assert_eq!(c.storage.retention, secs(7 * 86_400));
 }
@@ -527,6 +545,7 @@ fn render_effective_round_trips() {
     full.server.token.clear();
     full.sanplex_db.url = "mysql://reader@db.internal/zentao".into();
     full.delivery.proxy = "http://proxy.internal:3128".into();
+    full.cluster.nats = "nats://10.0.0.5:4222,tls://10.0.0.6:4222".into();
     for config in [Config::default(), full] {
         let text = config.render_effective();
         let back = Config::from_toml_str(&text).expect("rendering parses");
@@ -564,6 +583,7 @@ fn render_effective_masks_secrets() {
     assert!(!text.contains("s3cret-token"), "{text}");
     assert!(!text.contains("w0rd"), "{text}");
     assert!(!text.contains("pr0xy-pw"), "{text}");
+    assert!(!text.contains("n4ts-pw"), "{text}");
     assert!(
         text.contains("proxy = \"http://squid:******@proxy.internal:3128\""),
         "{text}"
@@ -591,7 +611,15 @@ fn secrets_never_show_in_urls_or_debug() {
     let text = c.render_effective();
     let debug = format!("{c:?} {:?} {:?}", c.server, c.sanplex_db);
     for shown in [&text, &debug] {
-        for secret in ["s3cret-token", "w0rd", "base-pw", "ding-pw", "wecom-tok"] {
+        let secrets = [
+            "s3cret-token",
+            "w0rd",
+            "base-pw",
+            "ding-pw",
+            "wecom-tok",
+            "n4ts-pw",
+        ];
+        for secret in secrets {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
@@ -774,6 +802,14 @@ fn validate_names_each_bad_key() {
             })
         }),
         ("sanplex_db.url", |c| c.sanplex_db.url = "mysql:/x".into()),
+        ("cluster.nats", |c| c.cluster.nats = "10.0.0.5:4222".into()),
+        ("cluster.nats", |c| c.cluster.nats = "nats://a:4222,".into()),
+        ("cluster.name", |c| c.cluster.name = String::new()),
+        ("cluster.name", |c| c.cluster.name = "a.b".into()),
+        ("cluster.node_id", |c| c.cluster.node_id = "node 1".into()),
+        ("cluster.shards", |c| c.cluster.shards = 0),
+        ("cluster.shards", |c| c.cluster.shards = 4097),
+        ("cluster.lease", |c| c.cluster.lease = Duration::ZERO),
         ("sanplex_db.poll_interval", |c| {
             c.sanplex_db.url = "mysql://h/db".into();
             c.sanplex_db.poll_interval = Duration::ZERO;
