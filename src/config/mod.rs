@@ -90,6 +90,7 @@ pub struct ServerConfig {
 #[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
     #[serde(with = "duration")]
     pub retention: Duration,
@@ -159,6 +160,12 @@ pub struct TailConfig {
     pub start_at: StartAt,
     #[serde(default = "tail_default_max_line", with = "size")]
     pub max_line: u64,
+}
+
+/// A path as TOML text: one that is not UTF-8 (only an embedder can set one) is shown lossily
+/// rather than failing `check-config`.
+fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 fn tail_default_start_at() -> StartAt {
@@ -713,7 +720,7 @@ impl Sources<'_> {
             let top = !key.contains(['.', '[']);
             if message.starts_with("unknown field") {
                 // serde lists the known keys (or sections): "expected one of `listen`, ...".
-                let known = message.split_once(", ").map_or("", |(_, e)| e);
+                let known = message.split_once("`, ").map_or("", |(_, e)| e);
                 let hint = match merged.get(&key) {
                     Some(v) if !v.is_table() => {
                         format!("keys belong under a section, not at the top of the file: {known}")

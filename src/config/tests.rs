@@ -596,6 +596,13 @@ fn render_effective_masks_secrets() {
     let back = Config::from_toml_str(&text).expect("masked rendering parses");
     assert_eq!(back.server.token, MASK);
     assert_eq!(back.tail, c.tail);
+    // A path that is not UTF-8 (an embedder's) is shown, not a panic.
+    let mut odd = Config::default();
+    let bytes: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(b"/tmp/\xff.redb");
+    odd.storage.path = bytes.into();
+    assert!(odd
+        .render_effective()
+        .contains("path = \"/tmp/\u{fffd}.redb\""));
     // An empty token stays visibly empty: masking it would hide that auth is off.
     assert!(Config::default()
         .render_effective()
