@@ -14,6 +14,7 @@
 //! - [`store`]: redb; the only code that touches it.
 //! - [`api`]: the HTTP API; [`engine`]: wiring; [`config`]: configuration.
 //! - [`mask`]: what counts as a credential and how it is shown (logs, API, `Debug`).
+//! - [`tls`]: the process's one TLS setup (rustls' crypto provider).
 //!
 //! # Embedding
 //! ```no_run
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod operator;
 pub mod route;
 pub mod store;
+pub mod tls;
 pub mod webhook;
 
 pub use config::Config;

@@ -263,7 +263,7 @@ impl Sanplex {
                 "--db {shown_url} names no database; add it as the path, e.g. mysql://reader:pw@127.0.0.1:3306/zentao"
             ));
         }
-        crate::deliver::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let fail = |what: &str, e: mysql_async::Error| {
             format!("cannot read {what} from Sanplex's database {shown_url}: {e}")
         };

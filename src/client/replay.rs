@@ -92,7 +92,7 @@ struct Replayer {
 }
 
 async fn replay(cfg: &Config, files: &[PathBuf]) -> i32 {
-    crate::deliver::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let client = match reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())

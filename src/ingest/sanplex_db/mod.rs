@@ -74,7 +74,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
         ));
     }
     // The URL may ask for TLS (`?require_ssl=true`): rustls needs its provider installed.
-    crate::deliver::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let cursor = match engine.store().checkpoint(CHECKPOINT_KEY)? {
         None => None,
         Some(raw) => Some(Cursor::decode(&raw).map_err(|reason| StoreError::Corrupt {
