@@ -14,7 +14,8 @@
 //! - [`store`]: redb; the only code that touches it.
 //! - [`api`]: the HTTP API; [`engine`]: wiring; [`config`]: configuration.
 //! - [`mask`]: what counts as a credential and how it is shown (logs, API, `Debug`).
-//! - [`tls`]: the process's one TLS setup (rustls' crypto provider).
+//! - [`tls`]: the process's one TLS setup (rustls' crypto provider); [`backoff`]: the waits of
+//!   every retry loop.
 //!
 //! # Embedding
 //! ```no_run
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod api;
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod deliver;

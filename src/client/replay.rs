@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use crate::backoff::Backoff;
 use crate::Config;
 
 /// Lines per request.
@@ -29,9 +30,11 @@ const BATCH_BYTES: u64 = 4 << 20;
 /// Per request: a batch commits in milliseconds, so this only catches a hung server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Tries of one request when the server is unreachable or answers 5xx, and the first pause.
+/// Tries of one request when the server is unreachable or answers 5xx, and the pauses between
+/// them (0.5, 1, 2, 4 s).
 const TRIES: u32 = 5;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const LONGEST_PAUSE: Duration = Duration::from_secs(4);
 
 /// Rejected lines listed in the summary (all of them are reported as they are found).
 const SUMMARY_REJECTED: usize = 20;
@@ -353,7 +356,7 @@ impl Replayer {
         file: &str,
         first_line: u64,
     ) -> Result<(u16, Value), Fatal> {
-        let mut pause = FIRST_PAUSE;
+        let mut backoff = Backoff::new(FIRST_PAUSE, LONGEST_PAUSE);
         let mut last_error = String::new();
         for attempt in 1..=TRIES {
             let sent = self
@@ -373,8 +376,7 @@ impl Replayer {
                 Err(e) => last_error = e.to_string(),
             }
             if attempt < TRIES {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
         Err(Fatal(format!(

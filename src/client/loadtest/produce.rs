@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::sink::Tally;
+use crate::backoff::Backoff;
 
 /// Object types the events are about, and the actions generated for each: the load test's
 /// webhooks list exactly these as their triggers, so every webhook fires for every event.
@@ -40,9 +41,11 @@ const ACTORS: [(&str, &str); 4] = [
     ("wangwu", "王五"),
 ];
 
-/// Tries of one batch while the engine is unreachable or answers 5xx, and the first pause.
+/// Tries of one batch while the engine is unreachable or answers 5xx, and the pauses between
+/// them (50 ms doubling up to 1 s).
 const TRIES: u32 = 8;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the producers are to send.
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +131,7 @@ async fn post(
     intake: &Intake,
     tally: &Tally,
 ) -> Result<(), String> {
-    let mut pause = FIRST_PAUSE;
+    let mut backoff = Backoff::new(FIRST_PAUSE, LONGEST_PAUSE);
     let mut last_error = String::new();
     for attempt in 1..=TRIES {
         let sent = http
@@ -166,8 +169,7 @@ async fn post(
             Err(e) => last_error = e.to_string(),
         }
         if attempt < TRIES {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     Err(format!(

@@ -28,6 +28,7 @@ pub use enrich::{table_for, ObjectTable, OBJECT_TABLES};
 pub use row::{comma_list, products, to_event, Record};
 
 use self::enrich::{id_list, select, Lookups, Schema};
+use crate::backoff::Backoff;
 use crate::config::{SanplexDbConfig, StartAt};
 use crate::event::ActionEvent;
 use crate::ingest::Intake;
@@ -88,7 +89,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
         opts,
         cfg,
         cursor,
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
         outage: None,
         logged_missing: None,
         settled: 0,
@@ -135,7 +136,7 @@ struct Poller {
     cfg: SanplexDbConfig,
     /// `None` until the first position is known (no checkpoint yet).
     cursor: Option<Cursor>,
-    backoff: Duration,
+    backoff: Backoff,
     outage: Option<Outage>,
     /// The missing columns last logged, so that reconnects do not repeat the line.
     logged_missing: Option<Vec<String>>,
@@ -175,10 +176,9 @@ impl Poller {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.backoff) => {}
+                _ = tokio::time::sleep(self.backoff.next_delay()) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         }
         tracing::info!(db = %self.shown, "stopped following Sanplex's database");
     }
@@ -220,7 +220,7 @@ impl Poller {
                 "Sanplex database source resumed from its checkpoint"
             );
         }
-        self.backoff = BACKOFF_MIN;
+        self.backoff.reset();
         loop {
             let full = self.poll(&mut conn, &schema).await?;
             if !full {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::backoff::Backoff;
 use crate::config::TailConfig;
 use crate::event::ActionEvent;
 use crate::ingest::{IngestSummary, Intake};
@@ -258,7 +259,7 @@ impl<S: Sink> Tailer<S> {
         let mut last_sent = committed.clone();
         let mut last_scan: Option<Instant> = None;
         let mut idle = true;
-        let mut backoff = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut max_lines = limits.max_lines;
         while !stopped(&stop) {
             let scan = idle || last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY);
@@ -294,8 +295,7 @@ impl<S: Sink> Tailer<S> {
                         }
                     }
                     last_sent = committed.clone();
-                    pause(&mut stop, backoff).await;
-                    backoff = (backoff * 2).min(RETRY_MAX);
+                    pause(&mut stop, backoff.next_delay()).await;
                     continue;
                 }
             };
@@ -308,10 +308,10 @@ impl<S: Sink> Tailer<S> {
                 match h.await.unwrap_or(Err(Error::Unavailable)) {
                     Ok(_) => {
                         committed = Some(sent);
-                        if backoff > RETRY_MIN {
+                        if backoff.is_backing_off() {
                             sink.status(None);
                         }
-                        backoff = RETRY_MIN;
+                        backoff.reset();
                         max_lines = (max_lines * 2).min(limits.max_lines);
                     }
                     Err(e) => {
@@ -327,15 +327,14 @@ impl<S: Sink> Tailer<S> {
                         tracing::error!(
                             glob = %glob,
                             error = %e,
-                            retry_in = ?backoff,
+                            retry_in = ?backoff.peek(),
                             "tail batch not committed; reading again from the last checkpoint"
                         );
                         sink.status(Some(format!("paused: {e}")));
                         files.restore(committed.as_ref());
                         core = Some((files, buf));
                         last_sent = committed.clone();
-                        pause(&mut stop, backoff).await;
-                        backoff = (backoff * 2).min(RETRY_MAX);
+                        pause(&mut stop, backoff.next_delay()).await;
                         continue;
                     }
                 }
