@@ -16,11 +16,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Row};
 use serde_json::{json, Map, Value};
 
-use crate::ingest::sanplex_db::Record;
+use crate::sanplex::{comma_list, ids, select, ConnectError, Database, Record};
 use crate::webhook::{Triggers, WebhookType, DEFAULT_PARAMS};
 use crate::Config;
 
@@ -245,53 +243,34 @@ struct Sanplex {
 impl Sanplex {
     /// Reads the three tables; an error says what could not be read.
     async fn read(url: &str) -> Result<Sanplex, String> {
-        let opts = Opts::from_url(url).map_err(|e| {
-            format!(
-                "--db {}; expected mysql://user:password@host:3306/database",
-                crate::mask::text(&e.to_string())
-            )
-        })?;
-        let shown_url = format!(
-            "mysql://{}@{}:{}/{}",
-            opts.user().unwrap_or(""),
-            opts.ip_or_hostname(),
-            opts.tcp_port(),
-            opts.db_name().unwrap_or("")
-        );
-        if opts.db_name().is_none_or(str::is_empty) {
-            return Err(format!(
-                "--db {shown_url} names no database; add it as the path, e.g. mysql://reader:pw@127.0.0.1:3306/zentao"
-            ));
-        }
-        crate::tls::install_crypto_provider();
+        let db = Database::parse(url, "--db")?;
+        let shown_url = db.shown.clone();
         let fail = |what: &str, e: mysql_async::Error| {
             format!("cannot read {what} from Sanplex's database {shown_url}: {e}")
         };
-        let mut conn = tokio::time::timeout(TIMEOUT, Conn::new(opts.clone()))
-            .await
-            .map_err(|_| {
+        let mut conn = db.connect(TIMEOUT).await.map_err(|e| match e {
+            ConnectError::Timeout(_) => {
                 format!("Sanplex's database {shown_url} did not answer within {TIMEOUT:?}")
-            })?
-            .map_err(|e| fail("anything", e))?;
-        let rows: Vec<Row> = conn
-            .query("SELECT * FROM `zt_webhook` ORDER BY `id`")
+            }
+            ConnectError::Db(e) => fail("anything", e),
+        })?;
+        let webhooks = select(&mut conn, "SELECT * FROM `zt_webhook` ORDER BY `id`".into())
             .await
             .map_err(|e| fail("zt_webhook", e))?;
-        let webhooks = rows.iter().map(Record::from_row).collect();
-        let rows: Vec<Row> = conn
-            .query(
-                "SELECT `account`, `openID`, `providerID` FROM `zt_oauth` \
-                 WHERE `providerType` = 'webhook' ORDER BY `providerID`, `account`",
-            )
-            .await
-            .map_err(|e| fail("zt_oauth", e))?;
+        let rows = select(
+            &mut conn,
+            "SELECT `account`, `openID`, `providerID` FROM `zt_oauth` \
+             WHERE `providerType` = 'webhook' ORDER BY `providerID`, `account`"
+                .into(),
+        )
+        .await
+        .map_err(|e| fail("zt_oauth", e))?;
         let mut bindings: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
-        for r in rows.iter().map(Record::from_row) {
+        for r in &rows {
             let (Some(account), Some(open_id), Some(provider)) = (
                 r.get("account").map(str::trim),
                 r.get("openID").map(str::trim),
-                r.get("providerID")
-                    .and_then(|p| p.trim().parse::<u64>().ok()),
+                r.uint("providerID"),
             ) else {
                 continue;
             };
@@ -303,14 +282,14 @@ impl Sanplex {
                 .or_default()
                 .push((account.to_string(), open_id.to_string()));
         }
-        let rows: Vec<Row> = conn
-            .query(
-                "SELECT * FROM `zt_config` WHERE `owner` = 'system' AND `module` = 'message' \
-                 AND `section` = '' AND `key` = 'setting'",
-            )
-            .await
-            .map_err(|e| fail("zt_config", e))?;
-        let configs: Vec<Record> = rows.iter().map(Record::from_row).collect();
+        let configs = select(
+            &mut conn,
+            "SELECT * FROM `zt_config` WHERE `owner` = 'system' AND `module` = 'message' \
+             AND `section` = '' AND `key` = 'setting'"
+                .into(),
+        )
+        .await
+        .map_err(|e| fail("zt_config", e))?;
         // Sanplex 16+ keeps a row per vision; the main (`rnd`, or no vision) one holds what
         // its Admin page shows.
         let setting = ["", "rnd"]
@@ -422,17 +401,7 @@ fn id_array(rec: &Record, cols: &[&str]) -> Result<Vec<u64>, String> {
     let Some((col, raw)) = cols.iter().find_map(|c| rec.get(c).map(|v| (*c, v))) else {
         return Ok(vec![]);
     };
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for p in crate::ingest::sanplex_db::comma_list(raw) {
-        let id: u64 = p
-            .parse()
-            .map_err(|_| format!("{col} is not a comma list of ids: {raw:?}"))?;
-        if id != 0 && seen.insert(id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    ids(col, raw)
 }
 
 /// The type an older Sanplex name stands for: `dingding` was the DingTalk group bot before
@@ -466,10 +435,7 @@ fn credential(obj: &Map<String, Value>, key: &str) -> String {
 impl Desired {
     /// Maps a `zt_webhook` row; an error says why the row cannot be imported.
     fn from_row(rec: &Record) -> Result<Desired, String> {
-        let sanplex_id: u64 = rec
-            .get("id")
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or("the row has no id")?;
+        let sanplex_id = rec.uint("id").ok_or("the row has no id")?;
         let type_name = rec.get("type").unwrap_or("").trim();
         let mut notes = Vec::new();
         let kind = match legacy_type(type_name) {
@@ -563,7 +529,7 @@ impl Desired {
         if kind == WebhookType::Default {
             let raw = &raw_params;
             let mut dropped = Vec::new();
-            for p in crate::ingest::sanplex_db::comma_list(raw) {
+            for p in comma_list(raw) {
                 if DEFAULT_PARAMS.contains(&p) {
                     if !params.contains(&p) {
                         params.push(p);
@@ -675,10 +641,9 @@ async fn import_webhooks(
     let mut imported = BTreeMap::new();
     for rec in &sanplex.webhooks {
         let label = row_label(rec);
-        if rec.get("deleted").is_some_and(|d| d.trim() == "1") {
+        if rec.flag("deleted") {
             let why = match rec
-                .get("id")
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .uint("id")
                 .and_then(|id| by_sanplex.get(&id))
                 .and_then(|w| w.get("id"))
             {
@@ -786,11 +751,7 @@ async fn import_bindings(
     for (sid, pairs) in &sanplex.bindings {
         let n = pairs.len();
         let Some((id, kind, label)) = imported.get(sid) else {
-            let why = if sanplex
-                .webhooks
-                .iter()
-                .any(|r| r.get("id").and_then(|v| v.trim().parse::<u64>().ok()) == Some(*sid))
-            {
+            let why = if sanplex.webhooks.iter().any(|r| r.uint("id") == Some(*sid)) {
                 "its webhook was not imported (see above)"
             } else {
                 "no zt_webhook row has this id"
@@ -885,9 +846,7 @@ fn parse_setting(value: &str) -> Result<Option<Triggers>, String> {
                 .filter_map(Value::as_str)
                 .map(str::to_string)
                 .collect(),
-            Value::String(s) => crate::ingest::sanplex_db::comma_list(s)
-                .map(str::to_string)
-                .collect(),
+            Value::String(s) => comma_list(s).map(str::to_string).collect(),
             other => {
                 return Err(format!(
                     "zt_config webhook.setting.{object_type} is not a list of actions: {}",
@@ -988,17 +947,9 @@ fn masked(fields: &Map<String, Value>) -> Map<String, Value> {
 mod tests {
     use super::*;
 
-    fn rec(cols: &[(&str, &str)]) -> Record {
-        Record(
-            cols.iter()
-                .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-                .collect(),
-        )
-    }
-
     #[test]
     fn wechatuser_credentials_map_in_sanplex_order() {
-        let d = Desired::from_row(&rec(&[
+        let d = Desired::from_row(&Record::of(&[
             ("id", "5"),
             ("type", "wechatuser"),
             ("name", "WeCom app"),
@@ -1027,7 +978,7 @@ mod tests {
 
     #[test]
     fn dinggroup_async_becomes_sync_with_a_note_and_unknown_params_are_dropped() {
-        let d = Desired::from_row(&rec(&[
+        let d = Desired::from_row(&Record::of(&[
             ("id", "2"),
             ("type", "dinggroup"),
             ("name", "Ding"),
@@ -1039,7 +990,7 @@ mod tests {
         assert_eq!(d.fields["sendType"], "sync");
         assert_eq!(d.fields["secret"], "SEC1");
         assert!(d.notes[0].contains("async imported as sync"));
-        let d = Desired::from_row(&rec(&[
+        let d = Desired::from_row(&Record::of(&[
             ("id", "1"),
             ("type", "default"),
             ("name", "JSON"),
@@ -1060,7 +1011,7 @@ mod tests {
 
     #[test]
     fn rows_that_cannot_be_imported_say_why_without_the_secret() {
-        let err = Desired::from_row(&rec(&[
+        let err = Desired::from_row(&Record::of(&[
             ("id", "3"),
             ("type", "dinguser"),
             ("secret", "{not json: topsecret"),
@@ -1071,11 +1022,11 @@ mod tests {
             err.contains("JSON credentials") && !err.contains("topsecret"),
             "{err}"
         );
-        let err = Desired::from_row(&rec(&[("id", "3"), ("type", "slack")]))
+        let err = Desired::from_row(&Record::of(&[("id", "3"), ("type", "slack")]))
             .err()
             .expect("bad type");
         assert!(err.contains("unknown type \"slack\""), "{err}");
-        let err = Desired::from_row(&rec(&[
+        let err = Desired::from_row(&Record::of(&[
             ("id", "3"),
             ("type", "default"),
             ("products", "1,x"),
@@ -1087,7 +1038,7 @@ mod tests {
 
     #[test]
     fn changes_compare_secrets_by_presence_and_empties_alike() {
-        let d = Desired::from_row(&rec(&[
+        let d = Desired::from_row(&Record::of(&[
             ("id", "4"),
             ("type", "feishugroup"),
             ("name", "Lark"),
@@ -1108,7 +1059,7 @@ mod tests {
 
     #[test]
     fn the_body_keeps_sanhook_only_fields() {
-        let d = Desired::from_row(&rec(&[
+        let d = Desired::from_row(&Record::of(&[
             ("id", "4"),
             ("type", "default"),
             ("name", "JSON"),

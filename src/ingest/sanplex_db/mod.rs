@@ -20,18 +20,19 @@ mod row;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
+use mysql_async::Conn;
 use tokio::sync::watch;
 
 pub use cursor::{Cursor, Untracked, CHECKPOINT_KEY, MAX_GAPS};
 pub use enrich::{table_for, ObjectTable, OBJECT_TABLES};
-pub use row::{comma_list, products, to_event, Record};
+pub use row::to_event;
 
-use self::enrich::{id_list, select, Lookups, Schema};
+use self::enrich::{id_list, Lookups, Schema};
 use crate::backoff::Backoff;
 use crate::config::{SanplexDbConfig, StartAt};
 use crate::event::ActionEvent;
 use crate::ingest::Intake;
+use crate::sanplex::{select, ConnectError, Database, Record};
 use crate::store::{Checkpoint, QuarantineItem, StoreError};
 use crate::{Engine, Error};
 
@@ -63,19 +64,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
     if cfg.url.trim().is_empty() {
         return Ok(());
     }
-    let opts = Opts::from_url(cfg.url.trim()).map_err(|e| {
-        Error::Config(format!(
-            "sanplex_db.url: {}; expected mysql://user:password@host:3306/database",
-            crate::mask::text(&e.to_string())
-        ))
-    })?;
-    if opts.db_name().is_none_or(str::is_empty) {
-        return Err(Error::Config(
-            "sanplex_db.url names no database; add it as the path, e.g. mysql://reader:pw@127.0.0.1:3306/zentao".into(),
-        ));
-    }
-    // The URL may ask for TLS (`?require_ssl=true`): rustls needs its provider installed.
-    crate::tls::install_crypto_provider();
+    let db = Database::parse(&cfg.url, "sanplex_db.url").map_err(Error::Config)?;
     let cursor = match engine.store().checkpoint(CHECKPOINT_KEY)? {
         None => None,
         Some(raw) => Some(Cursor::decode(&raw).map_err(|reason| StoreError::Corrupt {
@@ -85,8 +74,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
     };
     let poller = Poller {
         intake: engine.intake().clone(),
-        shown: shown_url(&opts),
-        opts,
+        db,
         cfg,
         cursor,
         backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
@@ -96,17 +84,6 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
     };
     actix::spawn(poller.run(engine.stopping()));
     Ok(())
-}
-
-/// The database URL without its password, for logs.
-fn shown_url(opts: &Opts) -> String {
-    format!(
-        "mysql://{}@{}:{}/{}",
-        opts.user().unwrap_or(""),
-        opts.ip_or_hostname(),
-        opts.tcp_port(),
-        opts.db_name().unwrap_or("")
-    )
 }
 
 /// Why a session with the database ended.
@@ -122,6 +99,15 @@ enum SourceError {
     Intake(#[from] Error),
 }
 
+impl From<ConnectError> for SourceError {
+    fn from(e: ConnectError) -> SourceError {
+        match e {
+            ConnectError::Timeout(d) => SourceError::Timeout(d),
+            ConnectError::Db(e) => SourceError::Db(e),
+        }
+    }
+}
+
 /// An ongoing failure to reach the database (or to commit), logged once.
 struct Outage {
     since: Instant,
@@ -130,9 +116,7 @@ struct Outage {
 
 struct Poller {
     intake: Intake,
-    opts: Opts,
-    /// The URL without its password.
-    shown: String,
+    db: Database,
     cfg: SanplexDbConfig,
     /// `None` until the first position is known (no checkpoint yet).
     cursor: Option<Cursor>,
@@ -150,7 +134,7 @@ impl Poller {
     /// [`Engine::shutdown`] waits for: whatever this source was doing is then either
     /// committed or abandoned (and read again from the checkpoint at the next start).
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        tracing::info!(db = %self.shown, "following Sanplex's database");
+        tracing::info!(db = %self.db.shown, "following Sanplex's database");
         loop {
             // A session ends only by an error; stopping cancels it wherever it is.
             let e = tokio::select! {
@@ -160,7 +144,7 @@ impl Poller {
             match &mut self.outage {
                 None => {
                     tracing::warn!(
-                        db = %self.shown,
+                        db = %self.db.shown,
                         error = %e,
                         "Sanplex database source paused; retrying with backoff and resuming from the checkpoint"
                     );
@@ -172,7 +156,7 @@ impl Poller {
                 }
                 Some(o) => {
                     o.attempts += 1;
-                    tracing::debug!(db = %self.shown, error = %e, attempt = o.attempts, "still failing");
+                    tracing::debug!(db = %self.db.shown, error = %e, attempt = o.attempts, "still failing");
                 }
             }
             tokio::select! {
@@ -180,7 +164,7 @@ impl Poller {
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        tracing::info!(db = %self.shown, "stopped following Sanplex's database");
+        tracing::info!(db = %self.db.shown, "stopped following Sanplex's database");
     }
 
     /// One connection's life: connect, learn the schema, poll until an error.
@@ -192,16 +176,14 @@ impl Poller {
     }
 
     async fn connected(&mut self) -> Result<std::convert::Infallible, SourceError> {
-        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(self.opts.clone()))
-            .await
-            .map_err(|_| SourceError::Timeout(CONNECT_TIMEOUT))??;
+        let mut conn = self.db.connect(CONNECT_TIMEOUT).await?;
         let schema = Schema::discover(&mut conn)
             .await?
             .map_err(SourceError::Schema)?;
         if self.logged_missing.as_ref() != Some(&schema.missing) {
             if !schema.missing.is_empty() {
                 tracing::info!(
-                    db = %self.shown,
+                    db = %self.db.shown,
                     missing = %schema.missing.join(", "),
                     "these columns are absent in this Sanplex version; events go without that enrichment"
                 );
@@ -214,7 +196,7 @@ impl Poller {
         self.intake.source_status(SOURCE, None);
         if let Some(o) = self.outage.take() {
             tracing::info!(
-                db = %self.shown,
+                db = %self.db.shown,
                 failed_attempts = o.attempts,
                 after_secs = o.since.elapsed().as_secs(),
                 "Sanplex database source resumed from its checkpoint"
@@ -362,7 +344,7 @@ async fn read_batch(
         ),
     )
     .await?;
-    let id_of = |r: &Record| r.get("id").and_then(|v| v.trim().parse::<u64>().ok());
+    let id_of = |r: &Record| r.uint("id");
     let found_gaps: Vec<u64> = late.iter().filter_map(id_of).collect();
     let new_ids: Vec<u64> = fresh.iter().filter_map(id_of).collect();
     let now = crate::event::local_now();
