@@ -28,9 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use reqwest::Method;
+use serde::de::IgnoredAny;
 
 use report::{EngineRun, Latency, Report};
+
+use crate::client::api::Api;
+use crate::webhook::{Webhook, WebhookType};
 
 /// The run fails when no delivery arrives for this long.
 const STALL: Duration = Duration::from_secs(60);
@@ -305,22 +309,17 @@ async fn engine_run(
     tally: &Arc<sink::Tally>,
     sink_base: Option<&str>,
 ) -> Result<EngineRun, Failure> {
-    let api = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
     let dir = child::TempDir::new()
         .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
     let knobs = child::Knobs {
         workers: opts.workers,
         max_in_flight: opts.max_in_flight,
     };
-    let mut engine = child::Engine::start(dir.path(), knobs, &api)
+    let mut engine = child::Engine::start(dir.path(), knobs)
         .await
         .map_err(fail)?;
-    create_webhooks(&api, &engine.base, opts, sink_base).await?;
+    let api = engine.api.clone();
+    create_webhooks(&api, opts, sink_base).await?;
 
     let expected = opts.events * opts.webhooks;
     let intake = Arc::new(produce::Intake::default());
@@ -336,7 +335,6 @@ async fn engine_run(
     let start_us = tally.now_us();
     let mut producers = tokio::spawn(produce::produce(
         api.clone(),
-        format!("{}/api/v1/events", engine.base),
         plan,
         tally.clone(),
         intake.clone(),
@@ -396,12 +394,7 @@ async fn engine_run(
 }
 
 /// Creates the W webhooks: all products, triggers listing every generated (type, action).
-async fn create_webhooks(
-    api: &reqwest::Client,
-    base: &str,
-    opts: &Opts,
-    sink_base: Option<&str>,
-) -> Result<(), Failure> {
+async fn create_webhooks(api: &Api, opts: &Opts, sink_base: Option<&str>) -> Result<(), Failure> {
     let triggers = produce::triggers();
     for k in 0..opts.webhooks {
         // The own sink tells webhooks apart by path; an external target gets them all alike.
@@ -409,25 +402,16 @@ async fn create_webhooks(
             Some(b) => format!("{b}{}{k}", sink::WEBHOOK_PATH),
             None => opts.target.clone().unwrap_or_default(),
         };
-        let body = json!({
-            "name": format!("loadtest-{k}"),
-            "type": "default",
-            "url": url,
-            "actions": triggers,
-        });
-        let resp = api
-            .post(format!("{base}/api/v1/webhooks"))
-            .json(&body)
-            .send()
+        let webhook = Webhook {
+            name: format!("loadtest-{k}"),
+            kind: WebhookType::Default,
+            url,
+            actions: Some(triggers.clone()),
+            ..Webhook::default()
+        };
+        api.send::<_, IgnoredAny>(Method::POST, "/api/v1/webhooks", &webhook)
             .await
-            .map_err(|e| fail(format!("cannot create webhook {k} at {base}: {e}")))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(fail(format!(
-                "the engine refused webhook {k}: {status} {text}"
-            )));
-        }
+            .map_err(|e| fail(format!("cannot create webhook {k}: {e}")))?;
     }
     Ok(())
 }
@@ -437,7 +421,7 @@ async fn create_webhooks(
 async fn watch(
     engine: &mut child::Engine,
     producers: &mut tokio::task::JoinHandle<Result<(), String>>,
-    api: &reqwest::Client,
+    api: &Api,
     tally: &sink::Tally,
     intake: &produce::Intake,
     expected: u64,
@@ -453,7 +437,7 @@ async fn watch(
         let arrived = if own_sink {
             tally.arrived.load(Ordering::Relaxed)
         } else {
-            delivered_metric(api, &engine.base).await.unwrap_or(last)
+            delivered_metric(api).await.unwrap_or(last)
         };
         bar.set_position(arrived);
         if arrived >= expected {
@@ -506,15 +490,8 @@ async fn watch(
 }
 
 /// `sanhook_deliveries_total{status="delivered"}` from the engine's `/metrics`.
-async fn delivered_metric(api: &reqwest::Client, base: &str) -> Option<u64> {
-    let text = api
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+async fn delivered_metric(api: &Api) -> Option<u64> {
+    let text = api.get_text("/metrics").await.ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("sanhook_deliveries_total{status=\"delivered\"} "))
         .and_then(|v| v.trim().parse().ok())
