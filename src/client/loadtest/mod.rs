@@ -315,14 +315,47 @@ async fn engine_run(
         workers: opts.workers,
         max_in_flight: opts.max_in_flight,
     };
+    // On every early return the engine (killed when dropped) goes before its directory.
     let mut engine = child::Engine::start(dir.path(), knobs)
         .await
         .map_err(fail)?;
-    let api = engine.api.clone();
-    create_webhooks(&api, opts, sink_base).await?;
-
-    let expected = opts.events * opts.webhooks;
+    create_webhooks(&engine.api, opts, sink_base).await?;
     let intake = Arc::new(produce::Intake::default());
+    let measured = push_and_watch(opts, &mut engine, tally, &intake, sink_base.is_some()).await?;
+    engine.kill();
+    drop(dir);
+    Ok(figures(
+        opts,
+        knobs,
+        tally,
+        &intake,
+        &measured,
+        sink_base.is_some(),
+    ))
+}
+
+/// What the engine did in a run, read before it is killed.
+struct Measured {
+    /// Deliveries that arrived.
+    arrived: u64,
+    /// When the producers started, and when the last delivery arrived (or the run saw the
+    /// last one counted, with an external sink), in µs since the run's epoch.
+    start_us: u64,
+    end_us: u64,
+    /// The engine's CPU time over the run.
+    cpu_us: u64,
+    rss_bytes: u64,
+}
+
+/// Runs the producers against the engine and waits until every delivery has arrived.
+async fn push_and_watch(
+    opts: &Opts,
+    engine: &mut child::Engine,
+    tally: &Arc<sink::Tally>,
+    intake: &Arc<produce::Intake>,
+    own_sink: bool,
+) -> Result<Measured, Failure> {
+    let expected = opts.events * opts.webhooks;
     let plan = produce::Plan {
         events: opts.events,
         objects: opts.objects,
@@ -333,6 +366,7 @@ async fn engine_run(
     let pid = engine.pid();
     let cpu_before = child::cpu_us(pid).map_err(fail)?;
     let start_us = tally.now_us();
+    let api = engine.api.clone();
     let mut producers = tokio::spawn(produce::produce(
         api.clone(),
         plan,
@@ -341,56 +375,66 @@ async fn engine_run(
     ));
     let bar = progress_bar(expected, "deliveries");
     let watched = watch(
-        &mut engine,
+        engine,
         &mut producers,
         &api,
         tally,
-        &intake,
+        intake,
         expected,
         opts.webhooks,
-        sink_base.is_some(),
+        own_sink,
         &bar,
     )
     .await;
     bar.finish_and_clear();
     let arrived = watched?;
-    let end_us = if sink_base.is_some() {
+    let end_us = if own_sink {
         tally.last_arrival_us.load(Ordering::Relaxed)
     } else {
         tally.now_us()
     };
-    let cpu_after = child::cpu_us(pid).map_err(fail)?;
-    let rss = child::peak_rss_bytes(pid).map_err(fail)?;
-    engine.kill();
-    drop(dir);
+    Ok(Measured {
+        arrived,
+        start_us,
+        end_us,
+        cpu_us: child::cpu_us(pid).map_err(fail)?.saturating_sub(cpu_before),
+        rss_bytes: child::peak_rss_bytes(pid).map_err(fail)?,
+    })
+}
 
-    let secs = |us: u64| (us.saturating_sub(start_us) as f64 / 1e6).max(1e-6);
+/// The run's figures from what was measured.
+fn figures(
+    opts: &Opts,
+    knobs: child::Knobs,
+    tally: &sink::Tally,
+    intake: &produce::Intake,
+    m: &Measured,
+    own_sink: bool,
+) -> EngineRun {
+    let secs = |us: u64| (us.saturating_sub(m.start_us) as f64 / 1e6).max(1e-6);
     let last_ack = intake.last_ack_us.load(Ordering::Relaxed);
-    let latency = if sink_base.is_some() {
+    let latency = if own_sink {
         Latency::from_micros(&mut tally.take_latencies())
     } else {
         None
     };
-    Ok(EngineRun {
+    EngineRun {
         events: opts.events,
         webhooks: opts.webhooks,
         objects: opts.objects,
         batch: opts.batch,
         producers: opts.producers,
         rate: opts.rate,
-        deliveries: arrived,
-        duplicates: sink_base
-            .is_some()
-            .then(|| tally.duplicates.load(Ordering::Relaxed)),
+        deliveries: m.arrived,
+        duplicates: own_sink.then(|| tally.duplicates.load(Ordering::Relaxed)),
         intake_events_per_s: opts.events as f64 / secs(last_ack),
-        deliveries_per_s: expected as f64 / secs(end_us),
+        deliveries_per_s: (opts.events * opts.webhooks) as f64 / secs(m.end_us),
         latency,
-        engine_cpu_us_per_delivery: cpu_after.saturating_sub(cpu_before) as f64
-            / arrived.max(1) as f64,
-        engine_peak_rss_bytes: rss,
+        engine_cpu_us_per_delivery: m.cpu_us as f64 / m.arrived.max(1) as f64,
+        engine_peak_rss_bytes: m.rss_bytes,
         knobs,
-        seconds: secs(end_us),
-    })
+        seconds: secs(m.end_us),
+    }
 }
 
 /// Creates the W webhooks: all products, triggers listing every generated (type, action).

@@ -321,40 +321,65 @@ async fn read_batch(
     cursor: &Cursor,
     settled: u64,
 ) -> Result<Batch, SourceError> {
+    let (late, fresh) = read_rows(conn, schema, cursor).await?;
+    let found_gaps: Vec<u64> = late.iter().filter_map(|r| r.uint("id")).collect();
+    let new_ids: Vec<u64> = fresh.iter().filter_map(|r| r.uint("id")).collect();
+    let (mut events, quarantine) = to_events(late.iter().chain(fresh.iter()));
+    if !events.is_empty() {
+        let lookups = Lookups::fetch(conn, schema, &events).await?;
+        for ev in &mut events {
+            lookups.apply(ev);
+        }
+    }
+    let mut batch = Batch {
+        read_up_to: new_ids.last().copied().unwrap_or(0),
+        new_ids,
+        found_gaps,
+        events,
+        quarantine,
+    };
+    batch.hold_back_unsettled(cursor.high, settled);
+    Ok(batch)
+}
+
+/// The `zt_action` rows of the cursor's gaps that are now visible (late), and up to
+/// [`BATCH_ROWS`] rows after its position (fresh), each by id.
+async fn read_rows(
+    conn: &mut Conn,
+    schema: &Schema,
+    cursor: &Cursor,
+) -> Result<(Vec<Record>, Vec<Record>), SourceError> {
     let cols = Schema::select_list(&schema.action);
     let mut late = Vec::new();
     let gaps: Vec<u64> = cursor.gaps.keys().copied().collect();
     for chunk in gaps.chunks(GAP_CHUNK) {
-        late.extend(
-            select(
-                conn,
-                format!(
-                    "SELECT {cols} FROM `zt_action` WHERE `id` IN ({}) ORDER BY `id`",
-                    id_list(chunk)
-                ),
-            )
-            .await?,
+        let sql = format!(
+            "SELECT {cols} FROM `zt_action` WHERE `id` IN ({}) ORDER BY `id`",
+            id_list(chunk)
         );
+        late.extend(select(conn, sql).await?);
     }
-    let fresh = select(
-        conn,
-        format!(
-            "SELECT {cols} FROM `zt_action` WHERE `id` > {} ORDER BY `id` LIMIT {BATCH_ROWS}",
-            cursor.high
-        ),
-    )
-    .await?;
-    let id_of = |r: &Record| r.uint("id");
-    let found_gaps: Vec<u64> = late.iter().filter_map(id_of).collect();
-    let new_ids: Vec<u64> = fresh.iter().filter_map(id_of).collect();
+    let sql = format!(
+        "SELECT {cols} FROM `zt_action` WHERE `id` > {} ORDER BY `id` LIMIT {BATCH_ROWS}",
+        cursor.high
+    );
+    let fresh = select(conn, sql).await?;
+    Ok((late, fresh))
+}
+
+/// The rows as events, and the rows that cannot be events as quarantine items (source `db`,
+/// file `zt_action`, offset = the row's id).
+fn to_events<'a>(
+    rows: impl Iterator<Item = &'a Record>,
+) -> (Vec<ActionEvent>, Vec<QuarantineItem>) {
     let now = crate::event::local_now();
-    let mut events = Vec::with_capacity(late.len() + fresh.len());
+    let mut events = Vec::new();
     let mut quarantine = Vec::new();
-    for rec in late.iter().chain(fresh.iter()) {
+    for rec in rows {
         match to_event(rec, &now) {
             Ok(ev) => events.push(ev),
             Err(reason) => {
-                let id = id_of(rec).unwrap_or(0);
+                let id = rec.uint("id").unwrap_or(0);
                 tracing::warn!(action_id = id, %reason, "zt_action row quarantined");
                 quarantine.push(QuarantineItem {
                     id: 0,
@@ -368,33 +393,31 @@ async fn read_batch(
             }
         }
     }
-    if !events.is_empty() {
-        let lookups = Lookups::fetch(conn, schema, &events).await?;
-        for ev in &mut events {
-            lookups.apply(ev);
-        }
+    (events, quarantine)
+}
+
+impl Batch {
+    /// Leaves out the first new row (above `high`) that no earlier poll has seen (above
+    /// `settled`) and has no changes yet, with every new row after it: the next poll reads
+    /// them again ([`read_batch`] says why).
+    fn hold_back_unsettled(&mut self, high: u64, settled: u64) {
+        let held = self
+            .events
+            .iter()
+            .filter_map(|ev| {
+                ev.id
+                    .filter(|id| *id > high && *id > settled)
+                    .map(|id| (id, ev))
+            })
+            .find(|(_, ev)| ev.changes.as_ref().is_some_and(Vec::is_empty))
+            .map(|(id, _)| id);
+        let Some(held) = held else {
+            return;
+        };
+        self.new_ids.retain(|id| *id < held);
+        self.events
+            .retain(|ev| ev.id.is_none_or(|id| id <= high || id < held));
+        self.quarantine
+            .retain(|q| q.offset <= high || q.offset < held);
     }
-    let read_up_to = new_ids.last().copied().unwrap_or(0);
-    let held = events
-        .iter()
-        .filter_map(|ev| {
-            ev.id
-                .filter(|id| *id > cursor.high && *id > settled)
-                .map(|id| (id, ev))
-        })
-        .find(|(_, ev)| ev.changes.as_ref().is_some_and(Vec::is_empty))
-        .map(|(id, _)| id);
-    let mut new_ids = new_ids;
-    if let Some(held) = held {
-        new_ids.retain(|id| *id < held);
-        events.retain(|ev| ev.id.is_none_or(|id| id <= cursor.high || id < held));
-        quarantine.retain(|q| q.offset <= cursor.high || q.offset < held);
-    }
-    Ok(Batch {
-        new_ids,
-        read_up_to,
-        found_gaps,
-        events,
-        quarantine,
-    })
 }
