@@ -12,8 +12,11 @@
 //! - [`dispatch`]: per-destination actors: ordering, retry timing, async flushes.
 //! - [`deliver`]: bodies, signatures, sending, classifying replies.
 //! - [`store`]: redb; the only code that touches it.
+//! - [`sanplex`]: Sanplex's database schema, shared by the database source and the importer.
 //! - [`api`]: the HTTP API; [`engine`]: wiring; [`config`]: configuration.
 //! - [`mask`]: what counts as a credential and how it is shown (logs, API, `Debug`).
+//! - [`tls`]: the process's one TLS setup (rustls' crypto provider); [`backoff`]: the waits of
+//!   every retry loop.
 //!
 //! # Embedding
 //! ```no_run
@@ -25,6 +28,7 @@
 //! ```
 
 pub mod api;
+pub mod backoff;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -39,7 +43,9 @@ pub mod mask;
 pub mod metrics;
 pub mod operator;
 pub mod route;
+pub mod sanplex;
 pub mod store;
+pub mod tls;
 pub mod webhook;
 
 pub use config::Config;

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use super::api::{Api, ApiError, Reply, Retry};
+use crate::backoff::Backoff;
 use crate::Config;
 
 /// Lines per request.
@@ -29,26 +31,18 @@ const BATCH_BYTES: u64 = 4 << 20;
 /// Per request: a batch commits in milliseconds, so this only catches a hung server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Tries of one request when the server is unreachable or answers 5xx, and the first pause.
+/// Tries of one request when the server is unreachable or answers 5xx, and the pauses between
+/// them (0.5, 1, 2, 4 s).
 const TRIES: u32 = 5;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const LONGEST_PAUSE: Duration = Duration::from_secs(4);
 
 /// Rejected lines listed in the summary (all of them are reported as they are found).
 const SUMMARY_REJECTED: usize = 20;
 
 /// Runs the command; returns the process exit code.
 pub fn run(cfg: &Config, files: &[PathBuf]) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sanhook replay: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
-    rt.block_on(replay(cfg, files))
+    super::block_on("replay", replay(cfg, files))
 }
 
 /// A line the server refused.
@@ -79,9 +73,7 @@ struct Line {
 struct Fatal(String);
 
 struct Replayer {
-    client: reqwest::Client,
-    base: String,
-    token: String,
+    api: Api,
     /// The server's `max_body`: a longer line can never be sent.
     max_body: u64,
     /// Bytes per request.
@@ -92,49 +84,30 @@ struct Replayer {
 }
 
 async fn replay(cfg: &Config, files: &[PathBuf]) -> i32 {
-    crate::deliver::install_crypto_provider();
-    let client = match reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-    {
-        Ok(c) => c,
+    let api = match Api::for_server(cfg, REQUEST_TIMEOUT) {
+        Ok(api) => api,
         Err(e) => {
-            eprintln!("sanhook replay: cannot build the HTTP client: {e}");
+            eprintln!("sanhook replay: {e}");
             return 2;
         }
     };
-    let mut opened = Vec::with_capacity(files.len());
-    let mut total_bytes = 0;
-    for path in files {
-        match File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
-            Ok((f, len)) => {
-                total_bytes += len;
-                opened.push((path.as_path(), f));
-            }
-            Err(e) => {
-                eprintln!(
-                    "sanhook replay: cannot read {}: {e}; nothing was sent",
-                    path.display()
-                );
-                return 2;
-            }
+    let (opened, total_bytes) = match open_all(files) {
+        Ok(o) => o,
+        Err(Fatal(msg)) => {
+            eprintln!("sanhook replay: {msg}");
+            return 2;
         }
-    }
-    let base = base_url(&cfg.server.listen);
+    };
     let mut r = Replayer {
-        client,
-        token: cfg.server.token.clone(),
+        api,
         max_body: cfg.server.max_body,
         batch_bytes: cfg.server.max_body.min(BATCH_BYTES),
         totals: Totals::default(),
         bar: progress_bar(total_bytes),
         started: Instant::now(),
-        base,
     };
-    if let Err(Fatal(msg)) = r.check_server().await {
-        eprintln!("sanhook replay: {msg}");
+    if let Err(e) = r.api.healthy().await {
+        eprintln!("sanhook replay: {e}");
         return 2;
     }
     for (path, file) in opened {
@@ -154,16 +127,26 @@ async fn replay(cfg: &Config, files: &[PathBuf]) -> i32 {
     }
 }
 
-/// The server's address as a client reaches it: a wildcard listen address means this host.
-fn base_url(listen: &str) -> String {
-    let addr = if let Some(port) = listen.strip_prefix("0.0.0.0:") {
-        format!("127.0.0.1:{port}")
-    } else if let Some(port) = listen.strip_prefix("[::]:") {
-        format!("[::1]:{port}")
-    } else {
-        listen.to_string()
-    };
-    format!("http://{addr}")
+/// The files to replay, opened, with their total size (for the progress bar).
+type Opened<'a> = (Vec<(&'a Path, File)>, u64);
+
+/// Opens every file before anything is sent, so that a typo in the last name costs nothing.
+fn open_all(files: &[PathBuf]) -> Result<Opened<'_>, Fatal> {
+    let mut opened = Vec::with_capacity(files.len());
+    let mut total_bytes = 0;
+    for path in files {
+        let (f, len) = File::open(path)
+            .and_then(|f| f.metadata().map(|m| (f, m.len())))
+            .map_err(|e| {
+                Fatal(format!(
+                    "cannot read {}: {e}; nothing was sent",
+                    path.display()
+                ))
+            })?;
+        total_bytes += len;
+        opened.push((path.as_path(), f));
+    }
+    Ok((opened, total_bytes))
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
@@ -180,34 +163,6 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 impl Replayer {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, format!("{}{path}", self.base));
-        if self.token.is_empty() {
-            r
-        } else {
-            r.bearer_auth(&self.token)
-        }
-    }
-
-    /// Fails unless a sanhook server answers (and takes the token).
-    async fn check_server(&self) -> Result<(), Fatal> {
-        let no_server = |e: &dyn std::fmt::Display| {
-            Fatal(format!(
-                "no server answers at {} ({e}); start `sanhook serve` with this config first (server.listen)",
-                self.base
-            ))
-        };
-        let resp = self
-            .request(reqwest::Method::GET, "/healthz")
-            .send()
-            .await
-            .map_err(|e| no_server(&e))?;
-        if !resp.status().is_success() {
-            return Err(no_server(&format!("/healthz answered {}", resp.status())));
-        }
-        Ok(())
-    }
-
     async fn replay_file(&mut self, path: &Path, file: File) -> Result<(), Fatal> {
         let name = path.display().to_string();
         let mut reader = LineReader::new(
@@ -283,38 +238,10 @@ impl Replayer {
                 body.extend_from_slice(&l.bytes);
                 body.push(b'\n');
             }
-            let (status, reply) = self.post(body, file, batch[0].number).await?;
-            match status {
-                202 => {
-                    let n = |k: &str| reply[k].as_u64().unwrap_or(0);
-                    self.totals.accepted += n("accepted");
-                    self.totals.duplicates += n("duplicates");
-                    self.totals.deliveries += n("deliveries");
-                    self.show_rate();
-                }
-                400 => {
-                    let reason = reply["error"]
-                        .as_str()
-                        .unwrap_or("refused by the server")
-                        .to_string();
-                    let bad = reply["line"].as_u64().map(|l| l as usize);
-                    match bad {
-                        Some(l) if l >= 1 && l <= batch.len() => {
-                            let mut before = batch;
-                            let mut after = before.split_off(l - 1);
-                            let bad = after.remove(0);
-                            self.reject(file, bad.number, reason);
-                            pending.push(after);
-                            pending.push(before);
-                        }
-                        // Not about one line: the whole batch is refused.
-                        _ => {
-                            for l in batch {
-                                self.reject(file, l.number, reason.clone());
-                            }
-                        }
-                    }
-                }
+            let reply = self.post(&body, file, batch[0].number).await?;
+            match reply.status {
+                202 => self.count(&reply.body),
+                400 => self.refused(file, batch, &reply.body, &mut pending),
                 413 if batch.len() > 1 => {
                     let mut first = batch;
                     let second = first.split_off(first.len() / 2);
@@ -329,16 +256,10 @@ impl Replayer {
                     );
                     self.reject(file, l.number, reason);
                 }
-                401 => {
-                    return Err(Fatal(format!(
-                        "the server at {} refused the token: set server.token (or SANHOOK_SERVER_TOKEN) to the server's token",
-                        self.base
-                    )))
-                }
                 other => {
                     return Err(Fatal(format!(
-                        "the server answered {other} at {file}:{}: {reply}; lines before it were committed, and replaying again is safe (seen ids count as duplicates)",
-                        batch[0].number
+                        "the server answered {other} at {file}:{}: {}; lines before it were committed, and replaying again is safe (seen ids count as duplicates)",
+                        batch[0].number, reply.body
                     )))
                 }
             }
@@ -346,41 +267,62 @@ impl Replayer {
         Ok(())
     }
 
-    /// Posts one NDJSON body; retries while the server is unreachable or failing (5xx).
-    async fn post(
-        &self,
-        body: Vec<u8>,
+    /// Adds an accepted batch's counts.
+    fn count(&mut self, reply: &Value) {
+        let n = |k: &str| reply[k].as_u64().unwrap_or(0);
+        self.totals.accepted += n("accepted");
+        self.totals.duplicates += n("duplicates");
+        self.totals.deliveries += n("deliveries");
+        self.show_rate();
+    }
+
+    /// A batch the server refused (400): when it names a bad line, that line is rejected and
+    /// the lines around it go back to `pending` (those before it first); otherwise every line
+    /// is rejected.
+    fn refused(
+        &mut self,
         file: &str,
-        first_line: u64,
-    ) -> Result<(u16, Value), Fatal> {
-        let mut pause = FIRST_PAUSE;
-        let mut last_error = String::new();
-        for attempt in 1..=TRIES {
-            let sent = self
-                .request(reqwest::Method::POST, "/api/v1/events")
-                .header("content-type", "application/x-ndjson")
-                .body(body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if !resp.status().is_server_error() => {
-                    let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    let reply = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                    return Ok((status, reply));
-                }
-                Ok(resp) => last_error = format!("HTTP {}", resp.status()),
-                Err(e) => last_error = e.to_string(),
+        batch: Vec<Line>,
+        reply: &Value,
+        pending: &mut Vec<Vec<Line>>,
+    ) {
+        let reason = reply["error"]
+            .as_str()
+            .unwrap_or("refused by the server")
+            .to_string();
+        match reply["line"].as_u64().map(|l| l as usize) {
+            Some(l) if l >= 1 && l <= batch.len() => {
+                let mut before = batch;
+                let mut after = before.split_off(l - 1);
+                let bad = after.remove(0);
+                self.reject(file, bad.number, reason);
+                pending.push(after);
+                pending.push(before);
             }
-            if attempt < TRIES {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+            // Not about one line: the whole batch is refused.
+            _ => {
+                for l in batch {
+                    self.reject(file, l.number, reason.clone());
+                }
             }
         }
-        Err(Fatal(format!(
-            "the server at {} failed {TRIES} times ({last_error}) sending {file} from line {first_line}; lines before it were committed, and replaying again is safe (seen ids count as duplicates)",
-            self.base
-        )))
+    }
+
+    /// Posts one NDJSON body; retries while the server is unreachable or failing (5xx).
+    async fn post(&self, body: &[u8], file: &str, first_line: u64) -> Result<Reply, Fatal> {
+        let retry = Retry {
+            tries: TRIES,
+            backoff: Backoff::new(FIRST_PAUSE, LONGEST_PAUSE),
+        };
+        self.api
+            .post_retrying("/api/v1/events", "application/x-ndjson", body, retry)
+            .await
+            .map_err(|e| match e {
+                ApiError::GaveUp { .. } => Fatal(format!(
+                    "{e} sending {file} from line {first_line}; lines before it were committed, and replaying again is safe (seen ids count as duplicates)"
+                )),
+                other => Fatal(other.to_string()),
+            })
     }
 
     fn show_rate(&self) {
@@ -543,12 +485,5 @@ mod tests {
         );
         assert!(read_all(b"", 5).is_empty());
         assert_eq!(read_all(b"x\n", 5), vec![(1, "x".to_string())]);
-    }
-
-    #[test]
-    fn a_wildcard_listen_address_is_reached_on_this_host() {
-        assert_eq!(base_url("0.0.0.0:8930"), "http://127.0.0.1:8930");
-        assert_eq!(base_url("[::]:8930"), "http://[::1]:8930");
-        assert_eq!(base_url("10.0.0.5:80"), "http://10.0.0.5:80");
     }
 }

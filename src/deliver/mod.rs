@@ -173,14 +173,6 @@ pub fn user_agent() -> String {
     format!("sanhook/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Installs the rustls crypto provider once per process (reqwest is built without one).
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// Builds the one outgoing HTTP client: TLS verified, redirects not followed, no proxy from the
 /// environment (`HTTP(S)_PROXY`, which reqwest would otherwise follow: `delivery.proxy` is
 /// the only proxy).
@@ -191,7 +183,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
 }
 
 fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     reqwest::Client::builder()
         .tls_backend_rustls()
         .redirect(reqwest::redirect::Policy::none())

@@ -1,6 +1,8 @@
 //! Ingestion sources. Every source ends in [`Intake::submit`]: route, commit, dispatch.
+//!
+//! The HTTP intake is [`crate::api`]'s `POST /api/v1/events`; the sources that run on their own
+//! (the file tailer, Sanplex's database) live here.
 
-pub mod http;
 pub mod sanplex_db;
 pub mod tail;
 

@@ -14,7 +14,7 @@ const EVENTS: u64 = 1000;
 
 #[actix_rt::test]
 async fn sigkill_mid_run_loses_nothing() {
-    sanhook::deliver::install_crypto_provider();
+    sanhook::tls::install_crypto_provider();
     let healthy = Arc::new(AtomicBool::new(false));
     let h = healthy.clone();
     let r = Receiver::start(move |_, _| {

@@ -38,7 +38,7 @@ impl Bin {
     /// Starts the binary with its store in a temp dir, retrying `retries` times `retry` apart;
     /// `delivery` is more of the `[delivery]` section (`timeout = "1s"`), `rest` whole sections.
     pub async fn start(retry: &str, retries: usize, delivery: &str, rest: &str) -> Bin {
-        sanhook::deliver::install_crypto_provider();
+        sanhook::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("dir");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");

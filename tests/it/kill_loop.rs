@@ -198,7 +198,7 @@ pub struct Report {
 /// arrivals and first 2xx arrivals come in posting order, and (signed) that every request of an
 /// event carries one `webhook-id`.
 pub async fn run(run: Run) -> Report {
-    sanhook::deliver::install_crypto_provider();
+    sanhook::tls::install_crypto_provider();
     let started = Instant::now();
     let total = run.events;
     let sink = Sink::start(run.fail_percent);

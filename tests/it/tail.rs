@@ -324,7 +324,7 @@ async fn tail_resumes_after_a_restart_without_repeating() {
 async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
     const LINES: u64 = 3000;
     const KILLS: usize = 3;
-    sanhook::deliver::install_crypto_provider();
+    sanhook::tls::install_crypto_provider();
     let r = Receiver::fixed(200);
     let dir = tempfile::tempdir().expect("dir");
     let logs = dir.path().join("logs");

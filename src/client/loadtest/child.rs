@@ -11,8 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::client::api::Api;
+
 /// How long the engine may take to answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Per API request: a batch commits in milliseconds, so this only catches a hung engine.
+const API_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Lines of the engine's log shown when it dies.
 const LOG_TAIL_LINES: usize = 20;
@@ -57,14 +62,14 @@ impl Drop for TempDir {
 /// The running engine. Dropping it kills it (SIGKILL) and reaps it, on every exit path.
 pub struct Engine {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
+    /// Its API, at `http://127.0.0.1:PORT`.
+    pub api: Api,
     log: PathBuf,
 }
 
 impl Engine {
     /// Writes the config into `dir`, starts `sanhook serve` and waits until it is healthy.
-    pub async fn start(dir: &Path, knobs: Knobs, http: &reqwest::Client) -> Result<Engine, String> {
+    pub async fn start(dir: &Path, knobs: Knobs) -> Result<Engine, String> {
         let port = free_port().map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))?;
         let config = dir.join("config.toml");
         std::fs::write(&config, config_toml(dir, port, knobs))
@@ -100,26 +105,24 @@ impl Engine {
             .map_err(|e| format!("cannot start the engine ({} serve): {e}", exe.display()))?;
         let mut engine = Engine {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            api: Api::new(&format!("http://127.0.0.1:{port}"), "", API_TIMEOUT)?,
             log,
         };
-        engine.wait_healthy(http).await?;
+        engine.wait_healthy().await?;
         Ok(engine)
     }
 
-    async fn wait_healthy(&mut self, http: &reqwest::Client) -> Result<(), String> {
+    async fn wait_healthy(&mut self) -> Result<(), String> {
         let until = Instant::now() + START_TIMEOUT;
-        let url = format!("{}/healthz", self.base);
         loop {
             self.check_alive()?;
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
+            let last = match self.api.healthy().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
             if Instant::now() > until {
                 return Err(format!(
-                    "the engine did not answer {url} within {}s{}",
+                    "the engine did not answer within {}s: {last}{}",
                     START_TIMEOUT.as_secs(),
                     self.log_tail()
                 ));

@@ -28,9 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use reqwest::Method;
+use serde::de::IgnoredAny;
 
 use report::{EngineRun, Latency, Report};
+
+use crate::client::api::Api;
+use crate::webhook::{Webhook, WebhookType};
 
 /// The run fails when no delivery arrives for this long.
 const STALL: Duration = Duration::from_secs(60);
@@ -305,25 +309,53 @@ async fn engine_run(
     tally: &Arc<sink::Tally>,
     sink_base: Option<&str>,
 ) -> Result<EngineRun, Failure> {
-    let api = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
     let dir = child::TempDir::new()
         .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
     let knobs = child::Knobs {
         workers: opts.workers,
         max_in_flight: opts.max_in_flight,
     };
-    let mut engine = child::Engine::start(dir.path(), knobs, &api)
+    // On every early return the engine (killed when dropped) goes before its directory.
+    let mut engine = child::Engine::start(dir.path(), knobs)
         .await
         .map_err(fail)?;
-    create_webhooks(&api, &engine.base, opts, sink_base).await?;
-
-    let expected = opts.events * opts.webhooks;
+    create_webhooks(&engine.api, opts, sink_base).await?;
     let intake = Arc::new(produce::Intake::default());
+    let measured = push_and_watch(opts, &mut engine, tally, &intake, sink_base.is_some()).await?;
+    engine.kill();
+    drop(dir);
+    Ok(figures(
+        opts,
+        knobs,
+        tally,
+        &intake,
+        &measured,
+        sink_base.is_some(),
+    ))
+}
+
+/// What the engine did in a run, read before it is killed.
+struct Measured {
+    /// Deliveries that arrived.
+    arrived: u64,
+    /// When the producers started, and when the last delivery arrived (or the run saw the
+    /// last one counted, with an external sink), in µs since the run's epoch.
+    start_us: u64,
+    end_us: u64,
+    /// The engine's CPU time over the run.
+    cpu_us: u64,
+    rss_bytes: u64,
+}
+
+/// Runs the producers against the engine and waits until every delivery has arrived.
+async fn push_and_watch(
+    opts: &Opts,
+    engine: &mut child::Engine,
+    tally: &Arc<sink::Tally>,
+    intake: &Arc<produce::Intake>,
+    own_sink: bool,
+) -> Result<Measured, Failure> {
+    let expected = opts.events * opts.webhooks;
     let plan = produce::Plan {
         events: opts.events,
         objects: opts.objects,
@@ -334,74 +366,79 @@ async fn engine_run(
     let pid = engine.pid();
     let cpu_before = child::cpu_us(pid).map_err(fail)?;
     let start_us = tally.now_us();
+    let api = engine.api.clone();
     let mut producers = tokio::spawn(produce::produce(
         api.clone(),
-        format!("{}/api/v1/events", engine.base),
         plan,
         tally.clone(),
         intake.clone(),
     ));
     let bar = progress_bar(expected, "deliveries");
     let watched = watch(
-        &mut engine,
+        engine,
         &mut producers,
         &api,
         tally,
-        &intake,
+        intake,
         expected,
         opts.webhooks,
-        sink_base.is_some(),
+        own_sink,
         &bar,
     )
     .await;
     bar.finish_and_clear();
     let arrived = watched?;
-    let end_us = if sink_base.is_some() {
+    let end_us = if own_sink {
         tally.last_arrival_us.load(Ordering::Relaxed)
     } else {
         tally.now_us()
     };
-    let cpu_after = child::cpu_us(pid).map_err(fail)?;
-    let rss = child::peak_rss_bytes(pid).map_err(fail)?;
-    engine.kill();
-    drop(dir);
+    Ok(Measured {
+        arrived,
+        start_us,
+        end_us,
+        cpu_us: child::cpu_us(pid).map_err(fail)?.saturating_sub(cpu_before),
+        rss_bytes: child::peak_rss_bytes(pid).map_err(fail)?,
+    })
+}
 
-    let secs = |us: u64| (us.saturating_sub(start_us) as f64 / 1e6).max(1e-6);
+/// The run's figures from what was measured.
+fn figures(
+    opts: &Opts,
+    knobs: child::Knobs,
+    tally: &sink::Tally,
+    intake: &produce::Intake,
+    m: &Measured,
+    own_sink: bool,
+) -> EngineRun {
+    let secs = |us: u64| (us.saturating_sub(m.start_us) as f64 / 1e6).max(1e-6);
     let last_ack = intake.last_ack_us.load(Ordering::Relaxed);
-    let latency = if sink_base.is_some() {
+    let latency = if own_sink {
         Latency::from_micros(&mut tally.take_latencies())
     } else {
         None
     };
-    Ok(EngineRun {
+    EngineRun {
         events: opts.events,
         webhooks: opts.webhooks,
         objects: opts.objects,
         batch: opts.batch,
         producers: opts.producers,
         rate: opts.rate,
-        deliveries: arrived,
-        duplicates: sink_base
-            .is_some()
-            .then(|| tally.duplicates.load(Ordering::Relaxed)),
+        deliveries: m.arrived,
+        duplicates: own_sink.then(|| tally.duplicates.load(Ordering::Relaxed)),
         intake_events_per_s: opts.events as f64 / secs(last_ack),
-        deliveries_per_s: expected as f64 / secs(end_us),
+        deliveries_per_s: (opts.events * opts.webhooks) as f64 / secs(m.end_us),
         latency,
-        engine_cpu_us_per_delivery: cpu_after.saturating_sub(cpu_before) as f64
-            / arrived.max(1) as f64,
-        engine_peak_rss_bytes: rss,
+        engine_cpu_us_per_delivery: m.cpu_us as f64 / m.arrived.max(1) as f64,
+        engine_peak_rss_bytes: m.rss_bytes,
         knobs,
-        seconds: secs(end_us),
-    })
+        seconds: secs(m.end_us),
+    }
 }
 
 /// Creates the W webhooks: all products, triggers listing every generated (type, action).
-async fn create_webhooks(
-    api: &reqwest::Client,
-    base: &str,
-    opts: &Opts,
-    sink_base: Option<&str>,
-) -> Result<(), Failure> {
+async fn create_webhooks(api: &Api, opts: &Opts, sink_base: Option<&str>) -> Result<(), Failure> {
     let triggers = produce::triggers();
     for k in 0..opts.webhooks {
         // The own sink tells webhooks apart by path; an external target gets them all alike.
@@ -409,25 +446,16 @@ async fn create_webhooks(
             Some(b) => format!("{b}{}{k}", sink::WEBHOOK_PATH),
             None => opts.target.clone().unwrap_or_default(),
         };
-        let body = json!({
-            "name": format!("loadtest-{k}"),
-            "type": "default",
-            "url": url,
-            "actions": triggers,
-        });
-        let resp = api
-            .post(format!("{base}/api/v1/webhooks"))
-            .json(&body)
-            .send()
+        let webhook = Webhook {
+            name: format!("loadtest-{k}"),
+            kind: WebhookType::Default,
+            url,
+            actions: Some(triggers.clone()),
+            ..Webhook::default()
+        };
+        api.send::<_, IgnoredAny>(Method::POST, "/api/v1/webhooks", &webhook)
             .await
-            .map_err(|e| fail(format!("cannot create webhook {k} at {base}: {e}")))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(fail(format!(
-                "the engine refused webhook {k}: {status} {text}"
-            )));
-        }
+            .map_err(|e| fail(format!("cannot create webhook {k}: {e}")))?;
     }
     Ok(())
 }
@@ -437,7 +465,7 @@ async fn create_webhooks(
 async fn watch(
     engine: &mut child::Engine,
     producers: &mut tokio::task::JoinHandle<Result<(), String>>,
-    api: &reqwest::Client,
+    api: &Api,
     tally: &sink::Tally,
     intake: &produce::Intake,
     expected: u64,
@@ -453,7 +481,7 @@ async fn watch(
         let arrived = if own_sink {
             tally.arrived.load(Ordering::Relaxed)
         } else {
-            delivered_metric(api, &engine.base).await.unwrap_or(last)
+            delivered_metric(api).await.unwrap_or(last)
         };
         bar.set_position(arrived);
         if arrived >= expected {
@@ -506,15 +534,8 @@ async fn watch(
 }
 
 /// `sanhook_deliveries_total{status="delivered"}` from the engine's `/metrics`.
-async fn delivered_metric(api: &reqwest::Client, base: &str) -> Option<u64> {
-    let text = api
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+async fn delivered_metric(api: &Api) -> Option<u64> {
+    let text = api.get_text("/metrics").await.ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("sanhook_deliveries_total{status=\"delivered\"} "))
         .and_then(|v| v.trim().parse().ok())

@@ -84,74 +84,21 @@ impl Report {
             self.target.clone().unwrap_or_else(|| "built-in".into()),
         )];
         if let Some(r) = &self.run {
-            rows.push(("events", r.events.to_string()));
-            rows.push(("webhooks", r.webhooks.to_string()));
-            rows.push((
-                "load",
-                format!(
-                    "{} objects, batches of {}, {} producers{}",
-                    r.objects,
-                    r.batch,
-                    r.producers,
-                    r.rate
-                        .map(|x| format!(", paced at {x:.0} events/s"))
-                        .unwrap_or_default()
-                ),
-            ));
-            rows.push(("deliveries", r.deliveries.to_string()));
-            rows.push((
-                "duplicates",
-                r.duplicates
-                    .map_or("unknown (external sink)".into(), |d| d.to_string()),
-            ));
-            rows.push(("intake", format!("{:.0} events/s", r.intake_events_per_s)));
-            rows.push((
-                "delivered",
-                format!("{:.0} deliveries/s", r.deliveries_per_s),
-            ));
+            rows.extend(load_rows(r));
         }
+        let c = &self.ceiling;
         rows.push((
             "ceiling",
             format!(
                 "{:.0} requests/s ({}, {} in flight, {} requests, {} errors)",
-                self.ceiling.requests_per_s,
-                self.ceiling.client,
-                self.ceiling.concurrency,
-                self.ceiling.requests,
-                self.ceiling.errors
+                c.requests_per_s, c.client, c.concurrency, c.requests, c.errors
             ),
         ));
         if let Some(ratio) = self.ratio() {
             rows.push(("ratio", format!("{:.1} % of the ceiling", ratio * 100.0)));
         }
         if let Some(r) = &self.run {
-            rows.push((
-                "latency",
-                r.latency.map_or("unknown (external sink)".into(), |l| {
-                    format!(
-                        "p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms, max {:.1} ms (event sent → delivery received)",
-                        l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
-                    )
-                }),
-            ));
-            rows.push((
-                "engine CPU",
-                format!("{:.1} µs per delivery", r.engine_cpu_us_per_delivery),
-            ));
-            rows.push((
-                "engine RSS",
-                format!("{:.0} MB peak", r.engine_peak_rss_bytes as f64 / 1e6),
-            ));
-            let knob = |v: Option<u32>| v.map_or("default".to_string(), |v| v.to_string());
-            rows.push((
-                "engine",
-                format!(
-                    "workers {}, max_in_flight {}",
-                    knob(r.knobs.workers),
-                    knob(r.knobs.max_in_flight)
-                ),
-            ));
-            rows.push(("took", format!("{:.1} s", r.seconds)));
+            rows.extend(engine_rows(r));
         }
         let width = rows
             .iter()
@@ -205,6 +152,67 @@ impl Report {
         }
         v
     }
+}
+
+/// The summary's rows about the load and what the engine took and delivered.
+fn load_rows(r: &EngineRun) -> Vec<(&'static str, String)> {
+    let paced = r
+        .rate
+        .map(|x| format!(", paced at {x:.0} events/s"))
+        .unwrap_or_default();
+    vec![
+        ("events", r.events.to_string()),
+        ("webhooks", r.webhooks.to_string()),
+        (
+            "load",
+            format!(
+                "{} objects, batches of {}, {} producers{paced}",
+                r.objects, r.batch, r.producers
+            ),
+        ),
+        ("deliveries", r.deliveries.to_string()),
+        (
+            "duplicates",
+            r.duplicates
+                .map_or("unknown (external sink)".into(), |d| d.to_string()),
+        ),
+        ("intake", format!("{:.0} events/s", r.intake_events_per_s)),
+        (
+            "delivered",
+            format!("{:.0} deliveries/s", r.deliveries_per_s),
+        ),
+    ]
+}
+
+/// The summary's rows about latency, the engine's costs and settings, and the run's length.
+fn engine_rows(r: &EngineRun) -> Vec<(&'static str, String)> {
+    let latency = r.latency.map_or("unknown (external sink)".into(), |l| {
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms, max {:.1} ms (event sent → delivery received)",
+            l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+        )
+    });
+    let knob = |v: Option<u32>| v.map_or("default".to_string(), |v| v.to_string());
+    vec![
+        ("latency", latency),
+        (
+            "engine CPU",
+            format!("{:.1} µs per delivery", r.engine_cpu_us_per_delivery),
+        ),
+        (
+            "engine RSS",
+            format!("{:.0} MB peak", r.engine_peak_rss_bytes as f64 / 1e6),
+        ),
+        (
+            "engine",
+            format!(
+                "workers {}, max_in_flight {}",
+                knob(r.knobs.workers),
+                knob(r.knobs.max_in_flight)
+            ),
+        ),
+        ("took", format!("{:.1} s", r.seconds)),
+    ]
 }
 
 fn round1(x: f64) -> f64 {

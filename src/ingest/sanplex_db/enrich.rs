@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
-use super::row::{comma_list, Record};
 use crate::event::{ActionEvent, Change, MAX_CHANGES, MAX_ENTRIES};
+use crate::sanplex::{comma_list, select, Record};
 
 /// An object table: which action `objectType`s it holds, its title column, and the columns
 /// that name people.
@@ -266,12 +266,6 @@ pub struct Lookups {
     pub changes: Option<HashMap<u64, Vec<Change>>>,
 }
 
-/// Runs `sql` (which has no parameters) and reads every row.
-pub async fn select(conn: &mut Conn, sql: String) -> Result<Vec<Record>, mysql_async::Error> {
-    let rows: Vec<Row> = conn.query(sql).await?;
-    Ok(rows.iter().map(Record::from_row).collect())
-}
-
 /// Comma-joined ids for an `IN (...)` (integers: nothing to escape).
 pub fn id_list(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
@@ -291,7 +285,7 @@ async fn history(
             id_list(chunk)
         );
         for rec in select(conn, sql).await? {
-            let Some(action) = rec.get("action").and_then(|v| v.trim().parse::<u64>().ok()) else {
+            let Some(action) = rec.uint("action") else {
                 continue;
             };
             let field = rec.get("field").unwrap_or("").trim();
@@ -334,7 +328,7 @@ impl Lookups {
                     id_list(chunk)
                 );
                 for rec in select(conn, sql).await? {
-                    if let Some(id) = rec.get("id").and_then(|v| v.trim().parse().ok()) {
+                    if let Some(id) = rec.uint("id") {
                         out.objects.insert((table, id), rec);
                     }
                 }
@@ -376,7 +370,7 @@ impl Lookups {
                     User {
                         realname: rec.get("realname").unwrap_or("").trim().to_string(),
                         mobile: rec.get("mobile").unwrap_or("").trim().to_string(),
-                        deleted: rec.get("deleted").is_some_and(|d| d.trim() == "1"),
+                        deleted: rec.flag("deleted"),
                     },
                 );
             }
@@ -421,7 +415,7 @@ impl Lookups {
                 ev.object_name = Some(name.to_string());
             }
         }
-        if let Some(k) = obj.get("kanban").and_then(|k| k.trim().parse::<u64>().ok()) {
+        if let Some(k) = obj.uint("kanban") {
             if k > 0 {
                 ev.kanban_id = Some(k);
             }
@@ -494,14 +488,6 @@ pub(crate) fn keep_first_entries(ev: &mut ActionEvent) {
 mod tests {
     use super::*;
 
-    fn rec(cols: &[(&str, &str)]) -> Record {
-        Record(
-            cols.iter()
-                .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-                .collect(),
-        )
-    }
-
     fn user(realname: &str, mobile: &str, deleted: bool) -> User {
         User {
             realname: realname.into(),
@@ -514,7 +500,7 @@ mod tests {
         let mut l = Lookups::default();
         l.objects.insert(
             ("zt_bug", 12),
-            rec(&[
+            Record::of(&[
                 ("id", "12"),
                 ("title", "Login fails"),
                 ("assignedTo", "bob"),
@@ -523,7 +509,7 @@ mod tests {
         );
         l.objects.insert(
             ("zt_kanbancard", 3),
-            rec(&[
+            Record::of(&[
                 ("id", "3"),
                 ("name", "Card"),
                 ("assignedTo", "carol,bob"),
@@ -532,7 +518,7 @@ mod tests {
         );
         l.objects.insert(
             ("zt_task", 4),
-            rec(&[("id", "4"), ("name", " "), ("assignedTo", "closed")]),
+            Record::of(&[("id", "4"), ("name", " "), ("assignedTo", "closed")]),
         );
         l.users
             .insert("alice".into(), user("Alice Smith", "13800000001", false));
@@ -564,7 +550,7 @@ mod tests {
         let mailto = format!("{},{}", many.join(","), many.join(","));
         l.objects.insert(
             ("zt_bug", 13),
-            rec(&[("id", "13"), ("title", "Big"), ("assignedTo", &mailto)]),
+            Record::of(&[("id", "13"), ("title", "Big"), ("assignedTo", &mailto)]),
         );
         for (i, u) in many.iter().enumerate() {
             l.users

@@ -20,17 +20,19 @@ mod row;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
+use mysql_async::Conn;
 use tokio::sync::watch;
 
 pub use cursor::{Cursor, Untracked, CHECKPOINT_KEY, MAX_GAPS};
 pub use enrich::{table_for, ObjectTable, OBJECT_TABLES};
-pub use row::{comma_list, products, to_event, Record};
+pub use row::to_event;
 
-use self::enrich::{id_list, select, Lookups, Schema};
+use self::enrich::{id_list, Lookups, Schema};
+use crate::backoff::Backoff;
 use crate::config::{SanplexDbConfig, StartAt};
 use crate::event::ActionEvent;
 use crate::ingest::Intake;
+use crate::sanplex::{select, ConnectError, Database, Record};
 use crate::store::{Checkpoint, QuarantineItem, StoreError};
 use crate::{Engine, Error};
 
@@ -62,19 +64,7 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
     if cfg.url.trim().is_empty() {
         return Ok(());
     }
-    let opts = Opts::from_url(cfg.url.trim()).map_err(|e| {
-        Error::Config(format!(
-            "sanplex_db.url: {}; expected mysql://user:password@host:3306/database",
-            crate::mask::text(&e.to_string())
-        ))
-    })?;
-    if opts.db_name().is_none_or(str::is_empty) {
-        return Err(Error::Config(
-            "sanplex_db.url names no database; add it as the path, e.g. mysql://reader:pw@127.0.0.1:3306/zentao".into(),
-        ));
-    }
-    // The URL may ask for TLS (`?require_ssl=true`): rustls needs its provider installed.
-    crate::deliver::install_crypto_provider();
+    let db = Database::parse(&cfg.url, "sanplex_db.url").map_err(Error::Config)?;
     let cursor = match engine.store().checkpoint(CHECKPOINT_KEY)? {
         None => None,
         Some(raw) => Some(Cursor::decode(&raw).map_err(|reason| StoreError::Corrupt {
@@ -84,28 +74,16 @@ pub fn start(engine: &Engine) -> Result<(), Error> {
     };
     let poller = Poller {
         intake: engine.intake().clone(),
-        shown: shown_url(&opts),
-        opts,
+        db,
         cfg,
         cursor,
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
         outage: None,
         logged_missing: None,
         settled: 0,
     };
     actix::spawn(poller.run(engine.stopping()));
     Ok(())
-}
-
-/// The database URL without its password, for logs.
-fn shown_url(opts: &Opts) -> String {
-    format!(
-        "mysql://{}@{}:{}/{}",
-        opts.user().unwrap_or(""),
-        opts.ip_or_hostname(),
-        opts.tcp_port(),
-        opts.db_name().unwrap_or("")
-    )
 }
 
 /// Why a session with the database ended.
@@ -121,6 +99,15 @@ enum SourceError {
     Intake(#[from] Error),
 }
 
+impl From<ConnectError> for SourceError {
+    fn from(e: ConnectError) -> SourceError {
+        match e {
+            ConnectError::Timeout(d) => SourceError::Timeout(d),
+            ConnectError::Db(e) => SourceError::Db(e),
+        }
+    }
+}
+
 /// An ongoing failure to reach the database (or to commit), logged once.
 struct Outage {
     since: Instant,
@@ -129,13 +116,11 @@ struct Outage {
 
 struct Poller {
     intake: Intake,
-    opts: Opts,
-    /// The URL without its password.
-    shown: String,
+    db: Database,
     cfg: SanplexDbConfig,
     /// `None` until the first position is known (no checkpoint yet).
     cursor: Option<Cursor>,
-    backoff: Duration,
+    backoff: Backoff,
     outage: Option<Outage>,
     /// The missing columns last logged, so that reconnects do not repeat the line.
     logged_missing: Option<Vec<String>>,
@@ -149,7 +134,7 @@ impl Poller {
     /// [`Engine::shutdown`] waits for: whatever this source was doing is then either
     /// committed or abandoned (and read again from the checkpoint at the next start).
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        tracing::info!(db = %self.shown, "following Sanplex's database");
+        tracing::info!(db = %self.db.shown, "following Sanplex's database");
         loop {
             // A session ends only by an error; stopping cancels it wherever it is.
             let e = tokio::select! {
@@ -159,7 +144,7 @@ impl Poller {
             match &mut self.outage {
                 None => {
                     tracing::warn!(
-                        db = %self.shown,
+                        db = %self.db.shown,
                         error = %e,
                         "Sanplex database source paused; retrying with backoff and resuming from the checkpoint"
                     );
@@ -171,16 +156,15 @@ impl Poller {
                 }
                 Some(o) => {
                     o.attempts += 1;
-                    tracing::debug!(db = %self.shown, error = %e, attempt = o.attempts, "still failing");
+                    tracing::debug!(db = %self.db.shown, error = %e, attempt = o.attempts, "still failing");
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.backoff) => {}
+                _ = tokio::time::sleep(self.backoff.next_delay()) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         }
-        tracing::info!(db = %self.shown, "stopped following Sanplex's database");
+        tracing::info!(db = %self.db.shown, "stopped following Sanplex's database");
     }
 
     /// One connection's life: connect, learn the schema, poll until an error.
@@ -192,16 +176,14 @@ impl Poller {
     }
 
     async fn connected(&mut self) -> Result<std::convert::Infallible, SourceError> {
-        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(self.opts.clone()))
-            .await
-            .map_err(|_| SourceError::Timeout(CONNECT_TIMEOUT))??;
+        let mut conn = self.db.connect(CONNECT_TIMEOUT).await?;
         let schema = Schema::discover(&mut conn)
             .await?
             .map_err(SourceError::Schema)?;
         if self.logged_missing.as_ref() != Some(&schema.missing) {
             if !schema.missing.is_empty() {
                 tracing::info!(
-                    db = %self.shown,
+                    db = %self.db.shown,
                     missing = %schema.missing.join(", "),
                     "these columns are absent in this Sanplex version; events go without that enrichment"
                 );
@@ -214,13 +196,13 @@ impl Poller {
         self.intake.source_status(SOURCE, None);
         if let Some(o) = self.outage.take() {
             tracing::info!(
-                db = %self.shown,
+                db = %self.db.shown,
                 failed_attempts = o.attempts,
                 after_secs = o.since.elapsed().as_secs(),
                 "Sanplex database source resumed from its checkpoint"
             );
         }
-        self.backoff = BACKOFF_MIN;
+        self.backoff.reset();
         loop {
             let full = self.poll(&mut conn, &schema).await?;
             if !full {
@@ -339,40 +321,65 @@ async fn read_batch(
     cursor: &Cursor,
     settled: u64,
 ) -> Result<Batch, SourceError> {
+    let (late, fresh) = read_rows(conn, schema, cursor).await?;
+    let found_gaps: Vec<u64> = late.iter().filter_map(|r| r.uint("id")).collect();
+    let new_ids: Vec<u64> = fresh.iter().filter_map(|r| r.uint("id")).collect();
+    let (mut events, quarantine) = to_events(late.iter().chain(fresh.iter()));
+    if !events.is_empty() {
+        let lookups = Lookups::fetch(conn, schema, &events).await?;
+        for ev in &mut events {
+            lookups.apply(ev);
+        }
+    }
+    let mut batch = Batch {
+        read_up_to: new_ids.last().copied().unwrap_or(0),
+        new_ids,
+        found_gaps,
+        events,
+        quarantine,
+    };
+    batch.hold_back_unsettled(cursor.high, settled);
+    Ok(batch)
+}
+
+/// The `zt_action` rows of the cursor's gaps that are now visible (late), and up to
+/// [`BATCH_ROWS`] rows after its position (fresh), each by id.
+async fn read_rows(
+    conn: &mut Conn,
+    schema: &Schema,
+    cursor: &Cursor,
+) -> Result<(Vec<Record>, Vec<Record>), SourceError> {
     let cols = Schema::select_list(&schema.action);
     let mut late = Vec::new();
     let gaps: Vec<u64> = cursor.gaps.keys().copied().collect();
     for chunk in gaps.chunks(GAP_CHUNK) {
-        late.extend(
-            select(
-                conn,
-                format!(
-                    "SELECT {cols} FROM `zt_action` WHERE `id` IN ({}) ORDER BY `id`",
-                    id_list(chunk)
-                ),
-            )
-            .await?,
+        let sql = format!(
+            "SELECT {cols} FROM `zt_action` WHERE `id` IN ({}) ORDER BY `id`",
+            id_list(chunk)
         );
+        late.extend(select(conn, sql).await?);
     }
-    let fresh = select(
-        conn,
-        format!(
-            "SELECT {cols} FROM `zt_action` WHERE `id` > {} ORDER BY `id` LIMIT {BATCH_ROWS}",
-            cursor.high
-        ),
-    )
-    .await?;
-    let id_of = |r: &Record| r.get("id").and_then(|v| v.trim().parse::<u64>().ok());
-    let found_gaps: Vec<u64> = late.iter().filter_map(id_of).collect();
-    let new_ids: Vec<u64> = fresh.iter().filter_map(id_of).collect();
+    let sql = format!(
+        "SELECT {cols} FROM `zt_action` WHERE `id` > {} ORDER BY `id` LIMIT {BATCH_ROWS}",
+        cursor.high
+    );
+    let fresh = select(conn, sql).await?;
+    Ok((late, fresh))
+}
+
+/// The rows as events, and the rows that cannot be events as quarantine items (source `db`,
+/// file `zt_action`, offset = the row's id).
+fn to_events<'a>(
+    rows: impl Iterator<Item = &'a Record>,
+) -> (Vec<ActionEvent>, Vec<QuarantineItem>) {
     let now = crate::event::local_now();
-    let mut events = Vec::with_capacity(late.len() + fresh.len());
+    let mut events = Vec::new();
     let mut quarantine = Vec::new();
-    for rec in late.iter().chain(fresh.iter()) {
+    for rec in rows {
         match to_event(rec, &now) {
             Ok(ev) => events.push(ev),
             Err(reason) => {
-                let id = id_of(rec).unwrap_or(0);
+                let id = rec.uint("id").unwrap_or(0);
                 tracing::warn!(action_id = id, %reason, "zt_action row quarantined");
                 quarantine.push(QuarantineItem {
                     id: 0,
@@ -386,33 +393,31 @@ async fn read_batch(
             }
         }
     }
-    if !events.is_empty() {
-        let lookups = Lookups::fetch(conn, schema, &events).await?;
-        for ev in &mut events {
-            lookups.apply(ev);
-        }
+    (events, quarantine)
+}
+
+impl Batch {
+    /// Leaves out the first new row (above `high`) that no earlier poll has seen (above
+    /// `settled`) and has no changes yet, with every new row after it: the next poll reads
+    /// them again ([`read_batch`] says why).
+    fn hold_back_unsettled(&mut self, high: u64, settled: u64) {
+        let held = self
+            .events
+            .iter()
+            .filter_map(|ev| {
+                ev.id
+                    .filter(|id| *id > high && *id > settled)
+                    .map(|id| (id, ev))
+            })
+            .find(|(_, ev)| ev.changes.as_ref().is_some_and(Vec::is_empty))
+            .map(|(id, _)| id);
+        let Some(held) = held else {
+            return;
+        };
+        self.new_ids.retain(|id| *id < held);
+        self.events
+            .retain(|ev| ev.id.is_none_or(|id| id <= high || id < held));
+        self.quarantine
+            .retain(|q| q.offset <= high || q.offset < held);
     }
-    let read_up_to = new_ids.last().copied().unwrap_or(0);
-    let held = events
-        .iter()
-        .filter_map(|ev| {
-            ev.id
-                .filter(|id| *id > cursor.high && *id > settled)
-                .map(|id| (id, ev))
-        })
-        .find(|(_, ev)| ev.changes.as_ref().is_some_and(Vec::is_empty))
-        .map(|(id, _)| id);
-    let mut new_ids = new_ids;
-    if let Some(held) = held {
-        new_ids.retain(|id| *id < held);
-        events.retain(|ev| ev.id.is_none_or(|id| id <= cursor.high || id < held));
-        quarantine.retain(|q| q.offset <= cursor.high || q.offset < held);
-    }
-    Ok(Batch {
-        new_ids,
-        read_up_to,
-        found_gaps,
-        events,
-        quarantine,
-    })
 }

@@ -1,89 +1,7 @@
-//! Rows read from Sanplex's tables, and a `zt_action` row turned into an [`ActionEvent`].
-
-use mysql_async::{Row, Value};
+//! A `zt_action` row turned into an [`ActionEvent`].
 
 use crate::event::ActionEvent;
-
-/// How much of a bad row's JSON the quarantine keeps.
-const RAW_LIMIT: usize = 4096;
-
-/// One row as text: column name → value (`None` for SQL `NULL`), in the query's column order.
-///
-/// Everything is kept as text because that is how Sanplex itself treats its columns (ids in
-/// `product` are a `",1,2,"` string, flags are `'0'`/`'1'` enums), and so a quarantined row
-/// shows exactly what was read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Record(pub Vec<(String, Option<String>)>);
-
-impl Record {
-    /// Converts a driver row, whichever protocol (text or binary) produced it.
-    pub fn from_row(row: &Row) -> Record {
-        let cols = row.columns_ref();
-        Record(
-            cols.iter()
-                .enumerate()
-                .map(|(i, c)| (c.name_str().into_owned(), row.as_ref(i).and_then(text)))
-                .collect(),
-        )
-    }
-
-    /// The value of a column (names compare case-insensitively, as MySQL's do); `None` when
-    /// the column is absent or `NULL`.
-    pub fn get(&self, col: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(col))
-            .and_then(|(_, v)| v.as_deref())
-    }
-
-    /// The row as a JSON object, cut to a few KB: the quarantine's `raw`.
-    pub fn to_raw(&self) -> String {
-        let obj: serde_json::Map<String, serde_json::Value> = self
-            .0
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Some(s) => serde_json::Value::String(s.clone()),
-                    None => serde_json::Value::Null,
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        let mut s = serde_json::Value::Object(obj).to_string();
-        if s.len() > RAW_LIMIT {
-            let mut end = RAW_LIMIT;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-        }
-        s
-    }
-}
-
-/// A driver value as the text MySQL would print for it.
-fn text(v: &Value) -> Option<String> {
-    Some(match v {
-        Value::NULL => return None,
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Int(i) => i.to_string(),
-        Value::UInt(u) => u.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Double(d) => d.to_string(),
-        Value::Date(y, m, d, h, i, s, _) => {
-            format!("{y:04}-{m:02}-{d:02} {h:02}:{i:02}:{s:02}")
-        }
-        Value::Time(neg, days, h, i, s, _) => {
-            let sign = if *neg { "-" } else { "" };
-            format!("{sign}{:02}:{i:02}:{s:02}", *days * 24 + u32::from(*h))
-        }
-    })
-}
-
-/// Splits a Sanplex comma list (`",a,b,"`, `"a, b"`), dropping empty items.
-pub fn comma_list(s: &str) -> impl Iterator<Item = &str> {
-    s.split(',').map(str::trim).filter(|x| !x.is_empty())
-}
+use crate::sanplex::{ids, Record};
 
 /// A numeric column; absent, `NULL` or empty reads as 0.
 fn number(rec: &Record, col: &str) -> Result<u64, String> {
@@ -101,22 +19,6 @@ fn required(rec: &Record, col: &str) -> Result<String, String> {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
         _ => Err(format!("empty {col}")),
     }
-}
-
-/// Sanplex's `product` column (`",1,2,"`, `",0,"`, `"3"`, empty) as ids, zeros and repeats
-/// removed (first seen kept, in linear time).
-pub fn products(s: &str) -> Result<Vec<u64>, String> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for p in comma_list(s) {
-        let id: u64 = p
-            .parse()
-            .map_err(|_| format!("product is not a comma list of ids: {s:?}"))?;
-        if id != 0 && seen.insert(id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
 }
 
 /// The action's date as `YYYY-MM-DD HH:MM:SS`; a missing or zero date becomes `now` (the
@@ -139,7 +41,7 @@ pub fn to_event(rec: &Record, now: &str) -> Result<ActionEvent, String> {
         id: Some(id),
         object_type: required(rec, "objectType")?,
         object_id: number(rec, "objectID")?,
-        product: products(rec.get("product").unwrap_or(""))?,
+        product: ids("product", rec.get("product").unwrap_or(""))?,
         project: number(rec, "project")?,
         execution: number(rec, "execution")?,
         actor: required(rec, "actor")?,
@@ -226,30 +128,5 @@ mod tests {
             let err = to_event(&rec(&cols), "now").expect_err(reason);
             assert!(err.contains(reason), "{err} should say {reason}");
         }
-    }
-
-    #[test]
-    fn raw_json_is_cut_on_a_char_boundary() {
-        let long = "é".repeat(RAW_LIMIT);
-        let r = rec(&[("comment", Some(long.as_str())), ("extra", None)]);
-        let raw = r.to_raw();
-        assert!(raw.len() <= RAW_LIMIT);
-        assert!(raw.starts_with("{\"comment\":\"é"));
-        let short = rec(&[("id", Some("1")), ("extra", None)]).to_raw();
-        assert_eq!(short, r#"{"id":"1","extra":null}"#);
-    }
-
-    #[test]
-    fn values_print_as_mysql_would() {
-        assert_eq!(text(&Value::NULL), None);
-        assert_eq!(text(&Value::Int(-3)).as_deref(), Some("-3"));
-        assert_eq!(
-            text(&Value::Date(2026, 1, 5, 18, 35, 21, 0)).as_deref(),
-            Some("2026-01-05 18:35:21")
-        );
-        assert_eq!(
-            text(&Value::Bytes(b"alice".to_vec())).as_deref(),
-            Some("alice")
-        );
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::backoff::Backoff;
 use crate::config::TailConfig;
 use crate::event::ActionEvent;
 use crate::ingest::{IngestSummary, Intake};
@@ -337,13 +338,13 @@ impl<S: Sink> Tailer<S> {
     /// Polls until `stop` turns true (or its sender goes away). Finishes the commit in flight
     /// before returning.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         while !stopped(&stop) {
             match self.advance(false).await {
                 Ok(step) => {
-                    if backoff > RETRY_MIN {
+                    if backoff.is_backing_off() {
                         self.sink.status(None);
-                        backoff = RETRY_MIN;
+                        backoff.reset();
                     }
                     if step.lines == 0 && !step.more {
                         pause(&mut stop, POLL).await;
@@ -354,12 +355,11 @@ impl<S: Sink> Tailer<S> {
                     tracing::error!(
                         glob = %self.glob,
                         error = %e,
-                        retry_in = ?backoff,
+                        retry_in = ?backoff.peek(),
                         "tail batch not committed; reading again from the last checkpoint"
                     );
                     self.sink.status(Some(format!("paused: {e}")));
-                    pause(&mut stop, backoff).await;
-                    backoff = (backoff * 2).min(RETRY_MAX);
+                    pause(&mut stop, backoff.next_delay()).await;
                 }
             }
         }

@@ -45,7 +45,7 @@ impl Sanhook {
         base: &str,
         env: &[(&str, &str)],
     ) -> Sanhook {
-        sanhook::deliver::install_crypto_provider();
+        sanhook::tls::install_crypto_provider();
         let log = std::fs::File::create(log).expect("log file");
         let out = log.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sanhook"))
@@ -101,7 +101,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: &str) -> Api {
-        sanhook::deliver::install_crypto_provider();
+        sanhook::tls::install_crypto_provider();
         Api {
             base: base.to_string(),
             token: token.to_string(),

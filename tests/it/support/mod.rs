@@ -92,7 +92,7 @@ impl TestServer {
         let server = sanhook::api::serve(engine.clone(), listener).expect("serve");
         let handle = server.handle();
         actix_rt::spawn(server);
-        sanhook::deliver::install_crypto_provider();
+        sanhook::tls::install_crypto_provider();
         TestServer {
             engine,
             base,

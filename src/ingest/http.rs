@@ -1,1 +1,0 @@
-//! HTTP intake (see api::events).
