@@ -1,4 +1,4 @@
-//! Parsing throughput of action events (CONTRACT §3): the intake and the tailer's hot path.
+//! Parsing throughput of action events (docs/reference.md §3): the intake and the tailer's hot path.
 //!
 //! Bodies are built from `fixtures/actions.ndjson` (300 realistic events, ~285 bytes each).
 //! Parsing overwrites its input, so every iteration gets a fresh copy, made outside the timing.

@@ -583,7 +583,7 @@ impl Engine {
     }
 
     /// Exactly what a send of `event` (the sample event when `None`) to webhook `id` would be,
-    /// credentials masked; nothing is sent (CONTRACT §4 `preview`).
+    /// credentials masked; nothing is sent (docs/reference.md §4 `preview`).
     pub async fn preview(
         &self,
         id: u64,
@@ -598,7 +598,7 @@ impl Engine {
     }
 
     /// Sends `event` (the sample event when `None`) to webhook `id` now, outside the queue and
-    /// the delivery log, within the destination's rate windows (CONTRACT §4 `test`).
+    /// the delivery log, within the destination's rate windows (docs/reference.md §4 `test`).
     pub async fn test_send(
         &self,
         id: u64,

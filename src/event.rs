@@ -1,7 +1,7 @@
 //! Action events: the one typed form every source turns its input into.
 //!
 //! An action event mirrors a row of Sanplex's `zt_action` table plus the enrichment a sidecar
-//! cannot look up itself (CONTRACT §3). Parsing is tolerant where Sanplex itself is (numbers as
+//! cannot look up itself (docs/reference.md §3). Parsing is tolerant where Sanplex itself is (numbers as
 //! strings, `",1,2,"` product lists) and precise everywhere else.
 
 use memchr::memchr;
@@ -32,7 +32,7 @@ pub struct ActionEvent {
     /// Product ids, zeros removed; empty means "no product" (Sanplex's `",0,"`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub product: Vec<u64>,
-    /// The project id (ZenTao 15+); 0 when absent. Not sent in `default` payloads (SANPLEX.md).
+    /// The project id (ZenTao 15+); 0 when absent. Not sent in `default` payloads (docs/sanplex.md).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub project: u64,
     /// Execution (sprint/stage) id; 0 means none.
@@ -84,11 +84,11 @@ pub struct Change {
     pub new: String,
 }
 
-/// The most entries of `changes` one event may carry (CONTRACT §3).
+/// The most entries of `changes` one event may carry (docs/reference.md §3).
 pub const MAX_CHANGES: usize = MAX_ENTRIES;
 
 /// The most entries of each list one event may carry: `toList`, `mentions`, `changes`, and
-/// product ids (CONTRACT §3), so that no single event costs more than a few milliseconds to
+/// product ids (docs/reference.md §3), so that no single event costs more than a few milliseconds to
 /// route and render.
 pub const MAX_ENTRIES: usize = 1000;
 
@@ -155,7 +155,7 @@ impl EventError {
 
 /// Why a request body (one event, an array of events, or NDJSON) was rejected.
 ///
-/// A body is accepted or rejected as a whole (CONTRACT §4), so one error is enough; it says where
+/// A body is accepted or rejected as a whole (docs/reference.md §4), so one error is enough; it says where
 /// the bad event is so the producer can fix exactly that one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct BodyError {
@@ -609,7 +609,7 @@ fn with_parser<R>(f: impl FnOnce(&mut EventParser) -> R) -> R {
 /// Parses one action event (one JSON object) into its normalised form.
 ///
 /// Tolerant where Sanplex is (numbers as strings, the product list in any of its four shapes),
-/// strict everywhere else (CONTRACT §3). `now` (`YYYY-MM-DD HH:MM:SS`) becomes the event's
+/// strict everywhere else (docs/reference.md §3). `now` (`YYYY-MM-DD HH:MM:SS`) becomes the event's
 /// `date` when it has none. `bytes` is overwritten: simd-json unescapes strings in place.
 pub fn parse_event(bytes: &mut [u8], now: &str) -> Result<ActionEvent, EventError> {
     with_parser(|p| p.parse_event(bytes, now))
@@ -1474,7 +1474,7 @@ mod tests {
         }
     }
 
-    /// CONTRACT §3: 1,000 entries is the most a list may hold, and is accepted; duplicates of
+    /// docs/reference.md §3: 1,000 entries is the most a list may hold, and is accepted; duplicates of
     /// products go, first seen kept.
     #[test]
     fn lists_at_the_cap_are_accepted() {

@@ -1,4 +1,4 @@
-//! Prometheus metrics (CONTRACT §4 `GET /metrics`) on `prometheus-client`, the Prometheus
+//! Prometheus metrics (docs/reference.md §4 `GET /metrics`) on `prometheus-client`, the Prometheus
 //! project's own Rust library: it escapes label values and writes the OpenMetrics text format,
 //! which Prometheus scrapes as it is. Every family and every known label value is registered at
 //! start, so a scrape shows them at zero before anything happened. Nothing here holds a secret.

@@ -1,4 +1,4 @@
-//! sanhook's reports on itself (CONTRACT §4 "Operator events"): action events with `objectType`
+//! sanhook's reports on itself (docs/reference.md §4 "Operator events"): action events with `objectType`
 //! and `actor` `sanhook`, ingested through the engine's own intake, so that they reach the
 //! webhooks whose `actions` name them (an admins' DingTalk group) and nothing else.
 //!

@@ -1,4 +1,4 @@
-//! Webhooks as users configure them (field names follow Sanplex's `zt_webhook`, CONTRACT §4).
+//! Webhooks as users configure them (field names follow Sanplex's `zt_webhook`, docs/reference.md §4).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -205,7 +205,7 @@ impl fmt::Debug for Webhook {
     }
 }
 
-/// A webhook's own message templates (CONTRACT §4 `template`): `title`/`text` for chat types,
+/// A webhook's own message templates (docs/reference.md §4 `template`): `title`/`text` for chat types,
 /// `body` for `default`; an empty one means the built-in one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -406,7 +406,7 @@ impl Webhook {
             .collect()
     }
 
-    /// Checks the rules of CONTRACT §4; the error names the field and what to do.
+    /// Checks the rules of docs/reference.md §4; the error names the field and what to do.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let err = |field: &'static str, message: String| Err(ValidationError { field, message });
         if self.name.trim().is_empty() {

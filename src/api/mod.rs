@@ -1,4 +1,4 @@
-//! The HTTP API (CONTRACT §4): actix-web handlers, one file per resource.
+//! The HTTP API (docs/reference.md §4): actix-web handlers, one file per resource.
 
 mod bindings;
 mod deliveries;
@@ -274,7 +274,7 @@ fn shown_header(v: &actix_web::http::header::HeaderValue) -> String {
         .collect()
 }
 
-/// What keeps web pages from driving the API through a browser (CONTRACT §4): a request whose
+/// What keeps web pages from driving the API through a browser (docs/reference.md §4): a request whose
 /// `Origin` is not this server's own is a 403 (a page on another site, even one on this
 /// host), and a body must say it is JSON (415 otherwise), which no page can send to another
 /// origin without the browser asking first. Clients that are not browsers send no `Origin`.

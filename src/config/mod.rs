@@ -1,5 +1,5 @@
 //! Configuration: embedded defaults, then `config.toml`, then `SANHOOK_*` environment variables
-//! (CONTRACT §1–2).
+//! (docs/reference.md §1–2).
 //!
 //! The defaults are the repository's own commented `config.toml`, compiled in with
 //! `include_str!` (as svix does), so the documented defaults and the effective ones cannot drift.

@@ -1,4 +1,4 @@
-//! The tests of the configuration: CONTRACT §1–2 as the module implements it.
+//! The tests of the configuration: docs/reference.md §1–2 as the module implements it.
 
 use super::*;
 
@@ -37,7 +37,7 @@ fn w(count: u32, per: Duration) -> Window {
     Window { count, per }
 }
 
-/// CONTRACT §2, written out by hand so that a wrong default in config.toml fails here.
+/// docs/reference.md §2, written out by hand so that a wrong default in config.toml fails here.
 fn contract_defaults() -> Config {
     Config {
         server: ServerConfig {

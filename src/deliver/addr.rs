@@ -1,4 +1,4 @@
-//! Which addresses sanhook may connect to (CONTRACT §2 `allow_private`, `allow_link_local`, §5).
+//! Which addresses sanhook may connect to (docs/reference.md §2 `allow_private`, `allow_link_local`, §5).
 //!
 //! One classifier for every outgoing request: webhook URLs, `apiBase`, `[platforms]`. Every
 //! address is [`Class::Public`], [`Class::Private`] (loopback, private, shared, reserved,

@@ -102,7 +102,7 @@ impl App {
     }
 }
 
-/// `true` for the codes that say the access token is no good (PLATFORMS.md): refresh, retry once.
+/// `true` for the codes that say the access token is no good (docs/platforms.md): refresh, retry once.
 pub(crate) fn token_invalid(platform: Platform, code: i64) -> bool {
     match platform {
         Platform::DingTalk | Platform::WeCom => matches!(code, 40014 | 42001),

@@ -1,4 +1,4 @@
-//! Message bodies for the chat platforms (SANPLEX.md "Payloads per type", PLATFORMS.md).
+//! Message bodies for the chat platforms (docs/sanplex.md "Payloads per type", docs/platforms.md).
 //!
 //! Each function builds exactly the documented shape, keys in the documented order (serde_json
 //! is built with `preserve_order`), so the bodies match what Sanplex sends and what the

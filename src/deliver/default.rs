@@ -1,5 +1,5 @@
 //! The `default` type: the event as JSON (`payloadKeys`), Standard Webhooks signing when the
-//! webhook has a secret, and classification by HTTP status (CONTRACT §5).
+//! webhook has a secret, and classification by HTTP status (docs/reference.md §5).
 
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ async fn send(d: &Deliverer, env: &Envelope) -> Attempt {
     sent.into_attempt(outcome)
 }
 
-/// Classifies a `default` webhook's answer per CONTRACT §5.
+/// Classifies a `default` webhook's answer per docs/reference.md §5.
 pub fn classify_default(
     status: u16,
     headers: &reqwest::header::HeaderMap,

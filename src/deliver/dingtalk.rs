@@ -1,4 +1,4 @@
-//! DingTalk: the group bot (`dinggroup`) and work messages (`dinguser`), per PLATFORMS.md.
+//! DingTalk: the group bot (`dinggroup`) and work messages (`dinguser`), per docs/platforms.md.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -104,7 +104,7 @@ impl Channel for Work {
     }
 }
 
-/// What a DingTalk code means (PLATFORMS.md and DingTalk's global code list).
+/// What a DingTalk code means (docs/platforms.md and DingTalk's global code list).
 pub fn rule(reply: &Reply, code: i64, throttle: Duration) -> Rule {
     match code {
         // The bot sent too fast and is now throttled for ten minutes.

@@ -1,5 +1,5 @@
 //! Lark/Feishu: the group bot (`feishugroup`) and app messages (`feishuuser`), per
-//! PLATFORMS.md. Lark and Feishu are one API on two hosts: the base comes from `[platforms]`
+//! docs/platforms.md. Lark and Feishu are one API on two hosts: the base comes from `[platforms]`
 //! or the webhook's `apiBase` (app messages) and from the hook URL (bots).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -29,13 +29,13 @@ const MAX_PAGES: usize = 100_000;
 const RECIPIENT_CODES: [i64; 2] = [230001, 230013];
 
 /// How long a Lark bot pauses after the platform says it is flooded (`11232`, or `9499` "too
-/// many request"): its longest window is a minute (PLATFORMS.md: 100 per minute), and sanhook's
+/// many request"): its longest window is a minute (docs/platforms.md: 100 per minute), and sanhook's
 /// own windows already keep within both, so a flood reply means someone else shares the bot;
 /// sending again sooner would only be refused again. Cut to `delivery.max_retry_after`.
 pub const THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
 /// Whether a `9499` is Lark's flood answer ("too many request", HTTP 400 from a flooded bot)
-/// rather than a bad request: the one code PLATFORMS.md tells apart by its message.
+/// rather than a bad request: the one code docs/platforms.md tells apart by its message.
 fn is_flood(reply: &Reply) -> bool {
     reply.msg.to_ascii_lowercase().contains("too many request")
 }
@@ -115,7 +115,7 @@ impl Channel for AppMessage {
     }
 }
 
-/// What a Feishu/Lark code means (PLATFORMS.md and Lark's generic code list).
+/// What a Feishu/Lark code means (docs/platforms.md and Lark's generic code list).
 pub fn rule(reply: &Reply, code: i64) -> Rule {
     match code {
         // The bot's rate limit: pause the bot, then retry.

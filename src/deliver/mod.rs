@@ -157,7 +157,7 @@ impl UrlCache {
     }
 }
 
-/// One person in a platform's directory, for binding (CONTRACT §4 "User binding").
+/// One person in a platform's directory, for binding (docs/reference.md §4 "User binding").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RemoteUser {
     /// The id bindings hold: DingTalk/WeCom `userid`, Lark/Feishu `open_id`.

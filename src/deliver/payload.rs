@@ -1,7 +1,7 @@
 //! The body of a `default` ("Others") webhook and its optional Standard Webhooks signature.
 //!
 //! Receivers written against Sanplex expect its exact shape: the selected keys in Sanplex's fixed
-//! order, every value a string as it comes out of Sanplex's database (SANPLEX.md "Payloads per
+//! order, every value a string as it comes out of Sanplex's database (docs/sanplex.md "Payloads per
 //! type"). Pure functions: the caller passes the keys (`Webhook::payload_keys()`) and the text.
 
 use base64::engine::general_purpose::STANDARD;
@@ -22,7 +22,7 @@ use crate::event::ActionEvent;
 /// value; `Webhook::validate` refuses such params, so it can only come from a caller bug.
 ///
 /// The JSON is written by hand (one pass, no intermediate map): it is built for every delivery
-/// attempt. Non-ASCII text stays UTF-8; SANPLEX.md allows that.
+/// attempt. Non-ASCII text stays UTF-8; docs/sanplex.md allows that.
 pub fn default_payload(ev: &ActionEvent, keys: &[&str], text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + text.len() + ev.comment.len() + ev.date.len());
     out.push(b'{');

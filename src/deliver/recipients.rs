@@ -2,7 +2,7 @@
 //! per-member budget is dispatch's: `dispatch::limiter::Keyed`.)
 //!
 //! Recipients are the event's `toList` minus the actor, mapped through the webhook's bindings
-//! (SANPLEX.md "Recipients"). A delivery to several recipients may take several calls (DingTalk
+//! (docs/sanplex.md "Recipients"). A delivery to several recipients may take several calls (DingTalk
 //! chunks of 100, WeCom calls of 1,000, one Lark call per person); [`Progress`] records who has
 //! been served or refused, and is stored with each attempt, so that a retry sends only to the
 //! others and nobody gets a message twice.

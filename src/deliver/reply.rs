@@ -1,4 +1,4 @@
-//! Reading the chat platforms' answers and classifying them (PLATFORMS.md "General rules").
+//! Reading the chat platforms' answers and classifying them (docs/platforms.md "General rules").
 //!
 //! The platforms answer HTTP 200 even when they refuse a message, so the verdict comes from the
 //! numeric code in the body (`errcode` for DingTalk and WeCom, `code` for Feishu/Lark), never

@@ -1,4 +1,4 @@
-//! Group-bot signatures for DingTalk and Lark/Feishu (PLATFORMS.md).
+//! Group-bot signatures for DingTalk and Lark/Feishu (docs/platforms.md).
 //!
 //! The two platforms use the same ingredients differently, which is the classic way to get a
 //! `310000` / `19021` "sign mismatch": DingTalk keys the HMAC with the secret and signs

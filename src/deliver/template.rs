@@ -1,4 +1,4 @@
-//! Users' own message templates (CONTRACT §4 `template`), in MiniJinja syntax.
+//! Users' own message templates (docs/reference.md §4 `template`), in MiniJinja syntax.
 //!
 //! A chat webhook may replace its title and text, a `default` webhook its whole JSON body. The
 //! variables are the event's keys plus what the built-in text is made of ([`Vars`]). In a body
@@ -98,7 +98,7 @@ struct ChangeVar<'a> {
     new: &'a str,
 }
 
-/// The variables of a template (CONTRACT §4): every event key, the built-in title and text,
+/// The variables of a template (docs/reference.md §4): every event key, the built-in title and text,
 /// the labels and the language.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -304,7 +304,7 @@ mod tests {
         render(source, Escape::Text, &ev, &built(&ev, lang), lang)
     }
 
-    /// Every variable of CONTRACT §4, in both languages.
+    /// Every variable of docs/reference.md §4, in both languages.
     #[test]
     fn every_variable_in_both_languages() {
         let cases: &[(&str, &str, &str)] = &[

@@ -1,4 +1,4 @@
-//! The one-line notification text every webhook type sends (SANPLEX.md "Notification text").
+//! The one-line notification text every webhook type sends (docs/sanplex.md "Notification text").
 //!
 //! Receivers parse Sanplex's `{title} [#{objectID}::{objectName}]({url})` form, so it is kept
 //! byte for byte, with two deliberate fixes: the parts of the title are joined with spaces in

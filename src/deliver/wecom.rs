@@ -1,5 +1,5 @@
 //! WeCom (WeChat Work): the group bot (`wechatgroup`) and app messages (`wechatuser`), per
-//! PLATFORMS.md.
+//! docs/platforms.md.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -130,7 +130,7 @@ impl Channel for AppMessage {
     }
 }
 
-/// What a WeCom code means (PLATFORMS.md and WeCom's global code list).
+/// What a WeCom code means (docs/platforms.md and WeCom's global code list).
 pub fn rule(_reply: &Reply, code: i64) -> Rule {
     match code {
         45009 => Rule::Retry(Some(FREQ_LIMIT_WAIT)),

@@ -423,7 +423,7 @@ impl Destination {
             let attempt =
                 lane_attempt(&shared, &deliverer, saved_budget, single, &batch, &events).await;
             // The platform's wait pauses the whole bot, cut like a delivery's own wait
-            // (CONTRACT §5 `max_retry_after`): a header can say anything.
+            // (docs/reference.md §5 `max_retry_after`): a header can say anything.
             let pause = match &attempt.outcome {
                 Outcome::Retry { after: Some(a), .. } => {
                     Some((*a).min(shared.cfg.delivery.max_retry_after))

@@ -430,7 +430,7 @@ impl RuleIndex {
         out.truncate(kept);
     }
 
-    /// Operator events (CONTRACT §4): only webhooks whose own list names them, whatever their
+    /// Operator events (docs/reference.md §4): only webhooks whose own list names them, whatever their
     /// product and execution filters. Rare, so a scan of every webhook.
     fn route_operator(&self, ev: &ActionEvent, out: &mut Vec<u64>) {
         let Some(pair) = self.snapshot().pairs.get(&ev.object_type, &ev.action) else {

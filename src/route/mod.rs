@@ -1,7 +1,7 @@
 //! Routing: which webhooks fire for an action event.
 //!
-//! Pure: no IO, no clocks. The rules are SANPLEX.md "Trigger actions" and "Scope filters" plus
-//! the per-webhook `actions`, `ignoreActors` and `details` (the no-op edit rule) of CONTRACT §4:
+//! Pure: no IO, no clocks. The rules are docs/sanplex.md "Trigger actions" and "Scope filters" plus
+//! the per-webhook `actions`, `ignoreActors` and `details` (the no-op edit rule) of docs/reference.md §4:
 //!
 //! - [`default_triggers`] is Sanplex's own default trigger table (every object type, every action);
 //! - [`matches`] is the reference semantics for one webhook, written to be obviously right;

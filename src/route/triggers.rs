@@ -3,7 +3,7 @@
 use crate::event::ActionEvent;
 use crate::webhook::{Triggers, Webhook};
 
-/// Sanplex's default trigger table (ZenTao 18.8 plus the 20.x additions), as SANPLEX.md lists it.
+/// Sanplex's default trigger table (ZenTao 18.8 plus the 20.x additions), as docs/sanplex.md lists it.
 const DEFAULT_TABLE: &[(&str, &[&str])] = &[
     ("product", &["opened", "edited", "closed", "undeleted"]),
     (
@@ -165,7 +165,7 @@ pub fn matches(wh: &Webhook, global: &Triggers, ev: &ActionEvent) -> bool {
         && !(wh.details && is_noop_edit(ev))
 }
 
-/// The `objectType` (and `actor`) of sanhook's reports on itself (CONTRACT §4 "Operator events").
+/// The `objectType` (and `actor`) of sanhook's reports on itself (docs/reference.md §4 "Operator events").
 pub const OPERATOR: &str = "sanhook";
 
 /// An `edited` action known to have changed nothing (its `changes` present and empty) and

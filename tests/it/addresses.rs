@@ -1,4 +1,4 @@
-//! Address checks and the proxy (issue 8, CONTRACT §2 and §5), end to end with loopback
+//! Address checks and the proxy (issue 8, docs/reference.md §2 and §5), end to end with loopback
 //! targets only: what must not be reached is checked as a unit (`deliver::addr`), here only
 //! that loopback is refused with `allow_private = false`, for every kind of destination, also
 //! through a proxy, and that `HTTP(S)_PROXY` variables are ignored.

@@ -161,7 +161,7 @@ async fn bearer_token_is_required_when_set() {
         .await
         .expect("req");
     let text = resp.text().await.expect("text");
-    // The samples CONTRACT §4 names, present at zero before anything happened.
+    // The samples docs/reference.md §4 names, present at zero before anything happened.
     for sample in [
         "sanhook_events_ingested_total{source=\"http\"} ",
         "sanhook_deliveries_total{status=\"delivered\"} ",

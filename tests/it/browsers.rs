@@ -1,4 +1,4 @@
-//! Browsers (issue 8, CONTRACT §4): a web page elsewhere cannot drive the API: a foreign
+//! Browsers (issue 8, docs/reference.md §4): a web page elsewhere cannot drive the API: a foreign
 //! `Origin` is a 403, a body that does not say it is JSON a 415; the API's own clients work.
 
 use serde_json::{json, Value};

@@ -214,7 +214,7 @@ async fn server_with_max_events(max: u64) -> TestServer {
     TestServer::start_with(cfg, dir).await
 }
 
-/// CONTRACT §2 `server.max_events`: more events in one request is a 413 naming the limit, for
+/// docs/reference.md §2 `server.max_events`: more events in one request is a 413 naming the limit, for
 /// an array and for NDJSON; at the limit the request is accepted.
 #[actix_rt::test]
 async fn issue8_more_events_than_max_events_is_413() {

@@ -1,4 +1,4 @@
-//! `sanhook loadtest`: the end-to-end load test (CONTRACT §1).
+//! `sanhook loadtest`: the end-to-end load test (docs/reference.md §1).
 //!
 //! One run, in this order:
 //! 1. a sink: the built-in one (`sink`) on 127.0.0.1, or `--target`;

@@ -1,4 +1,4 @@
-//! Enrichment from Sanplex's own tables (SANPLEX.md, "Sanplex's database"): the object's title,
+//! Enrichment from Sanplex's own tables (docs/sanplex.md, "Sanplex's database"): the object's title,
 //! the actor's real name, the recipients, the assignee's mobile, a kanban card's board.
 //!
 //! Lookups are batched: one query per table per poll (`WHERE id IN (...)`), never one per
@@ -26,7 +26,7 @@ pub struct ObjectTable {
     pub extra: &'static [&'static str],
 }
 
-/// The tables SANPLEX.md names. Requirements and epics are rows of `zt_story`; executions
+/// The tables docs/sanplex.md names. Requirements and epics are rows of `zt_story`; executions
 /// and programs are rows of `zt_project`. A kanban card's board is `zt_kanbancard.kanban`
 /// (ZenTao's own schema, checked against ZenTao 16–20).
 pub const OBJECT_TABLES: &[ObjectTable] = &[
@@ -458,7 +458,7 @@ impl Lookups {
 }
 
 /// Cuts `toList`, `mentions` and the product list to [`MAX_ENTRIES`] each, keeping the first,
-/// with a warning: an event may carry no more (CONTRACT §3), and an action in Sanplex's own
+/// with a warning: an event may carry no more (docs/reference.md §3), and an action in Sanplex's own
 /// database is delivered cut rather than quarantined.
 pub(crate) fn keep_first_entries(ev: &mut ActionEvent) {
     let id = ev.id.unwrap_or(0);
@@ -540,7 +540,7 @@ mod tests {
         }
     }
 
-    /// CONTRACT §3: the database source keeps the first 1,000 of a longer list rather than
+    /// docs/reference.md §3: the database source keeps the first 1,000 of a longer list rather than
     /// quarantining the action; each list is built in linear time.
     #[test]
     fn long_lists_are_cut_to_the_first_1000() {

@@ -1,5 +1,5 @@
 //! The receiver fault matrix against the real binary: one webhook per row, each row a receiver
-//! behaviour and what the delivery log and the receiver must show at the end (CONTRACT §5).
+//! behaviour and what the delivery log and the receiver must show at the end (docs/reference.md §5).
 //!
 //! The child runs with `delivery.timeout = "1s"`, three retries 500 ms apart (±20 %) and
 //! `max_retry_after = "3s"`. Rows run side by side (each webhook fires only for its own product).

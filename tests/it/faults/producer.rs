@@ -1,7 +1,7 @@
 //! Producers that leave part-way through `POST /api/v1/events` (NDJSON, many at once, raw TCP):
 //! every event of a request answered `202` is delivered exactly once; nothing of a request whose
 //! body was cut off is; a request sent whole whose client left before the answer is all or
-//! nothing (CONTRACT §4: "Atomic").
+//! nothing (docs/reference.md §4: "Atomic").
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Strict fakes of DingTalk, WeCom and Lark/Feishu (PLATFORMS.md), on 127.0.0.1:0 in the
+//! Strict fakes of DingTalk, WeCom and Lark/Feishu (docs/platforms.md), on 127.0.0.1:0 in the
 //! test's actix System.
 //!
 //! They are the referee of the chat tests, so they check what the real platforms check and
