@@ -3,15 +3,15 @@
 //! that loopback is refused with `allow_private = false`, for every kind of destination, also
 //! through a proxy, and that `HTTP(S)_PROXY` variables are ignored.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::binary::{free_port, write_config, Api, Sanhook};
+use crate::support::binary::{free_port, write_config, Sanhook};
 use crate::support::fakes::{DingTalkFake, WeComFake};
 use crate::support::proxy::Proxy;
 use crate::support::receiver::Receiver;
-use crate::support::{event, TestServer};
+use crate::support::{event, eventually, Api, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -195,22 +195,8 @@ async fn proxy_environment_variables_are_ignored() {
     }
     let _child = Sanhook::serve_with(&config, &dir.path().join("log"), &base, &env).await;
     let api = Api::new(&base, "");
-    let (status, text) = api
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            Some(&json!({"name": "json", "url": r.url})),
-        )
-        .await;
-    assert_eq!(status, 201, "{text}");
-    let (status, text) = api
-        .call("POST", "/api/v1/events", Some(&event(1, 1, "opened")))
-        .await;
-    assert_eq!(status, 202, "{text}");
-    let until = Instant::now() + WAIT;
-    while r.received().is_empty() {
-        assert!(Instant::now() < until, "never delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    api.webhook(json!({"name": "json", "url": r.url})).await;
+    api.post_events(vec![event(1, 1, "opened")]).await;
+    eventually(WAIT, "the delivery", || async { !r.received().is_empty() }).await;
     assert!(proxy.asked().is_empty(), "{:?}", proxy.asked());
 }

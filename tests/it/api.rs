@@ -132,35 +132,20 @@ async fn bearer_token_is_required_when_set() {
     let mut cfg = crate::support::test_config(dir.path(), "");
     cfg.server.token = "s3cret".into();
     let s = TestServer::start_with(cfg, dir).await;
-    let anon = reqwest::Client::new();
-    let resp = anon
-        .get(format!("{}/api/v1/webhooks", s.base))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(resp.status().as_u16(), 401);
-    let resp = anon
-        .get(format!("{}/api/v1/webhooks", s.base))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(resp.status().as_u16(), 401);
+    let anon = s.with_token("");
+    let (status, _) = anon.call_text("GET", "/api/v1/webhooks", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = s
+        .with_token("wrong")
+        .call_text("GET", "/api/v1/webhooks", None)
+        .await;
+    assert_eq!(status, 401);
     let (status, _) = s.call("GET", "/api/v1/webhooks", None).await;
     assert_eq!(status, 200);
     // Health and metrics need no token.
-    let resp = anon
-        .get(format!("{}/healthz", s.base))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = anon
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("req");
-    let text = resp.text().await.expect("text");
+    let (status, _) = anon.call_text("GET", "/healthz", None).await;
+    assert_eq!(status, 200);
+    let (_, text) = anon.call_text("GET", "/metrics", None).await;
     // The samples docs/reference.md §4 names, present at zero before anything happened.
     for sample in [
         "sanhook_events_ingested_total{source=\"http\"} ",

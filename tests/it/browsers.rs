@@ -14,10 +14,7 @@ async fn send(
     content_type: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
-    let mut r = s.client.request(method, format!("{}{path}", s.base));
-    if !s.token.is_empty() {
-        r = r.bearer_auth(&s.token);
-    }
+    let mut r = s.request(method, path);
     if let Some(o) = origin {
         r = r.header("origin", o);
     }

@@ -1,7 +1,9 @@
 //! The binary's commands: check-config, the token rule, graceful SIGTERM.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::{eventually_blocking, eventually_value};
 
 fn sanhook() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sanhook"));
@@ -83,11 +85,9 @@ fn sigterm_stops_gracefully() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start");
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually_blocking(Duration::from_secs(20), "the server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -169,18 +169,15 @@ async fn logs_to_a_file_have_no_colour_codes() {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start sanhook");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let text = loop {
+    let text = eventually_value(Duration::from_secs(30), "the start line", || async {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if text.contains("sanhook serving") {
-            break text;
+            Ok(text)
+        } else {
+            Err(format!("no start line in:\n{text}"))
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "no start line in:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let _ = child.kill();
     let _ = child.wait();
     assert!(

@@ -159,10 +159,10 @@ async fn a_webhook_failing_for_disable_after_is_disabled_on_the_day() {
         d.first().is_some_and(|x| x["status"] == "dead")
     })
     .await;
-    // Failing since T0 (the clock is at T0 + 2 s). One millisecond short of five days: still
-    // enabled, after the health watch (once a second, real time) has looked at least twice.
+    // Failing since T0 (the clock is at T0 + 2 s). One millisecond short of five days: a look of
+    // the health watch (as it makes every second) leaves it enabled.
     clock.advance(Duration::from_millis(5 * 86_400_000 - 2_000 - 1));
-    tokio::time::sleep(sanhook::operator::WATCH_EVERY * 2 + SETTLE).await;
+    sanhook::operator::Watch::default().look(&s.engine).await;
     let (_, v) = s.call("GET", &format!("/api/v1/webhooks/{wh}"), None).await;
     assert_eq!(v["enabled"], true, "disabled before disable_after: {v}");
     clock.advance(Duration::from_millis(1));

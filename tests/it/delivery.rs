@@ -181,17 +181,27 @@ async fn per_object_order_holds_across_a_retry() {
 #[actix_rt::test]
 async fn async_webhooks_wait_for_the_flush() {
     let r = Receiver::fixed(200);
+    let beside = Receiver::fixed(200);
     let s = TestServer::start("").await;
     let wh = s
         .webhook(json!({"name": "batch", "url": r.url, "sendType": "async"}))
         .await;
+    // A sync webhook for the same events: its deliveries are committed with the async ones and
+    // handed to dispatch in the same message.
+    let sync = s.webhook(json!({"name": "now", "url": beside.url})).await;
     s.call(
         "POST",
         "/api/v1/events",
         Some(json!([event(1, 1, "opened"), event(2, 2, "opened")])),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Once the sync ones are sent and recorded, async ones sent at once would have arrived
+    // too (the two are separate destinations, so this bounds it by their sends, not strictly:
+    // nothing in the engine records "held for the flush").
+    s.wait_deliveries(sync, WAIT, "the sync webhook's deliveries", |d| {
+        all(d, 2, "delivered")
+    })
+    .await;
     assert!(
         r.received().is_empty(),
         "async deliveries must wait for the flush"
@@ -241,9 +251,13 @@ async fn payload_text_and_signature() {
 #[actix_rt::test]
 async fn deleting_a_webhook_skips_its_queue() {
     let r = Receiver::fixed(200);
+    let beside = Receiver::fixed(200);
     let s = TestServer::start("").await;
     let wh = s
         .webhook(json!({"name": "later", "url": r.url, "sendType": "async"}))
+        .await;
+    let other = s
+        .webhook(json!({"name": "kept", "url": beside.url, "sendType": "async"}))
         .await;
     s.call(
         "POST",
@@ -260,7 +274,13 @@ async fn deleting_a_webhook_skips_its_queue() {
         .await;
     assert_eq!(d[0]["lastError"], "webhook deleted");
     s.call("POST", "/api/v1/outbox/flush", None).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The flush reaches every destination: once the other async webhook's deliveries are sent
+    // and recorded, the deleted one's would have been sent too, had they stayed queued (two
+    // destinations: bounded by their sends, not strictly ordered).
+    s.wait_deliveries(other, WAIT, "the other async webhook flushed", |d| {
+        all(d, 2, "delivered")
+    })
+    .await;
     assert!(r.received().is_empty());
 }
 

@@ -24,21 +24,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::binary::{free_port, write_config, Sanhook};
+use crate::support::Api;
 
-/// A `sanhook serve` child and a client of its API.
+/// A `sanhook serve` child and the client of its API (which it derefs to: `b.call(..)`,
+/// `b.webhook(..)`, `b.wait_deliveries(..)`).
 pub struct Bin {
     pub child: Sanhook,
-    pub base: String,
-    pub client: reqwest::Client,
+    pub api: Api,
     /// The config and the store (removed when dropped).
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Bin {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Bin {
     /// Starts the binary with its store in a temp dir, retrying `retries` times `retry` apart;
     /// `delivery` is more of the `[delivery]` section (`timeout = "1s"`), `rest` whole sections.
     pub async fn start(retry: &str, retries: usize, delivery: &str, rest: &str) -> Bin {
-        sanhook::tls::install_crypto_provider();
         let dir = tempfile::tempdir().expect("dir");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -51,102 +59,9 @@ impl Bin {
         let child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
         Bin {
             child,
-            base,
-            client: reqwest::Client::new(),
+            api: Api::new(&base, ""),
             _dir: dir,
         }
-    }
-
-    /// Sends a JSON request; returns status and parsed body (Null when empty).
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut r = self.client.request(m, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v)
-    }
-
-    /// Creates a webhook; panics unless 201.
-    pub async fn webhook(&self, body: Value) -> u64 {
-        let (s, v) = self.call("POST", "/api/v1/webhooks", Some(body)).await;
-        assert_eq!(s, 201, "create webhook: {v}");
-        v["id"].as_u64().expect("id")
-    }
-
-    /// Posts events; panics unless 202.
-    pub async fn post_events(&self, events: Vec<Value>) -> Value {
-        let (s, v) = self
-            .call("POST", "/api/v1/events", Some(Value::Array(events)))
-            .await;
-        assert_eq!(s, 202, "post events: {v}");
-        v
-    }
-
-    /// The delivery log of one webhook (up to 1,000, newest first).
-    pub async fn deliveries(&self, webhook: u64) -> Vec<Value> {
-        let (s, v) = self
-            .call(
-                "GET",
-                &format!("/api/v1/deliveries?webhook={webhook}&limit=1000"),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until `pred` holds for the webhook's deliveries; panics after `timeout` with what
-    /// the log holds.
-    pub async fn wait_deliveries(
-        &self,
-        webhook: u64,
-        timeout: Duration,
-        what: &str,
-        pred: impl Fn(&[Value]) -> bool,
-    ) -> Vec<Value> {
-        let until = Instant::now() + timeout;
-        loop {
-            let d = self.deliveries(webhook).await;
-            if pred(&d) {
-                return d;
-            }
-            if Instant::now() > until {
-                let brief: Vec<String> = d
-                    .iter()
-                    .take(5)
-                    .map(|x| {
-                        format!(
-                            "{} {} attempts={} {}",
-                            x["id"], x["status"], x["attempts"], x["lastError"]
-                        )
-                    })
-                    .collect();
-                panic!(
-                    "webhook {webhook}: timed out waiting for {what}; {} deliveries, e.g. {brief:?}",
-                    d.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `GET /stats` for one webhook.
-    pub async fn stats(&self, webhook: u64) -> Value {
-        let (s, v) = self.call("GET", "/api/v1/stats", None).await;
-        assert_eq!(s, 200, "{v}");
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .find(|w| w["webhookId"] == webhook)
-            .cloned()
-            .unwrap_or(Value::Null)
     }
 }
 
@@ -393,6 +308,7 @@ async fn serve_one(mut sock: TcpStream, hits: Arc<Mutex<Vec<Hit>>>, script: Arc<
             if sock.write_all(head).await.is_ok() {
                 written = head.len();
                 for _ in 0..1000 {
+                    // The pause is the behaviour (a slow body), not a wait for anything.
                     tokio::time::sleep(every).await;
                     if sock.write_all(b"x").await.is_err() {
                         closed = Some(Instant::now());

@@ -14,6 +14,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
 use crate::support::binary::{free_port, write_config, Sanhook};
+use crate::support::{eventually, eventually_value, Api};
 
 /// Events posted: `SANHOOK_TEST_KILL_EVENTS`, default 5,000 (50,000 deliveries); `.ci/run` runs
 /// it again on the release build with 50,000 (500,000 deliveries).
@@ -38,17 +39,25 @@ pub struct Arrival {
     pub msg: u64,
 }
 
+/// What a [`Sink`] got: every arrival, and the (webhook, event) pairs answered 2xx so far (kept
+/// as they come, so that waiting for them all is cheap to ask).
+#[derive(Default)]
+pub struct Got {
+    pub arrivals: Vec<Arrival>,
+    ok: HashSet<(u8, u32)>,
+}
+
 /// A receiver that keeps only what the checks need (a 500k-delivery run stays small), and
 /// answers `500` to `fail_percent` % of requests, at random.
 pub struct Sink {
     pub url: String,
-    pub got: Arc<Mutex<Vec<Arrival>>>,
+    pub got: Arc<Mutex<Got>>,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl Sink {
     pub fn start(fail_percent: u32) -> Sink {
-        let got: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+        let got: Arc<Mutex<Got>> = Arc::default();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let g = got.clone();
@@ -82,13 +91,18 @@ impl Sink {
                         .and_then(|s| s.parse().ok())
                         .unwrap_or(0);
                     let ok = fail_percent == 0 || rand::random_range(0..100) >= fail_percent;
-                    g.lock().expect("sink lock").push(Arrival {
+                    let mut got = g.lock().expect("sink lock");
+                    got.arrivals.push(Arrival {
                         hook,
                         object,
                         n,
                         ok,
                         msg,
                     });
+                    if ok {
+                        got.ok.insert((hook, n));
+                    }
+                    drop(got);
                     if ok {
                         HttpResponse::Ok().body("ok")
                     } else {
@@ -107,26 +121,19 @@ impl Sink {
     }
 
     pub fn count(&self) -> usize {
-        self.got.lock().expect("sink lock").len()
+        self.got.lock().expect("sink lock").arrivals.len()
     }
 
     /// How many distinct (webhook, event) were answered 2xx.
     fn distinct_ok(&self) -> usize {
-        self.got
-            .lock()
-            .expect("sink lock")
-            .iter()
-            .filter(|a| a.ok)
-            .map(|a| (a.hook, a.n))
-            .collect::<HashSet<_>>()
-            .len()
+        self.got.lock().expect("sink lock").ok.len()
     }
 }
 
 /// Posts events `from..to` (event n about object `n % objects + 1`, comment `n=<n>`) in NDJSON
 /// batches of 1,000, each until it gets its `202` (a batch the engine did not answer is posted
 /// again: ids dedupe it), for at most 30 s a batch.
-pub async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u64, objects: u64) {
+pub async fn post_events(api: &Api, from: u64, to: u64, objects: u64) {
     let mut next = from;
     while next < to {
         let end = (next + 1000).min(to);
@@ -142,23 +149,21 @@ pub async fn post_events(client: &reqwest::Client, base: &str, from: u64, to: u6
             })
             .collect();
         let body = body.join("\n");
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let sent = client
-                .post(format!("{base}/api/v1/events"))
-                .header("content-type", "application/x-ndjson")
-                .body(body.clone())
-                .send()
-                .await;
-            if sent.is_ok_and(|r| r.status().as_u16() == 202) {
-                break;
-            }
-            assert!(
-                Instant::now() < until,
-                "events {next}..{end} got no 202 in 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let body = &body;
+        eventually(
+            Duration::from_secs(30),
+            &format!("a 202 for events {next}..{end}"),
+            move || async move {
+                let sent = api
+                    .request(reqwest::Method::POST, "/api/v1/events")
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                sent.is_ok_and(|r| r.status().as_u16() == 202)
+            },
+        )
+        .await;
         next = end;
     }
 }
@@ -206,20 +211,14 @@ pub async fn run(run: Run) -> Report {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let config = write_config(dir.path(), port, run.retry, run.retries);
-    let client = reqwest::Client::new();
+    let api = Api::new(&base, "");
     let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
     for i in 0..run.webhooks {
         let mut wh = json!({"name": format!("kill{i}"), "url": format!("{}/hook/{i}", sink.url)});
         if run.signed {
             wh["secret"] = json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         }
-        let resp = client
-            .post(format!("{base}/api/v1/webhooks"))
-            .json(&wh)
-            .send()
-            .await
-            .expect("create webhook");
-        assert_eq!(resp.status().as_u16(), 201);
+        api.webhook(wh).await;
     }
 
     // Post in parts; kill the engine after each (while the deliveries of what was posted are
@@ -229,7 +228,11 @@ pub async fn run(run: Run) -> Report {
     let step = ((per_kill as usize * run.webhooks) / 2).clamp(1, 2000);
     for k in 1..=run.kills {
         let (from, to) = (per_kill * (k as u64 - 1), per_kill * k as u64);
-        post_events(&client, &base, from, to, run.objects).await;
+        post_events(&api, from, to, run.objects).await;
+        // Not a wait for the engine but the pacing of the kill (the pause is the behaviour):
+        // let deliveries flow until `step` more arrived or 10 s passed, whichever is first;
+        // `step` more need not ever arrive (much of the part may have arrived while it was
+        // posted), and then the 10 s are the pacing. Either way the kill lands mid-flow.
         let want = sink.count() + step;
         let until = Instant::now() + Duration::from_secs(10);
         while sink.count() < want && Instant::now() < until {
@@ -238,37 +241,34 @@ pub async fn run(run: Run) -> Report {
         child.sigkill();
         child = Sanhook::serve(&config, &dir.path().join(format!("run{k}.log")), &base).await;
     }
-    post_events(
-        &client,
-        &base,
-        per_kill * run.kills as u64,
-        total,
-        run.objects,
-    )
-    .await;
+    post_events(&api, per_kill * run.kills as u64, total, run.objects).await;
 
     let expected = total as usize * run.webhooks;
-    let until = Instant::now() + run.finish;
+    // Within `run.finish`, and never 60 s without a new arrival.
     let mut last = (0, Instant::now());
-    loop {
+    eventually_value(run.finish, "every (webhook, event) answered 2xx", || {
         let distinct = sink.distinct_ok();
-        if distinct >= expected {
-            break;
-        }
         let n = sink.count();
         if n != last.0 {
             last = (n, Instant::now());
         }
         assert!(
-            Instant::now() < until && last.1.elapsed() < Duration::from_secs(60),
+            last.1.elapsed() < Duration::from_secs(60),
             "stalled: {distinct} of {expected} distinct deliveries arrived"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        std::future::ready(if distinct >= expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{distinct} of {expected} distinct deliveries arrived"
+            ))
+        })
+    })
+    .await;
     drop(child);
     sink.handle.stop(false).await;
 
-    let got = sink.got.lock().expect("sink lock").clone();
+    let got = sink.got.lock().expect("sink lock").arrivals.clone();
     let mut first_any: HashMap<(u8, u32), u32> = HashMap::new();
     let mut first_ok: HashMap<(u8, u32), u32> = HashMap::new();
     let mut seen = HashSet::new();

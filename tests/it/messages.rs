@@ -483,16 +483,12 @@ async fn test_is_refused_when_the_windows_are_spent() {
         .call("POST", &format!("/api/v1/webhooks/{wh}/test"), None)
         .await;
     assert_eq!((st, v["ok"].clone()), (200, json!(true)), "{v}");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/webhooks/{wh}/test", s.base))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status().as_u16(), 429);
-    let after: u64 = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
+    let reply = s
+        .send("POST", &format!("/api/v1/webhooks/{wh}/test"), None)
+        .await;
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    let after: u64 = reply
+        .header("retry-after")
         .and_then(|v| v.parse().ok())
         .expect("Retry-After");
     assert!((50..=75).contains(&after), "{after}");

@@ -432,6 +432,7 @@ async fn wechatuser_token_lifetime_comes_from_the_token_response() {
     post_events(&s, vec![ev(1, 1, &["bob"], &[])]).await;
     s.wait_deliveries(wh, WAIT, "first", |d| all(d, 1, "delivered"))
         .await;
+    // Time passing is the scenario (the one-second token runs out), not a wait for the engine.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     post_events(&s, vec![ev(2, 2, &["bob"], &[])]).await;
     s.wait_deliveries(wh, WAIT, "second", |d| all(d, 2, "delivered"))

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::receiver::Receiver;
-use crate::support::{event, test_config, TestServer};
+use crate::support::{event, eventually, test_config, TestServer};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -37,11 +37,10 @@ fn rfc3339(ms: i64) -> String {
 
 /// Waits until the wall clock is past `ms` (so that what is committed next is later).
 async fn clock_past(ms: i64) {
-    let until = Instant::now() + WAIT;
-    while chrono::Utc::now().timestamp_millis() <= ms {
-        assert!(Instant::now() < until, "the clock does not advance");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually(WAIT, &format!("the clock past {ms}"), || async {
+        chrono::Utc::now().timestamp_millis() > ms
+    })
+    .await;
 }
 
 async fn post(s: &TestServer, events: Vec<Value>) {

@@ -3,7 +3,7 @@
 //! `mysql://root@127.0.0.1:3306/test`; `.ci/run` does) or these tests say they skip.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::support::binary::{free_port, Sanhook};
 use crate::support::fakes::DingTalkFake;
 use crate::support::receiver::Receiver;
-use crate::support::TestServer;
+use crate::support::{eventually, eventually_value, Api, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -172,18 +172,49 @@ async fn logged(s: &TestServer, webhook: u64) -> BTreeMap<u64, Vec<ActionEvent>>
 
 /// Waits until the receiver has `n` requests.
 async fn wait_received(r: &Receiver, n: usize, what: &str) {
-    let until = Instant::now() + WAIT;
-    while r.received().len() < n {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}: received {:?}",
-            r.received()
-                .iter()
-                .map(|x| x.json()["text"].clone())
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_value(WAIT, what, || async {
+        let got = r.received();
+        if got.len() >= n {
+            Ok(())
+        } else {
+            Err(format!(
+                "received {:?}",
+                got.iter()
+                    .map(|x| x.json()["text"].clone())
+                    .collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await;
+}
+
+/// Waits until the webhook's delivery log holds action `id`. Each poll's actions are committed
+/// together, in the order of the polls: once `id` is in, everything the polls up to the one
+/// that read it produced is in too (a repeat included).
+async fn wait_logged(s: &TestServer, webhook: u64, id: u64) {
+    eventually_value(
+        WAIT,
+        &format!("action {id} in the delivery log"),
+        || async {
+            let log = logged(s, webhook).await;
+            if log.contains_key(&id) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", log.keys().collect::<Vec<_>>()))
+            }
+        },
+    )
+    .await;
+}
+
+/// Asserts that the delivery log holds exactly one delivery for each of `ids` and nothing else.
+async fn assert_logged_once(s: &TestServer, webhook: u64, ids: &[u64]) {
+    let log = logged(s, webhook).await;
+    assert_eq!(log.keys().copied().collect::<Vec<_>>(), ids);
+    assert!(
+        log.values().all(|d| d.len() == 1),
+        "one delivery per action: {log:?}"
+    );
 }
 
 /// The `objectID`s the receiver got, sorted (objects are sent concurrently, so arrival
@@ -357,22 +388,22 @@ async fn db_source_delivers_a_late_committing_id_once() {
     assert_eq!(late_id, 3);
     act(&mut c, "bug", 4, "alice", "opened").await;
     wait_received(&r, 3, "id 4 while 3 is uncommitted").await;
-    // Several polls pass while 3 is still invisible.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(received_ids(&r), vec![1, 2, 4]);
+    // Another poll passes while 3 is still invisible: the one that reads 5. Once 5 is in the
+    // log, that poll neither delivered 3 nor read 4 again.
+    act(&mut c, "bug", 5, "alice", "opened").await;
+    wait_logged(&s, wh, 5).await;
+    assert_logged_once(&s, wh, &[1, 2, 4, 5]).await;
+    wait_received(&r, 4, "id 5").await;
+    assert_eq!(received_ids(&r), vec![1, 2, 4, 5]);
 
     slow.query_drop("COMMIT").await.expect("commit");
-    wait_received(&r, 4, "the late id 3").await;
-    act(&mut c, "bug", 5, "alice", "opened").await;
-    wait_received(&r, 5, "id 5 after the gap was filled").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(received_ids(&r), vec![1, 2, 3, 4, 5]);
-    let log = logged(&s, wh).await;
-    assert_eq!(log.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
-    assert!(
-        log.values().all(|d| d.len() == 1),
-        "one delivery per action: {log:?}"
-    );
+    wait_received(&r, 5, "the late id 3").await;
+    act(&mut c, "bug", 6, "alice", "opened").await;
+    // Read after the gap was filled: once 6 is in, no poll has read 3 (or another) twice.
+    wait_logged(&s, wh, 6).await;
+    assert_logged_once(&s, wh, &[1, 2, 3, 4, 5, 6]).await;
+    wait_received(&r, 6, "id 6 after the gap was filled").await;
+    assert_eq!(received_ids(&r), vec![1, 2, 3, 4, 5, 6]);
     let _ = (c.disconnect().await, slow.disconnect().await);
     s.stop().await;
 }
@@ -396,31 +427,28 @@ async fn db_source_gives_up_a_rolled_back_id_after_the_grace_period() {
     act(&mut slow, "bug", 2, "alice", "opened").await;
     act(&mut c, "bug", 3, "alice", "opened").await;
     // The poll that reads 3 remembers 2 as a gap.
-    let until = Instant::now() + WAIT;
-    let cursor = loop {
+    let cursor = eventually_value(WAIT, "id 3 read", || async {
         let raw = s.engine.store().checkpoint("db:zt_action").expect("read");
-        if let Some(c) = raw.map(|r| Cursor::decode(&r).expect("cursor")) {
-            if c.high == 3 {
-                break c;
-            }
+        match raw.map(|r| Cursor::decode(&r).expect("cursor")) {
+            Some(c) if c.high == 3 => Ok(c),
+            other => Err(format!("{other:?}")),
         }
-        assert!(Instant::now() < until, "id 3 not read");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await;
     assert_eq!(cursor.gaps.keys().copied().collect::<Vec<_>>(), vec![2]);
     wait_received(&r, 2, "ids 1 and 3").await;
     slow.query_drop("ROLLBACK").await.expect("rollback");
     // Id 2 never appears: once the grace period is over the cursor stops waiting for it.
-    let until = Instant::now() + WAIT;
-    loop {
+    eventually_value(WAIT, "gap 2 given up", || async {
         let raw = s.engine.store().checkpoint("db:zt_action").expect("read");
         let cursor = raw.map(|r| Cursor::decode(&r).expect("cursor"));
         if cursor == Some(Cursor::after(3)) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("gap 2 still tracked: {cursor:?}"))
         }
-        assert!(Instant::now() < until, "gap 2 still tracked: {cursor:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert_eq!(received_ids(&r), vec![1, 3]);
     let _ = (c.disconnect().await, slow.disconnect().await);
     s.stop().await;
@@ -446,14 +474,13 @@ async fn db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_r
     let wh = s.webhook(json!({"name": "end", "url": r.url})).await;
     // The starting position is committed before anything is read, so a restart cannot move
     // it past actions written meanwhile.
-    let until = Instant::now() + WAIT;
-    let cursor = loop {
-        if let Some(raw) = s.engine.store().checkpoint("db:zt_action").expect("read") {
-            break Cursor::decode(&raw).expect("a cursor");
+    let cursor = eventually_value(WAIT, "a checkpoint committed", || async {
+        match s.engine.store().checkpoint("db:zt_action").expect("read") {
+            Some(raw) => Ok(Cursor::decode(&raw).expect("a cursor")),
+            None => Err("none".to_string()),
         }
-        assert!(Instant::now() < until, "no checkpoint committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert_eq!(cursor, Cursor::after(2));
     act(&mut c, "bug", 3, "alice", "opened").await;
     wait_received(&r, 1, "id 3").await;
@@ -466,12 +493,13 @@ async fn db_source_starts_at_the_end_commits_that_position_and_resumes_after_a_r
     let cfg = crate::support::test_config(dir.path(), &source_config(&db, "end"));
     let s = TestServer::start_with(cfg, dir).await;
     wait_received(&r, 3, "ids 4 and 5 after the restart").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(received_ids(&r), vec![3, 4, 5]);
-    assert_eq!(
-        logged(&s, wh).await.keys().copied().collect::<Vec<_>>(),
-        vec![3, 4, 5]
-    );
+    // A later action: once it is in the log, so is anything the polls since the restart read
+    // (3 read again included).
+    act(&mut c, "bug", 6, "alice", "opened").await;
+    wait_logged(&s, wh, 6).await;
+    assert_logged_once(&s, wh, &[3, 4, 5, 6]).await;
+    wait_received(&r, 4, "id 6").await;
+    assert_eq!(received_ids(&r), vec![3, 4, 5, 6]);
     let _ = c.disconnect().await;
     s.stop().await;
 }
@@ -499,17 +527,10 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
     )
     .expect("write config");
     let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(format!("{base}/api/v1/webhooks"))
-        .json(&json!({"name": "kill", "url": r.url, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
-        .send()
-        .await
-        .expect("create webhook");
-    assert_eq!(resp.status().as_u16(), 201);
-    let wh = resp.json::<serde_json::Value>().await.expect("json")["id"]
-        .as_u64()
-        .expect("id");
+    let api = Api::new(&base, "");
+    let wh = api
+        .webhook(json!({"name": "kill", "url": r.url, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+        .await;
 
     // Actions keep coming while the server is killed twice and restarted.
     let writer_db = db.url.clone();
@@ -517,15 +538,16 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
         let mut c = Conn::from_url(writer_db.as_str()).await.expect("connect");
         for i in 1..=ACTIONS {
             act(&mut c, "bug", i, "alice", "opened").await;
+            // The writer's pace (actions keep coming while sanhook is killed), not a wait.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = c.disconnect().await;
     });
     for (run, after) in [(1, ACTIONS / 4), (2, ACTIONS / 2)] {
-        let until = Instant::now() + WAIT;
-        while (r.received().len() as u64) < after && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(WAIT, &format!("{after} actions delivered"), || async {
+            r.received().len() as u64 >= after
+        })
+        .await;
         child.sigkill();
         child = Sanhook::serve(&config, &dir.path().join(format!("run{run}.log")), &base).await;
     }
@@ -533,23 +555,28 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
 
     // Every action reaches the receiver (a retry after a kill may repeat a send, with the
     // same webhook-id)...
-    let until = Instant::now() + Duration::from_secs(60);
-    let seen = loop {
-        let seen: BTreeMap<String, String> = r
-            .received()
-            .iter()
-            .map(|x| {
-                (
-                    x.header("webhook-id").unwrap_or("").to_string(),
-                    x.json()["objectID"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        if seen.len() as u64 >= ACTIONS || Instant::now() > until {
-            break seen;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let seen = eventually_value(
+        Duration::from_secs(60),
+        "every action at the receiver",
+        || async {
+            let seen: BTreeMap<String, String> = r
+                .received()
+                .iter()
+                .map(|x| {
+                    (
+                        x.header("webhook-id").unwrap_or("").to_string(),
+                        x.json()["objectID"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            if seen.len() as u64 >= ACTIONS {
+                Ok(seen)
+            } else {
+                Err(format!("{} webhook-ids of {ACTIONS}", seen.len()))
+            }
+        },
+    )
+    .await;
     let mut objects: Vec<u64> = seen.values().filter_map(|v| v.parse().ok()).collect();
     objects.sort_unstable();
     assert_eq!(
@@ -558,12 +585,7 @@ async fn db_source_resumes_from_its_checkpoint_after_sigkill_with_no_repeats() {
         "one webhook-id per action"
     );
     // ...and the log holds exactly one delivery per action id.
-    let resp = client
-        .get(format!("{base}/api/v1/deliveries?webhook={wh}&limit=1000"))
-        .send()
-        .await
-        .expect("deliveries");
-    let log: Vec<serde_json::Value> = resp.json().await.expect("json");
+    let log = api.deliveries(wh).await;
     let mut per_event: BTreeMap<u64, usize> = BTreeMap::new();
     for d in &log {
         *per_event
@@ -639,9 +661,12 @@ async fn db_source_reconnects_after_its_connection_is_killed() {
     act(&mut c, "bug", 2, "alice", "opened").await;
     act(&mut c, "bug", 3, "alice", "opened").await;
     wait_received(&r, 3, "ids 2 and 3 after the connection was killed").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(received_ids(&r), vec![1, 2, 3]);
-    assert!(logged(&s, wh).await.values().all(|d| d.len() == 1));
+    // A later action: once it is in the log, so is anything read twice before it.
+    act(&mut c, "bug", 4, "alice", "opened").await;
+    wait_logged(&s, wh, 4).await;
+    assert_logged_once(&s, wh, &[1, 2, 3, 4]).await;
+    wait_received(&r, 4, "id 4").await;
+    assert_eq!(received_ids(&r), vec![1, 2, 3, 4]);
     let _ = c.disconnect().await;
     s.stop().await;
 }

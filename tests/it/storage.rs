@@ -5,22 +5,18 @@
 //! a webhook failing for `disable_after` is disabled and reported.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sanhook::store::Faults;
 use serde_json::{json, Value};
 
 use crate::support::receiver::Receiver;
-use crate::support::{event, eventually, TestServer};
+use crate::support::{event, eventually, eventually_value, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn get(s: &TestServer, path: &str) -> (u16, Value) {
-    let resp = reqwest::get(format!("{}{path}", s.base))
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    s.call("GET", path, None).await
 }
 
 #[actix_rt::test]
@@ -48,30 +44,20 @@ async fn a_store_that_cannot_commit_refuses_writes_holds_outcomes_and_recovers()
     eventually(WAIT, "the first send", || async { r.received().len() == 1 }).await;
 
     // Writes are refused with 503 + Retry-After, and /healthz says why.
-    let until = Instant::now() + WAIT;
-    let refused = loop {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/api/v1/events", s.base))
-            .header("content-type", "application/json")
-            .body(event(2, 13, "opened").to_string())
-            .send()
-            .await
-            .expect("request");
-        if resp.status().as_u16() == 503 {
-            break resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
+    let refused = eventually_value(WAIT, "a write refused", || async {
+        let reply = s
+            .send("POST", "/api/v1/events", Some(&event(2, 13, "opened")))
+            .await;
+        match reply.status {
+            503 => Ok(reply.header("retry-after").map(String::from)),
+            202 => Err("202".to_string()),
+            other => panic!(
+                "only 202 before the disk is full, not {other}: {}",
+                reply.text
+            ),
         }
-        assert_eq!(
-            resp.status().as_u16(),
-            202,
-            "only 202 before the disk is full"
-        );
-        assert!(Instant::now() < until, "no write was refused");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(refused.as_deref(), Some("5"));
     let (st, health) = get(&s, "/healthz").await;
     assert_eq!(
@@ -82,16 +68,16 @@ async fn a_store_that_cannot_commit_refuses_writes_holds_outcomes_and_recovers()
     let reason = health["reason"].as_str().unwrap_or("");
     assert!(reason.contains("No space left on device"), "{reason}");
 
-    // The delivered send is held, not made again, for longer than a retry would take.
-    let watch_until = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < watch_until {
-        assert_eq!(
-            r.received().len(),
-            1,
-            "a send was repeated while its outcome was held"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The delivered send is held, not made again, for longer than a retry would take. This
+    // pause is the outage itself (the disk stays full for 1.5 s: past a retry, 100 ms, and a
+    // retried commit, 1 s), not a wait for the engine; nothing marks "the engine chose not to
+    // send" (a repeat would show in the count here, and in "each event sent once" below).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        r.received().len(),
+        1,
+        "a send was repeated while its outcome was held"
+    );
 
     // Space returns: the store reopens by itself; the held outcome is recorded; writes work.
     faults.fail_writes(false);
@@ -184,7 +170,14 @@ async fn a_webhook_failing_past_disable_after_is_disabled_and_reported() {
         .await;
     assert_eq!(st, 200, "{w}");
     assert_eq!(w.get("disabledReason"), None, "{w}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // What the watch decides from: the webhook is in no failing episode any more...
+    let failing = s.engine.store().failing();
+    assert!(
+        failing.iter().all(|(id, _, _)| *id != wh),
+        "still failing since the old episode: {failing:?}"
+    );
+    // ...so a look of the watch (as it makes every second) leaves it enabled.
+    sanhook::operator::Watch::default().look(&s.engine).await;
     let (_, w) = s.call("GET", &format!("/api/v1/webhooks/{wh}"), None).await;
     assert_eq!(w["enabled"], true, "{w}");
     down.stop().await;
@@ -262,17 +255,11 @@ async fn a_real_full_disk_is_survived_without_a_restart() {
     );
 
     std::fs::remove_file(&filler).expect("free space");
-    let until = Instant::now() + WAIT;
-    loop {
-        match store.ingest(batch(next)).await {
-            Ok(r) => {
-                assert_eq!(r.accepted, 500);
-                break;
-            }
-            Err(e) => assert!(Instant::now() < until, "never recovered: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = eventually_value(WAIT, "the store to commit again", || async {
+        store.ingest(batch(next)).await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(r.accepted, 500);
     assert!(store.outage().is_none());
     // At least one outage, over now (a failed commit frees its pages when the store reopens,
     // so a nearly full disk may let the store recover and fail again before the filler goes).

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::binary::{free_port, Sanhook};
 use crate::support::receiver::Receiver;
-use crate::support::{event, test_config, TestServer};
+use crate::support::{event, eventually, eventually_value, test_config, Api, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -83,15 +83,16 @@ async fn delivered_ids(s: &TestServer, wh: u64) -> Vec<u64> {
 
 /// Waits until the webhook has deliveries for exactly `want` (in this order, each once).
 async fn wait_ingested(s: &TestServer, wh: u64, want: &[u64]) {
-    let until = Instant::now() + WAIT;
-    loop {
+    let got = eventually_value(WAIT, &format!("{} deliveries", want.len()), || async {
         let got = delivered_ids(s, wh).await;
-        if got.len() >= want.len() || Instant::now() > until {
-            assert_eq!(got, want, "deliveries in ingestion order");
-            return;
+        if got.len() >= want.len() {
+            Ok(got)
+        } else {
+            Err(format!("{got:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert_eq!(got, want, "deliveries in ingestion order");
 }
 
 async fn quarantine(s: &TestServer) -> Vec<Value> {
@@ -129,12 +130,15 @@ async fn tail_partial_line_is_not_read_until_its_newline() {
     append(&a, head);
     // A later line in another file: once it is in, the tailer has read past the partial one.
     append(&logs.join("b.ndjson"), &line(3));
-    let until = Instant::now() + WAIT;
-    let mut got = delivered_ids(&s, wh).await;
-    while !got.contains(&3) && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        got = delivered_ids(&s, wh).await;
-    }
+    let got = eventually_value(WAIT, "the line in b.ndjson", || async {
+        let got = delivered_ids(&s, wh).await;
+        if got.contains(&3) {
+            Ok(got)
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await;
     assert_eq!(got, vec![1, 3], "the partial line must wait");
     assert!(quarantine(&s).await.is_empty());
     append(&a, rest);
@@ -220,15 +224,7 @@ async fn tail_bad_lines_are_quarantined_and_later_lines_flow() {
     assert!(long_reason.contains("max_line"), "{long_reason}");
     let raw = q[2]["raw"].as_str().unwrap_or("");
     assert!(raw.len() <= 4096 && raw.starts_with("{\"id\":4"), "{raw}");
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let (_, metrics) = s.call_text("GET", "/metrics", None).await;
     assert!(
         metrics.contains("sanhook_quarantined_total{source=\"tail\"} 3"),
         "{metrics}"
@@ -284,11 +280,10 @@ async fn tail_start_at_end_skips_what_was_already_there() {
     let wh = s.webhook(json!({"name": "tail", "url": r.url})).await;
     // The first scan commits where it starts; only then is it safe to append.
     let key = sanhook::ingest::tail::checkpoint_key(&glob);
-    let until = Instant::now() + WAIT;
-    while s.engine.store().checkpoint(&key).ok().flatten().is_none() {
-        assert!(Instant::now() < until, "no first checkpoint");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "the first checkpoint", || async {
+        s.engine.store().checkpoint(&key).ok().flatten().is_some()
+    })
+    .await;
     append(&log, rest);
     append(&log, &lines(4..=5));
     wait_ingested(&s, wh, &[3, 4, 5]).await;
@@ -324,7 +319,6 @@ async fn tail_resumes_after_a_restart_without_repeating() {
 async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
     const LINES: u64 = 3000;
     const KILLS: usize = 3;
-    sanhook::tls::install_crypto_provider();
     let r = Receiver::fixed(200);
     let dir = tempfile::tempdir().expect("dir");
     let logs = dir.path().join("logs");
@@ -342,18 +336,11 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
         ),
     )
     .expect("write config");
-    let client = reqwest::Client::new();
+    let api = Api::new(&base, "");
     let mut child = Sanhook::serve(&config, &dir.path().join("run0.log"), &base).await;
-    let resp = client
-        .post(format!("{base}/api/v1/webhooks"))
-        .json(&json!({"name": "tail", "url": r.url, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
-        .send()
-        .await
-        .expect("create webhook");
-    assert_eq!(resp.status().as_u16(), 201);
-    let wh = resp.json::<Value>().await.expect("webhook")["id"]
-        .as_u64()
-        .expect("id");
+    let wh = api
+        .webhook(json!({"name": "tail", "url": r.url, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+        .await;
 
     // The writer: bursts of lines, one rename rotation half way.
     let written = Arc::new(AtomicU64::new(0));
@@ -371,6 +358,8 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
                 if id == LINES / 2 + 1 {
                     std::fs::rename(&log, logs.join("actions.ndjson.1")).expect("rotate");
                 }
+                // The writer's pace (the behaviour: lines keep coming while sanhook is
+                // killed), not a wait for anything.
                 std::thread::sleep(Duration::from_millis(20));
             }
             done.store(true, Ordering::SeqCst);
@@ -379,10 +368,12 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
     for k in 1..=KILLS {
         // Kill while lines are flowing: after the writer has moved on a bit.
         let mark = k as u64 * LINES / (KILLS as u64 + 1);
-        let until = Instant::now() + Duration::from_secs(30);
-        while written.load(Ordering::SeqCst) < mark && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            &format!("{mark} lines written"),
+            || async { written.load(Ordering::SeqCst) >= mark },
+        )
+        .await;
         println!(
             "SIGKILL {k} with {} of {LINES} lines written",
             written.load(Ordering::SeqCst)
@@ -390,52 +381,51 @@ async fn tail_sigkill_while_tailing_ingests_every_line_exactly_once() {
         child.sigkill();
         child = Sanhook::serve(&config, &dir.path().join(format!("run{k}.log")), &base).await;
     }
-    let until = Instant::now() + Duration::from_secs(60);
-    while !done.load(Ordering::SeqCst) && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(60), "the writer done", || async {
+        done.load(Ordering::SeqCst)
+    })
+    .await;
     writer.join().expect("writer");
     // Every line reaches the receiver (deduplicated by webhook-id).
-    let (by_webhook_id, events) = loop {
-        let mut by_id: HashMap<String, String> = HashMap::new();
-        for g in r.received() {
-            if let Some(id) = g.header("webhook-id") {
-                let obj = g.json()["objectID"].as_str().unwrap_or("").to_string();
-                by_id.insert(id.to_string(), obj);
+    let by_webhook_id = eventually_value(
+        Duration::from_secs(60),
+        "every line at the receiver",
+        || async {
+            let mut by_id: HashMap<String, String> = HashMap::new();
+            for g in r.received() {
+                if let Some(id) = g.header("webhook-id") {
+                    let obj = g.json()["objectID"].as_str().unwrap_or("").to_string();
+                    by_id.insert(id.to_string(), obj);
+                }
             }
-        }
-        let events: HashSet<String> = by_id.values().cloned().collect();
-        if events.len() as u64 >= LINES || Instant::now() > until {
-            break (by_id, events);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let missing: Vec<u64> = (1..=LINES)
-        .filter(|i| !events.contains(&i.to_string()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} lines never reached the receiver, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
+            let events: HashSet<String> = by_id.values().cloned().collect();
+            let missing: Vec<u64> = (1..=LINES)
+                .filter(|i| !events.contains(&i.to_string()))
+                .collect();
+            if missing.is_empty() {
+                Ok(by_id)
+            } else {
+                Err(format!(
+                    "{} lines never reached the receiver, e.g. {:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(10)]
+                ))
+            }
+        },
+    )
+    .await;
     assert_eq!(by_webhook_id.len() as u64, LINES, "one webhook-id per line");
     // And the delivery log holds exactly one delivery per line.
     let mut counts: HashMap<u64, usize> = HashMap::new();
     let mut before: Option<u64> = None;
     loop {
-        let mut url = format!("{base}/api/v1/deliveries?webhook={wh}&limit=1000");
+        let mut path = format!("/api/v1/deliveries?webhook={wh}&limit=1000");
         if let Some(b) = before {
-            url.push_str(&format!("&before={b}"));
+            path.push_str(&format!("&before={b}"));
         }
-        let page: Vec<Value> = client
-            .get(url)
-            .send()
-            .await
-            .expect("deliveries")
-            .json()
-            .await
-            .expect("json");
+        let (status, page) = api.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        let page = page.as_array().cloned().unwrap_or_default();
         let Some(last) = page.last().and_then(|d| d["id"].as_u64()) else {
             break;
         };

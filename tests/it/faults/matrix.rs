@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{peak_rss, Act, Bin, Raw};
+use super::{peak_rss, Act, Bin, Hit, Raw};
 use crate::support::binary::free_port;
+use crate::support::eventually_value;
 
 const TIMEOUT: f64 = 1.0;
 /// Added to every upper bound: a loaded machine (the other tests, a slow fsync) delays a retry,
@@ -33,8 +34,12 @@ const HELD: (f64, f64) = (TIMEOUT - 0.5, TIMEOUT + 1.0);
 /// How many events the 10 MB row gets (each a distinct object: all in flight at once).
 const HUGE_EVENTS: usize = 20;
 const HUGE: usize = 10 * 1024 * 1024;
-/// After every delivery ended: how long nothing more may arrive anywhere.
-const QUIET: Duration = Duration::from_secs(1);
+/// The `comment` of the events posted once everything has ended (see "nothing more arrives").
+const MARKER: &str = "quiet marker";
+
+fn is_marker(h: &Hit) -> bool {
+    h.json()["comment"] == MARKER
+}
 
 /// Where a row's webhook points.
 enum Target {
@@ -232,7 +237,14 @@ fn rows(elsewhere: &str) -> Vec<Row> {
         },
         Row {
             name: "10 MB answer (x20 at once)",
-            target: Target::Script(always(Act::Huge(HUGE))),
+            // Then 200: what the markers get.
+            target: Target::Script(Box::new(|n| {
+                if n < HUGE_EVENTS {
+                    Act::Huge(HUGE)
+                } else {
+                    Act::status(200)
+                }
+            })),
             status: "delivered",
             attempts: 1..=1,
             error: &[],
@@ -279,72 +291,123 @@ async fn receiver_faults_end_as_contract_5_says() {
     let rss_before = peak_rss(pid);
 
     let mut events = vec![];
+    // Each row's objects (one per event).
+    let mut objects: Vec<Vec<u64>> = vec![];
     let mut id = 0u64;
     for (i, _) in rows.iter().enumerate() {
         let n = if i == huge_row { HUGE_EVENTS } else { 1 };
+        let mut mine = vec![];
         for _ in 0..n {
             id += 1;
+            mine.push(id);
             events.push(json!({
                 "id": id, "objectType": "bug", "objectID": id, "product": format!(",{},", i + 1),
                 "actor": "alice", "action": "opened", "date": "2026-11-20 09:00:35",
                 "objectName": "Login fails"
             }));
         }
+        objects.push(mine);
     }
     let started = Instant::now();
     b.post_events(events).await;
 
-    // Wait until every row's deliveries have ended; bring the refused port's receiver up once
-    // its first attempt was refused.
-    let until = Instant::now() + Duration::from_secs(60);
-    let mut logs: Vec<Vec<Value>> = vec![vec![]; rows.len()];
-    loop {
-        let mut done = true;
-        for (i, row) in rows.iter().enumerate() {
-            let want = if i == huge_row { HUGE_EVENTS } else { 1 };
-            let d = b.deliveries(hooks[i]).await;
-            if let (Target::Refused(true), None, Some(p)) = (&row.target, &raws[i], ports[i]) {
-                if d.first().is_some_and(|x| x["attempts"].as_u64() >= Some(1)) {
-                    raws[i] = Some(Raw::start_on(p, |_| Act::status(200)).await);
-                }
-            }
-            let ended = d.len() == want
-                && d.iter()
-                    .all(|x| x["status"] == "delivered" || x["status"] == "dead");
-            done &= ended;
-            logs[i] = d;
+    // Bring the refused port's receiver up once its first attempt was refused.
+    for (i, row) in rows.iter().enumerate() {
+        if let (Target::Refused(true), Some(p)) = (&row.target, ports[i]) {
+            b.wait_deliveries(
+                hooks[i],
+                Duration::from_secs(60),
+                "the first attempt",
+                |d| d.first().is_some_and(|x| x["attempts"].as_u64() >= Some(1)),
+            )
+            .await;
+            raws[i] = Some(Raw::start_on(p, |_| Act::status(200)).await);
         }
-        if done {
-            break;
-        }
-        if Instant::now() > until {
-            for (i, row) in rows.iter().enumerate() {
-                let x = logs[i].first().cloned().unwrap_or(Value::Null);
-                eprintln!(
-                    "{:<60} {} attempts={} {}",
-                    row.name, x["status"], x["attempts"], x["lastError"]
-                );
-            }
-            panic!("the matrix did not end within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Wait until every row's deliveries have ended.
+    let logs: Vec<Vec<Value>> =
+        eventually_value(Duration::from_secs(60), "the matrix to end", || async {
+            let mut logs = vec![];
+            let mut open = vec![];
+            for (i, row) in rows.iter().enumerate() {
+                let want = if i == huge_row { HUGE_EVENTS } else { 1 };
+                let d = b.deliveries(hooks[i]).await;
+                let ended = d.len() == want
+                    && d.iter()
+                        .all(|x| x["status"] == "delivered" || x["status"] == "dead");
+                if !ended {
+                    let x = d.first().cloned().unwrap_or(Value::Null);
+                    open.push(format!(
+                        "{:<60} {} attempts={} {}",
+                        row.name, x["status"], x["attempts"], x["lastError"]
+                    ));
+                }
+                logs.push(d);
+            }
+            if open.is_empty() {
+                Ok(logs)
+            } else {
+                Err(format!("not ended:\n{}", open.join("\n")))
+            }
+        })
+        .await;
     let ended = started.elapsed();
     let counts: Vec<usize> = raws
         .iter()
         .map(|r| r.as_ref().map_or(0, Raw::count))
         .collect();
-    // The quiet window: nothing more arrives anywhere once everything has ended (a dead
-    // delivery is not sent again; a 410 is not asked twice).
-    tokio::time::sleep(QUIET).await;
+    // Nothing more arrives anywhere once everything has ended (a dead delivery is not sent
+    // again; a 410 is not asked twice). The marker: one more event about each object of each
+    // row with a receiver. An object's next delivery is sent only once its earlier ones have
+    // ended, so anything the engine still had for an object reaches the receiver before that
+    // object's marker: once every marker is in, what is not a marker was all there is.
+    let mut markers = vec![];
+    for (i, objs) in objects.iter().enumerate() {
+        if raws[i].is_none() {
+            continue;
+        }
+        for o in objs {
+            id += 1;
+            markers.push(json!({
+                "id": id, "objectType": "bug", "objectID": o, "product": format!(",{},", i + 1),
+                "actor": "alice", "action": "edited", "date": "2026-11-20 09:00:35",
+                "objectName": "Login fails", "comment": MARKER
+            }));
+        }
+    }
+    b.post_events(markers).await;
+    eventually_value(Duration::from_secs(30), "every marker", || async {
+        let waiting: Vec<&str> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                raws[*i].as_ref().is_some_and(|r| {
+                    r.hits().iter().filter(|h| is_marker(h)).count() < objects[*i].len()
+                })
+            })
+            .map(|(_, row)| row.name)
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no marker yet at {waiting:?}"))
+        }
+    })
+    .await;
 
     let mut failures = vec![];
     for (i, row) in rows.iter().enumerate() {
         let mut fail = |what: String| failures.push(format!("{}: {what}", row.name));
-        let hits = raws[i].as_ref().map(Raw::hits).unwrap_or_default();
+        let hits: Vec<Hit> = raws[i]
+            .as_ref()
+            .map(Raw::hits)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| !is_marker(h))
+            .collect();
         if hits.len() != counts[i] {
             fail(format!(
-                "{} more request(s) within {QUIET:?} after the end",
+                "{} more request(s) after the end (before the marker)",
                 hits.len() - counts[i]
             ));
         }
@@ -422,7 +485,13 @@ async fn receiver_faults_end_as_contract_5_says() {
         ));
     }
     // The 10 MB answers: read up to the limit only. The log keeps a few KB of the body.
-    let huge = raws[huge_row].as_ref().map(Raw::hits).unwrap_or_default();
+    let huge: Vec<Hit> = raws[huge_row]
+        .as_ref()
+        .map(Raw::hits)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| !is_marker(h))
+        .collect();
     let unread = huge.iter().filter(|h| h.written < HUGE).count();
     for d in &logs[huge_row] {
         let body = d["response"]["body"].as_str().unwrap_or("");

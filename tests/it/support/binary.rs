@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A port free right now on 127.0.0.1 (for a child's `server.listen`).
 pub fn free_port() -> u16 {
@@ -45,7 +45,6 @@ impl Sanhook {
         base: &str,
         env: &[(&str, &str)],
     ) -> Sanhook {
-        sanhook::tls::install_crypto_provider();
         let log = std::fs::File::create(log).expect("log file");
         let out = log.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sanhook"))
@@ -57,20 +56,20 @@ impl Sanhook {
             .spawn()
             .expect("start sanhook");
         let mut s = Sanhook(child);
-        let client = reqwest::Client::new();
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = s.0.try_wait() {
-                panic!("sanhook exited early: {status}");
-            }
-            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-                if r.status().is_success() {
-                    return s;
+        let health = super::Api::new(base, "");
+        super::eventually(
+            Duration::from_secs(30),
+            "sanhook to answer /healthz",
+            || {
+                if let Ok(Some(status)) = s.0.try_wait() {
+                    panic!("sanhook exited early: {status}");
                 }
-            }
-            assert!(Instant::now() < until, "sanhook did not become healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                let asked = health.request(reqwest::Method::GET, "/healthz").send();
+                async move { asked.await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
+        .await;
+        s
     }
 
     /// The child's process id.
@@ -89,48 +88,5 @@ impl Drop for Sanhook {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A client of a child's API: every answer kept whole, status and text.
-pub struct Api {
-    pub base: String,
-    pub token: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    pub fn new(base: &str, token: &str) -> Api {
-        sanhook::tls::install_crypto_provider();
-        Api {
-            base: base.to_string(),
-            token: token.to_string(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client"),
-        }
-    }
-
-    /// Sends a request (a JSON body when given); returns the status and the answer's text.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> (u16, String) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut r = self.client.request(m, format!("{}{path}", self.base));
-        if !self.token.is_empty() {
-            r = r.bearer_auth(&self.token);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.expect("body"))
     }
 }

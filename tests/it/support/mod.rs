@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod binary;
 pub mod fakes;
 pub mod proxy;
@@ -14,14 +15,23 @@ use sanhook::engine::StartOptions;
 use sanhook::{Config, Engine};
 use serde_json::Value;
 
-/// An engine serving its API on 127.0.0.1 with a store in a temp dir.
+pub use api::Api;
+
+/// An engine serving its API on 127.0.0.1 with a store in a temp dir. Derefs to its [`Api`]
+/// client (`s.call(..)`, `s.webhook(..)`, `s.wait_deliveries(..)`, `s.base`).
 pub struct TestServer {
     pub engine: Engine,
-    pub base: String,
-    pub client: reqwest::Client,
-    pub token: String,
+    pub api: Api,
     pub dir: tempfile::TempDir,
     handle: actix_web::dev::ServerHandle,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// The config every test starts from: short retries, a temp store, no auth.
@@ -92,12 +102,9 @@ impl TestServer {
         let server = sanhook::api::serve(engine.clone(), listener).expect("serve");
         let handle = server.handle();
         actix_rt::spawn(server);
-        sanhook::tls::install_crypto_provider();
         TestServer {
             engine,
-            base,
-            client: reqwest::Client::new(),
-            token,
+            api: Api::new(&base, &token),
             dir,
             handle,
         }
@@ -108,108 +115,6 @@ impl TestServer {
         self.handle.stop(true).await;
         self.engine.shutdown().await;
         self.dir
-    }
-
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
-        if self.token.is_empty() {
-            r
-        } else {
-            r.bearer_auth(&self.token)
-        }
-    }
-
-    /// Sends a JSON request; returns status and parsed body (Null when empty).
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut r = self.req(m, path);
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        let v = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, v)
-    }
-
-    /// Posts a raw body with a content type.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
-        let resp = self
-            .req(reqwest::Method::POST, path)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let v = resp.json().await.unwrap_or(Value::Null);
-        (status, v)
-    }
-
-    /// Creates a webhook; panics unless 201.
-    pub async fn webhook(&self, body: Value) -> u64 {
-        let (s, v) = self.call("POST", "/api/v1/webhooks", Some(body)).await;
-        assert_eq!(s, 201, "create webhook: {v}");
-        v["id"].as_u64().expect("id")
-    }
-
-    /// The delivery log for one webhook.
-    pub async fn deliveries(&self, webhook: u64) -> Vec<Value> {
-        let (s, v) = self
-            .call(
-                "GET",
-                &format!("/api/v1/deliveries?webhook={webhook}&limit=1000"),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until `pred` holds for the webhook's deliveries (panics after `timeout`).
-    pub async fn wait_deliveries(
-        &self,
-        webhook: u64,
-        timeout: Duration,
-        what: &str,
-        pred: impl Fn(&[Value]) -> bool,
-    ) -> Vec<Value> {
-        let until = Instant::now() + timeout;
-        loop {
-            let d = self.deliveries(webhook).await;
-            if pred(&d) {
-                return d;
-            }
-            if Instant::now() > until {
-                let mut by_status = std::collections::BTreeMap::<String, usize>::new();
-                for x in &d {
-                    let st = x["status"].as_str().unwrap_or("?").to_string();
-                    *by_status.entry(st).or_default() += 1;
-                }
-                let mut odd = d
-                    .iter()
-                    .find(|x| x["status"] != "delivered")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                if let Some(o) = odd.as_object_mut() {
-                    o.remove("request");
-                }
-                panic!(
-                    "timed out waiting for {what}; {} deliveries {by_status:?}; e.g. {odd}",
-                    d.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 
@@ -222,15 +127,65 @@ pub fn event(id: u64, object_id: u64, action: &str) -> Value {
     })
 }
 
+/// The first pause between two looks of the `eventually` helpers; it doubles up to
+/// [`POLL_MAX`], so that what is quick is seen at once and what is slow is not asked too often.
+const POLL_FIRST: Duration = Duration::from_millis(5);
+const POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Waits until `probe` gives `Ok(found)` and returns `found`; while it gives `Err(seen)`, looks
+/// again after a short pause. After `timeout`, panics naming `what` and the last `seen`.
+///
+/// Every test waits for what it needs through this (or [`eventually`] and
+/// [`eventually_blocking`]): the one poll loop of the tests.
+pub async fn eventually_value<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let until = Instant::now() + timeout;
+    let mut pause = POLL_FIRST;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) => assert!(
+                Instant::now() < until,
+                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_MAX);
+    }
+}
+
 /// Waits until `cond` holds, polling; panics with `what` after `timeout`.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_value(timeout, what, || {
+        let holds = cond();
+        async move {
+            if holds.await {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        }
+    })
+    .await
+}
+
+/// [`eventually`] for a plain thread (no async runtime): blocks it between looks.
+pub fn eventually_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let until = Instant::now() + timeout;
-    while !cond().await {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut pause = POLL_FIRST;
+    while !cond() {
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(POLL_MAX);
     }
 }
