@@ -153,6 +153,11 @@ async fn a_webhook_failing_for_disable_after_is_disabled_on_the_day() {
     let wh = s.webhook(json!({"name": "down", "url": r.url})).await;
     post(&s, vec![event(1, 1, "opened")]).await;
     received(&r, 1, "the first attempt").await;
+    // The retry is scheduled from the clock when the outcome is recorded: wait for that first.
+    s.wait_deliveries(wh, Duration::from_secs(3), "retrying", |d| {
+        d.first().is_some_and(|x| x["status"] == "retrying")
+    })
+    .await;
     // Past the one retry (1 s, jittered up to 1.2 s).
     clock.advance(Duration::from_secs(2));
     s.wait_deliveries(wh, Duration::from_secs(3), "dead", |d| {
