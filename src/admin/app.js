@@ -212,6 +212,32 @@ function fmtTime(s) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 function clamp(text) { return el('div', { class: 'clamp', title: text }, text); }
+// The platform's verdict in Chinese for the codes admins meet most; the API's own words (English)
+// stay beside it. Keys: platform name as the API writes it (DingTalk, WeCom, Feishu) + code.
+const VERDICT_ZH = {
+  'DingTalk 310000': '机器人拒绝了签名、关键词、时间戳或 IP：请检查 Webhook 的密钥、机器人的关键词和本机时钟。',
+  'DingTalk 300001': '机器人的 access_token 不存在：请检查 Webhook 的 URL。',
+  'DingTalk 130101': '发送太快，机器人被限流 10 分钟。',
+  'DingTalk 40089': '请检查 Webhook 的 AppKey 和 AppSecret。',
+  'DingTalk 60020': '本服务器的 IP 不在应用的白名单中。',
+  'WeCom 93000': '机器人 key 无效：请检查 Webhook 的 URL。',
+  'WeCom 45009': '调用频率超限。',
+  'WeCom 40013': '请检查企业 ID（wechatCorpId）。',
+  'WeCom 40001': '请检查应用 Secret（wechatCorpSecret）。',
+  'WeCom 40056': '请检查 AgentId（wechatAgentId）。',
+  'WeCom 60020': '本服务器的 IP 不在应用的可信 IP 中。',
+  'Feishu 19021': '机器人拒绝了签名或时间戳：请检查 Webhook 的密钥和本机时钟。',
+  'Feishu 19022': '本服务器的 IP 不在机器人的 IP 白名单中。',
+  'Feishu 19024': '消息缺少机器人设置的关键词。',
+  'Feishu 19001': '机器人 hook token 无效：请检查 Webhook 的 URL。',
+  'Feishu 10003': '请检查 App ID 和 App Secret。',
+};
+function verdictWords(error) {
+  if (lang !== 'zh-cn' || !error) return null;
+  const m = /\b(DingTalk|WeCom|Feishu|Lark)\b\D{0,20}?(-?\d{3,})/.exec(error);
+  const zh = m && VERDICT_ZH[(m[1] === 'Lark' ? 'Feishu' : m[1]) + ' ' + m[2]];
+  return zh ? el('div', { class: 'verdict-zh' }, zh) : null;
+}
 function statusBadge(s) { return el('span', { class: 'badge ' + s }, t('s_' + s)); }
 function pretty(body) {
   if (body === null || body === undefined) return '';
@@ -600,7 +626,7 @@ async function pageWebhook(id) {
     try {
       const r = await api('POST', `/api/v1/webhooks/${id}/test`, eventBody());
       fill(testOut, el('div', { class: 'verdict ' + (r.ok ? 'ok' : 'bad'), role: 'status' },
-        r.ok ? t('testOk') : [t('testFail', t('s_' + r.status)), ' ', r.lastError || '']),
+        r.ok ? t('testOk') : [verdictWords(r.lastError), t('testFail', t('s_' + r.status)), ' ', r.lastError || '']),
       r.response ? [el('h3', {}, t('response'), ' ', String(r.response.status)), el('pre', {}, pretty(r.response.body))] : null);
     } catch (e) {
       if (e instanceof ApiError && e.status === 429) fill(testOut, el('div', { class: 'verdict bad' }, t('rateLimited', e.retryAfter || '?'), ' ', e.body.error));
@@ -734,8 +760,8 @@ async function pageDeliveries() {
   stSel.addEventListener('change', () => go());
   // "Newer" pages: the `before` values seen on the way back, kept in the hash.
   const trail = (q.get('trail') || '').split('.').filter(Boolean);
-  const olderBtn = el('button', { type: 'button', disabled: rows.length < limit, onclick: () => go({ before: String(rows[rows.length - 1].id), trail: [...trail, q.get('before') || '0'].join('.') }) }, t('older'));
-  const newerBtn = el('button', {
+  const olderBtn = () => el('button', { type: 'button', disabled: rows.length < limit, onclick: () => go({ before: String(rows[rows.length - 1].id), trail: [...trail, q.get('before') || '0'].join('.') }) }, t('older'));
+  const newerBtn = () => el('button', {
     type: 'button', disabled: !q.get('before'), onclick: () => {
       const prev = trail.slice(0, -1); const b = trail[trail.length - 1];
       go({ before: b && b !== '0' ? b : '', trail: prev.join('.') });
@@ -776,10 +802,11 @@ async function pageDeliveries() {
   show(el('h1', {}, t('deliveriesTitle')),
     el('div', { class: 'panel row', role: 'search' }, el('label', { for: 'd-webhook' }, t('webhook')), whSel,
       el('label', { for: 'd-status' }, t('status')), stSel, el('span', { class: 'spacer' }),
-      el('button', { type: 'button', onclick: () => go() }, t('newest')), newerBtn, olderBtn),
+      el('button', { type: 'button', onclick: () => go() }, t('newest')), newerBtn(), olderBtn()),
+    el('details', { class: 'panel recover', open: q.get('status') === 'dead' }, el('summary', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
+      el('div', { class: 'row' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh, el('label', { for: 'r-since' }, t('since')), recSince, recBtn), recOut),
     table,
-    el('section', { class: 'panel' }, el('h2', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
-      el('div', { class: 'row' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh, el('label', { for: 'r-since' }, t('since')), recSince, recBtn), recOut));
+    rows.length === limit ? el('div', { class: 'row end' }, newerBtn(), olderBtn()) : null);
 }
 
 async function pageDelivery(id) {
@@ -803,7 +830,7 @@ async function pageDelivery(id) {
     [t('event'), el('span', { class: 'mono' }, `#${d.eventId} ${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}`)],
     [t('created'), fmtTime(d.createdAt)], [t('attempts'), String(d.attempts)],
     [t('lastAttempt'), d.lastAttemptAt ? fmtTime(d.lastAttemptAt) : '—'], [t('nextAttempt'), d.nextAttemptAt ? fmtTime(d.nextAttemptAt) : '—'],
-    [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, d.lastError)] : null,
+    [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError)] : null,
   ]), el('p', { class: 'muted' }, t('attemptsNote'))),
   (p.served || p.rejected) ? el('section', { class: 'panel' }, el('h2', {}, t('progress')), kv([
     [t('served'), (p.served || []).join(', ') || '—'],
