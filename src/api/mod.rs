@@ -339,6 +339,8 @@ async fn browsers(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(ops::healthz))
         .route("/metrics", web::get().to(ops::metrics))
+        // The web admin (no token for the page; it calls the API below like any client).
+        .configure(crate::admin::routes)
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(auth))

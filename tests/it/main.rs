@@ -3,6 +3,7 @@
 mod support;
 
 mod addresses;
+mod admin;
 mod api;
 mod browsers;
 mod burst;
