@@ -274,19 +274,13 @@ impl fmt::Display for Origin {
     }
 }
 
-/// Everything that can be wrong with a configuration. Each message names the key (or variable),
-/// the value and what to write instead.
+/// Everything that can be wrong with a configuration. The messages are serde's and toml's
+/// (or [`Config::validate`]'s), with the key, where it was written, and secrets masked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// `--config` named a file that does not exist. Only the implicit `./config.toml` may be absent.
-    #[error(
-        "config file {} does not exist: pass an existing file to --config, \
-         or leave --config out to use ./config.toml or the built-in defaults",
-        path.display()
-    )]
-    NotFound { path: PathBuf },
-    /// The file exists but could not be read (permissions, a directory, not UTF-8...).
+    /// The file could not be read: missing (only the implicit `./config.toml` may be), a
+    /// directory, not UTF-8...
     #[error("cannot read config file {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -296,43 +290,24 @@ pub enum ConfigError {
     /// The text is not TOML at all.
     #[error("TOML syntax error{origin}: {message}")]
     Syntax { origin: Origin, message: String },
-    /// A section or key that sanhook does not know: usually a typo, which must not pass silently.
-    #[error("unknown config key `{key}`{origin}: {hint}")]
-    UnknownKey {
+    /// A key that is unknown, has a value of the wrong type or shape, or one that
+    /// [`Config::validate`] refuses; the message names the value and what was expected.
+    #[error("config key `{key}`{origin}: {message}")]
+    Key {
         key: String,
         origin: Origin,
-        hint: String,
+        message: String,
     },
-    /// A known key with a value of the wrong type or shape, or one that [`Config::validate`] refuses.
-    #[error("invalid value for `{key}`{origin}: {value}: expected {expected}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        expected: String,
-        origin: Origin,
-    },
-    /// A `SANHOOK_*` variable shaped like an override that names no config key.
-    #[error("environment variable {var} does not name a config key: {hint} (fix or unset it)")]
-    UnknownEnv { var: String, hint: String },
-    /// An override of an array or of `[[tail]]`, which can only be written in the file.
-    #[error(
-        "environment variable {var} cannot set `{key}`: arrays and [[tail]] are set in the \
-         config file only (unset the variable and edit the file)"
-    )]
-    FileOnly { var: String, key: String },
-    /// A `SANHOOK_*` variable whose value is not UTF-8.
-    #[error("environment variable {var} is not valid UTF-8: set it to a UTF-8 value or unset it")]
-    EnvNotUnicode { var: String },
+    /// A `SANHOOK_*` variable that names no section, or whose value is not UTF-8.
+    #[error("environment variable {var}: {message} (fix or unset it)")]
+    Env { var: String, message: String },
 }
 
 impl ConfigError {
-    /// The dotted config key the error is about, when it is about one; for environment errors
-    /// the key the variable maps to (if any). Lets callers and tests check *which* key failed.
+    /// The dotted config key the error is about, when it is about one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::UnknownKey { key, .. }
-            | ConfigError::InvalidValue { key, .. }
-            | ConfigError::FileOnly { key, .. } => Some(key),
+            ConfigError::Key { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -340,9 +315,7 @@ impl ConfigError {
     /// The 1-based line in the config file the error points at, when known.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Syntax { origin, .. }
-            | ConfigError::UnknownKey { origin, .. }
-            | ConfigError::InvalidValue { origin, .. } => match origin {
+            ConfigError::Syntax { origin, .. } | ConfigError::Key { origin, .. } => match origin {
                 Origin::File { line, .. } => Some(*line),
                 _ => None,
             },
@@ -357,8 +330,10 @@ static DEFAULTS: LazyLock<(Table, Config)> = LazyLock::new(|| {
     let table: Table = DEFAULT_TOML
         .parse()
         .expect("the embedded config.toml is TOML");
-    let config = serde_path_to_error::deserialize(Value::Table(table.clone()))
-        .unwrap_or_else(|e| panic!("the embedded config.toml is invalid at {}: {e}", e.path()));
+    let config = table
+        .clone()
+        .try_into()
+        .expect("the embedded config.toml is valid");
     (table, config)
 });
 
@@ -386,7 +361,20 @@ impl Config {
     /// The token-versus-listen check is left to the caller ([`Config::token_required_error`]),
     /// because `check-config` should still print the effective values in that case.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::load_with_env(path, env_vars()?)
+        // A non-UTF-8 value is an error rather than a panic (`std::env::vars`) or a silent skip.
+        let vars = std::env::vars_os()
+            .filter(|(name, _)| name.to_string_lossy().starts_with(ENV_PREFIX))
+            .map(|(name, value)| {
+                let var = name.to_string_lossy().into_owned();
+                match value.into_string() {
+                    Ok(value) => Ok((var, value)),
+                    Err(_) => Err(ConfigError::Env {
+                        var,
+                        message: "not valid UTF-8".into(),
+                    }),
+                }
+            });
+        Self::load_with_env(path, vars.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// [`Config::load`] with the environment given explicitly, so that tests (and embedders)
@@ -397,182 +385,130 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let file = path.unwrap_or(Path::new(DEFAULT_PATH));
         let text = match std::fs::read_to_string(file) {
-            Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_none() => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::NotFound { path: file.into() })
-            }
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: file.into(),
-                    source,
-                })
-            }
+            read => Some(read.map_err(|source| ConfigError::Read {
+                path: file.into(),
+                source,
+            })?),
         };
         let mut sources = Sources {
             file: text.as_deref().map(|text| (text, Some(file))),
             env: Vec::new(),
         };
         let config = sources.load(vars)?;
-        config.validate().map_err(|e| sources.locate(e))?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Key { key, message, .. } => ConfigError::Key {
+                origin: sources.origin(&key, false),
+                key,
+                message,
+            },
+            e => e,
+        })?;
         Ok(config)
     }
 
     /// Parses a config document on top of the defaults. Does not read the environment and does
     /// not [`validate`](Config::validate): it answers "what does this text say".
     pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
-        Sources {
+        let mut sources = Sources {
             file: Some((s, None)),
             env: Vec::new(),
-        }
-        .load(std::iter::empty())
-    }
-
-    /// Applies `SANHOOK_<SECTION>_<KEY>` overrides from `vars` (the process uses
-    /// `std::env::vars()`).
-    ///
-    /// The section is the longest section name that prefixes the rest, so
-    /// `SANHOOK_SANPLEX_DB_URL` is `sanplex_db.url`, never `sanplex.db_url`. Variables that are
-    /// not shaped like an override are ignored: `SANHOOK_TEST_*`, `SANHOOK_LOG*` and names with
-    /// no `_` after the prefix (e.g. `SANHOOK_CONFIG`). Any other `SANHOOK_*` name must map to a
-    /// scalar key, or it is an error: a misspelt override would otherwise be silently ignored.
-    /// Variables are applied in name order, so the first error is the same on every run.
-    pub fn apply_env(
-        &mut self,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(), ConfigError> {
-        let mut table = self.to_table();
-        let mut sources = Sources::default();
-        sources.merge_env(&mut table, vars)?;
-        *self = sources.deserialize(table)?;
-        Ok(())
+        };
+        sources.load(std::iter::empty())
     }
 
     /// Checks what the values mean: addresses parse, URLs are absolute http(s), limits and
     /// intervals are positive. Returns the first problem, naming its key and value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: String, expected: &str| {
-            let value = shown(&self.to_table(), &key);
-            let expected = expected.to_string();
-            Err(ConfigError::InvalidValue {
-                key,
-                value,
-                expected,
-                origin: Origin::Effective,
-            })
-        };
-        let (server, delivery, cluster) = (&self.server, &self.delivery, &self.cluster);
+        let (server, delivery, cluster, db) = (
+            &self.server,
+            &self.delivery,
+            &self.cluster,
+            &self.sanplex_db,
+        );
         let http = |url: &str| is_url(url, &["http", "https"]);
-        if server.listen.parse::<SocketAddr>().is_err() {
-            let expected = "a socket address IP:PORT, e.g. \"127.0.0.1:8930\" or \"[::1]:8930\" \
-                            (host names are not accepted)";
-            return bad("server.listen".into(), expected);
-        }
-        if server.max_body < MIN_MAX_BODY {
-            return bad("server.max_body".into(), "at least 1KiB");
-        }
-        if server.max_events == 0 {
-            return bad("server.max_events".into(), "at least 1, e.g. 20000");
-        }
-        if self.storage.path.as_os_str().is_empty() {
-            return bad("storage.path".into(), "a file path for the database");
-        }
-        for (key, url) in [
-            ("sanplex.base_url", &self.sanplex.base_url),
-            ("platforms.dingtalk", &self.platforms.dingtalk),
-            ("platforms.wecom", &self.platforms.wecom),
-            ("platforms.feishu", &self.platforms.feishu),
-        ] {
-            if !http(url) {
-                let expected = "an absolute http:// or https:// URL, e.g. \"https://example.com\"";
-                return bad(key.into(), expected);
-            }
-        }
-        if !delivery.proxy.is_empty() && !http(&delivery.proxy) {
-            let expected =
-                "an http:// or https:// proxy URL, e.g. \"http://proxy.example.com:3128\" \
-                            (user:password@ allowed), or \"\" to connect directly";
-            return bad("delivery.proxy".into(), expected);
-        }
-        if delivery.retry_schedule.is_empty() {
-            return bad(
-                "delivery.retry_schedule".into(),
-                "at least one delay, e.g. [\"5s\", \"30s\"]",
-            );
-        }
-        if !(1..=10_000).contains(&delivery.max_in_flight) {
-            return bad("delivery.max_in_flight".into(), "a number from 1 to 10000");
-        }
-        if delivery.workers > 1024 {
-            return bad(
-                "delivery.workers".into(),
-                "0 (one per core) or a number up to 1024",
-            );
-        }
-        for (key, d) in [
-            ("delivery.timeout", delivery.timeout),
-            ("delivery.async_interval", delivery.async_interval),
-            ("cluster.lease", cluster.lease),
-        ] {
-            if d.is_zero() {
-                return bad(key.into(), "a duration above zero");
-            }
-        }
-        for (name, windows) in [
-            ("dinggroup", &self.limits.dinggroup),
-            ("wechatgroup", &self.limits.wechatgroup),
-            ("feishugroup", &self.limits.feishugroup),
-            ("wechatuser_member", &self.limits.wechatuser_member),
-        ] {
-            if let Some(i) = windows.iter().position(|w| w.count == 0 || w.per.is_zero()) {
-                let expected =
-                    "a window whose count and duration are both above zero, e.g. \"20/60s\"";
-                return bad(format!("limits.{name}[{i}]"), expected);
-            }
-        }
-        for (i, tail) in self.tail.iter().enumerate() {
-            let glob = glob::Pattern::new(&tail.path);
-            if tail.path.trim().is_empty() || glob.is_err() {
-                let why = glob.err().map_or(String::new(), |e| format!(" ({e})"));
-                let expected = format!("a non-empty file path or a valid glob{why}");
-                return bad(format!("tail[{i}].path"), &expected);
-            }
-            if tail.max_line == 0 {
-                return bad(format!("tail[{i}].max_line"), "a size above zero");
-            }
-        }
         let nats = |url: &str| is_url(url.trim(), &["nats", "tls", "ws", "wss"]);
-        if !cluster.nats.is_empty() && !cluster.nats.split(',').all(nats) {
-            let expected = "comma-separated nats://, tls://, ws:// or wss:// URLs, e.g. \
-                            \"nats://10.0.0.5:4222,nats://10.0.0.6:4222\", or \"\" for a single node";
-            return bad("cluster.nats".into(), expected);
-        }
         let word = |s: &str| {
             s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
         };
-        if cluster.name.is_empty() || !word(&cluster.name) {
-            let expected = "letters, digits, - and _ (it names NATS streams), e.g. \"sanhook\"";
-            return bad("cluster.name".into(), expected);
+        const URL: &str = "an absolute http:// or https:// URL, e.g. \"https://example.com\"";
+        const ABOVE_ZERO: &str = "a duration above zero";
+        #[rustfmt::skip]
+        let mut checks: Vec<(String, bool, String)> = [
+            ("server.listen", server.listen.parse::<SocketAddr>().is_ok(),
+                "a socket address IP:PORT, e.g. \"127.0.0.1:8930\" or \"[::1]:8930\" (host names are not accepted)"),
+            ("server.max_body", server.max_body >= MIN_MAX_BODY, "at least 1KiB"),
+            ("server.max_events", server.max_events > 0, "at least 1, e.g. 20000"),
+            ("storage.path", !self.storage.path.as_os_str().is_empty(), "a file path for the database"),
+            ("sanplex.base_url", http(&self.sanplex.base_url), URL),
+            ("platforms.dingtalk", http(&self.platforms.dingtalk), URL),
+            ("platforms.wecom", http(&self.platforms.wecom), URL),
+            ("platforms.feishu", http(&self.platforms.feishu), URL),
+            ("delivery.proxy", delivery.proxy.is_empty() || http(&delivery.proxy),
+                "an http:// or https:// proxy URL, e.g. \"http://proxy.example.com:3128\" (user:password@ allowed), or \"\" to connect directly"),
+            ("delivery.retry_schedule", !delivery.retry_schedule.is_empty(), "at least one delay, e.g. [\"5s\", \"30s\"]"),
+            ("delivery.max_in_flight", (1..=10_000).contains(&delivery.max_in_flight), "a number from 1 to 10000"),
+            ("delivery.workers", delivery.workers <= 1024, "0 (one per core) or a number up to 1024"),
+            ("delivery.timeout", !delivery.timeout.is_zero(), ABOVE_ZERO),
+            ("delivery.async_interval", !delivery.async_interval.is_zero(), ABOVE_ZERO),
+            ("cluster.lease", !cluster.lease.is_zero(), ABOVE_ZERO),
+        ]
+        .map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string()))
+        .into();
+        let limits = &self.limits;
+        for (name, windows) in [
+            ("dinggroup", &limits.dinggroup),
+            ("wechatgroup", &limits.wechatgroup),
+            ("feishugroup", &limits.feishugroup),
+            ("wechatuser_member", &limits.wechatuser_member),
+        ] {
+            checks.extend(windows.iter().enumerate().map(|(i, w)| {
+                let expected =
+                    "a window whose count and duration are both above zero, e.g. \"20/60s\"";
+                (
+                    format!("limits.{name}[{i}]"),
+                    w.count > 0 && !w.per.is_zero(),
+                    expected.into(),
+                )
+            }));
         }
-        if !word(&cluster.node_id) {
-            let expected =
-                "letters, digits, - and _ (it names NATS subjects), or \"\" for the host name";
-            return bad("cluster.node_id".into(), expected);
+        for (i, tail) in self.tail.iter().enumerate() {
+            let glob = glob::Pattern::new(&tail.path).err();
+            let why = glob.as_ref().map_or(String::new(), |e| format!(" ({e})"));
+            let path_ok = !tail.path.trim().is_empty() && glob.is_none();
+            let expected = format!("a non-empty file path or a valid glob{why}");
+            checks.push((format!("tail[{i}].path"), path_ok, expected));
+            checks.push((
+                format!("tail[{i}].max_line"),
+                tail.max_line > 0,
+                "a size above zero".into(),
+            ));
         }
-        if !(1..=4096).contains(&cluster.shards) {
-            return bad("cluster.shards".into(), "a number from 1 to 4096");
+        #[rustfmt::skip]
+        checks.extend([
+            ("cluster.nats", cluster.nats.is_empty() || cluster.nats.split(',').all(nats),
+                "comma-separated nats://, tls://, ws:// or wss:// URLs, e.g. \"nats://10.0.0.5:4222,nats://10.0.0.6:4222\", or \"\" for a single node"),
+            ("cluster.name", !cluster.name.is_empty() && word(&cluster.name),
+                "letters, digits, - and _ (it names NATS streams), e.g. \"sanhook\""),
+            ("cluster.node_id", word(&cluster.node_id),
+                "letters, digits, - and _ (it names NATS subjects), or \"\" for the host name"),
+            ("cluster.shards", (1..=4096).contains(&cluster.shards), "a number from 1 to 4096"),
+            ("sanplex_db.url", db.url.is_empty() || db.url.starts_with("mysql://"),
+                "a mysql:// URL, e.g. \"mysql://reader:pw@127.0.0.1:3306/zentao\", or \"\" to turn the poller off"),
+            ("sanplex_db.poll_interval", db.url.is_empty() || !db.poll_interval.is_zero(), ABOVE_ZERO),
+        ].map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string())));
+        match checks.into_iter().find(|(_, ok, _)| !ok) {
+            None => Ok(()),
+            Some((key, _, expected)) => Err(ConfigError::Key {
+                message: format!(
+                    "invalid value {}, expected {expected}",
+                    shown(&self.to_table(), &key)
+                ),
+                key,
+                origin: Origin::Effective,
+            }),
         }
-        let db = &self.sanplex_db;
-        if !db.url.is_empty() && !db.url.starts_with("mysql://") {
-            let expected = "a mysql:// URL, e.g. \"mysql://reader:pw@127.0.0.1:3306/zentao\", \
-                            or \"\" to turn the poller off";
-            return bad("sanplex_db.url".into(), expected);
-        }
-        if !db.url.is_empty() && db.poll_interval.is_zero() {
-            return bad("sanplex_db.poll_interval".into(), "a duration above zero");
-        }
-        Ok(())
     }
 
     /// Whether `server.listen` is a loopback address, where running without a token is safe.
@@ -617,7 +553,6 @@ impl Config {
 
 /// The layers being loaded, to point an error at the file position or the environment
 /// variable that set the key it is about.
-#[derive(Default)]
 struct Sources<'a> {
     /// The file's text, and its path when it has one.
     file: Option<(&'a str, Option<&'a Path>)>,
@@ -636,20 +571,15 @@ impl Sources<'_> {
         if let Some((text, path)) = self.file {
             let file: Table = text.parse().map_err(|e: toml::de::Error| {
                 let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
-                let origin = Origin::File {
-                    path: path.map(Path::to_path_buf),
-                    line,
-                    column,
-                };
+                let path = path.map(Path::to_path_buf);
+                let origin = Origin::File { path, line, column };
                 let message = e.message().trim().replace('\n', "; ");
                 ConfigError::Syntax { origin, message }
             })?;
             for (section, value) in file {
                 match (table.get_mut(&section), value) {
                     (Some(Value::Table(base)), Value::Table(keys)) => base.extend(keys),
-                    (_, value) => {
-                        table.insert(section, value);
-                    }
+                    (_, value) => drop(table.insert(section, value)),
                 }
             }
         }
@@ -657,9 +587,16 @@ impl Sources<'_> {
         self.deserialize(table)
     }
 
-    /// Lays the `SANHOOK_<SECTION>_<KEY>` variables of `vars` over `table` (see
-    /// [`Config::apply_env`]). A value gets the type of the key's default, so booleans are
-    /// spelt `true/false/1/0` and numbers are digits.
+    /// Lays the `SANHOOK_<SECTION>_<KEY>` variables of `vars` over `table`.
+    ///
+    /// The section is the longest section name that prefixes the rest, so
+    /// `SANHOOK_SANPLEX_DB_URL` is `sanplex_db.url`, never `sanplex.db_url`. Variables that are
+    /// not shaped like an override are ignored: `SANHOOK_TEST_*`, `SANHOOK_LOG*` and names with
+    /// no `_` after the prefix (e.g. `SANHOOK_CONFIG`). Any other `SANHOOK_*` name must map to a
+    /// scalar key, or it is an error: a misspelt override would otherwise be silently ignored.
+    /// Variables are applied in name order, so the first error is the same on every run. A value gets the type of the key's default: booleans are spelt
+    /// `true/false/1/0`, integers are digits, anything else is a string (which serde refuses,
+    /// naming the key, when it is not what the key takes).
     fn merge_env(
         &mut self,
         table: &mut Table,
@@ -675,33 +612,49 @@ impl Sources<'_> {
             if rest.starts_with("TEST_") || rest.starts_with("LOG") || !rest.contains('_') {
                 continue;
             }
-            let (section, key) = env_target(&var, rest)?;
-            let dotted = format!("{section}.{key}");
-            let invalid = |expected: &str| ConfigError::InvalidValue {
-                key: dotted.clone(),
-                value: quote(&crate::mask::text(&text)),
-                expected: expected.into(),
-                origin: Origin::Env { var: var.clone() },
+            let sections = DEFAULTS.0.keys().map(String::as_str).chain(["tail"]);
+            let section = sections
+                .filter(|s| {
+                    rest.strip_prefix(&*s.to_ascii_uppercase())
+                        .is_some_and(|r| r.len() > 1 && r.starts_with('_'))
+                })
+                .max_by_key(|s| s.len());
+            let key = section.map_or("", |s| &rest[s.len() + 1..]);
+            let message = match section {
+                None => Some(format!(
+                    "no section named so; overrides are SANHOOK_<SECTION>_<KEY> with a section among {}",
+                    DEFAULTS.0.keys().map(|s| s.to_ascii_uppercase()).collect::<Vec<_>>().join(", ")
+                )),
+                Some(_) if key.bytes().any(|b| b.is_ascii_lowercase()) => {
+                    Some("the key part must be upper case, e.g. SANHOOK_SERVER_LISTEN".into())
+                }
+                Some(_) => None,
             };
+            if let Some(message) = message {
+                return Err(ConfigError::Env { var, message });
+            }
+            let (section, key) = (section.unwrap_or_default(), key.to_ascii_lowercase());
+            let dotted = format!("{section}.{key}");
             let value = match DEFAULTS.0.get(section).and_then(|s| s.get(&key)) {
-                None if section != "tail" => {
-                    let names: Vec<String> = env_names(section).collect();
-                    let hint = format!("[{section}] has {}", names.join(", "));
-                    return Err(ConfigError::UnknownEnv { var, hint });
-                }
-                None | Some(Value::Array(_)) => {
-                    return Err(ConfigError::FileOnly { var, key: dotted })
-                }
+                _ if section == "tail" => None,
+                Some(Value::Array(_)) => None,
                 Some(Value::Boolean(_)) => match text.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" => Value::Boolean(true),
-                    "false" | "0" => Value::Boolean(false),
-                    _ => return Err(invalid("true, false, 1 or 0")),
+                    "true" | "1" => Some(Value::Boolean(true)),
+                    "false" | "0" => Some(Value::Boolean(false)),
+                    _ => Some(Value::String(text)),
                 },
-                Some(Value::Integer(_)) => match text.trim().parse::<u64>() {
-                    Ok(n) => Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-                    Err(_) => return Err(invalid("a whole number, e.g. 64")),
-                },
-                Some(_) => Value::String(text),
+                Some(Value::Integer(_)) => Some(match text.trim().parse::<u64>() {
+                    Ok(n) => Value::Integer(n.min(i64::MAX as u64) as i64),
+                    Err(_) => Value::String(text),
+                }),
+                _ => Some(Value::String(text)),
+            };
+            let Some(value) = value else {
+                return Err(ConfigError::Key {
+                    key: dotted,
+                    origin: Origin::Env { var },
+                    message: "arrays and [[tail]] are set in the config file only".into(),
+                });
             };
             if let Some(Value::Table(keys)) = table.get_mut(section) {
                 keys.insert(key, value);
@@ -711,67 +664,25 @@ impl Sources<'_> {
         Ok(())
     }
 
-    /// Deserialises the merged table, turning serde's complaint into an error that names the
-    /// key, the value as written (secrets masked), what was expected, and where it came from.
+    /// Deserialises the merged table; serde's complaint is kept as it is, with the key it is
+    /// about, where that was written, and secrets masked.
     fn deserialize(&self, merged: Table) -> Result<Config, ConfigError> {
         serde_path_to_error::deserialize(Value::Table(merged.clone())).map_err(|e| {
-            let key = e.path().to_string();
-            let message = e.inner().message();
-            let top = !key.contains(['.', '[']);
-            if message.starts_with("unknown field") {
-                // serde lists the known keys (or sections): "expected one of `listen`, ...".
-                let known = message.split_once("`, ").map_or("", |(_, e)| e);
-                let hint = match merged.get(&key) {
-                    Some(v) if !v.is_table() => {
-                        format!("keys belong under a section, not at the top of the file: {known}")
-                    }
-                    _ => known.to_string(),
-                };
-                let origin = self.origin(&key, true);
-                return ConfigError::UnknownKey { key, origin, hint };
+            let mut key = e.path().to_string();
+            let mut message = crate::mask::text(e.inner().message()).into_owned();
+            if let (true, Some(token)) = (key == "server.token", lookup(&merged, &key)) {
+                message = message.replace(&token.to_string(), MASK);
             }
-            if let Some(field) = message.strip_prefix("missing field `") {
-                let field = field.trim_end_matches('`');
-                return ConfigError::InvalidValue {
-                    origin: self.origin(&key, false),
-                    key: format!("{key}.{field}"),
-                    value: "nothing".into(),
-                    expected: match field {
-                        "path" => "a path or glob of the NDJSON files to follow, e.g. \
-                                   path = \"/var/log/sanplex/actions/*.ndjson\""
-                            .into(),
-                        _ => format!("`{field}` to be set"),
-                    },
-                };
+            // Unknown keys point at their name; a missing one at the table that lacks it.
+            let missing = message.strip_prefix("missing field `");
+            let origin = self.origin(&key, missing.is_some() || message.starts_with("unknown"));
+            if let Some(field) = missing {
+                key = format!("{key}.{}", field.trim_end_matches('`'));
             }
-            let expected = message
-                .split_once(", expected ")
-                .map_or(message, |(_, e)| e);
-            let expected = match expected {
-                "a boolean" => "true or false (without quotes)".into(),
-                "a string" => "a string in quotes".into(),
-                "path string" => "a file path in quotes".into(),
-                "u64" | "u32" => "a whole number (without quotes), e.g. 64".into(),
-                "a sequence" if key == "tail" => {
-                    "an array of tables: write each source as [[tail]] (two brackets)".into()
-                }
-                "a sequence" => match lookup(&DEFAULTS.0, &key) {
-                    Some(example) => format!("an array, e.g. {example}"),
-                    None => "an array".into(),
-                },
-                e if e.starts_with("struct ") && top => {
-                    format!("a table: write [{key}] and its keys below it")
-                }
-                e if e.starts_with("struct ") => "a table with path, start_at and max_line".into(),
-                e => e.into(),
-            };
-            let value = shown(&merged, &key);
-            let origin = self.origin(&key, false);
-            ConfigError::InvalidValue {
+            ConfigError::Key {
                 key,
-                value,
-                expected,
                 origin,
+                message,
             }
         })
     }
@@ -788,81 +699,59 @@ impl Sources<'_> {
         match position(text, key, at_name) {
             Some(pos) => {
                 let (line, column) = line_column(text, pos);
-                Origin::File {
-                    path: path.map(Path::to_path_buf),
-                    line,
-                    column,
-                }
+                let path = path.map(Path::to_path_buf);
+                Origin::File { path, line, column }
             }
             None => Origin::Effective,
         }
-    }
-
-    /// A [`Config::validate`] error, pointed at where its value was written.
-    fn locate(&self, mut e: ConfigError) -> ConfigError {
-        if let ConfigError::InvalidValue { key, origin, .. } = &mut e {
-            *origin = self.origin(key, false);
-        }
-        e
     }
 }
 
 /// The value of `key` in `table` as an error shows it: secrets masked, strings quoted.
 fn shown(table: &Table, key: &str) -> String {
     match lookup(table, key) {
-        None => "nothing".into(),
         Some(_) if key == "server.token" => MASK.into(),
-        Some(Value::String(s)) => quote(&crate::mask::text(s)),
-        Some(Value::Table(_)) => "a table".into(),
+        Some(Value::String(s)) => format!("{:?}", crate::mask::text(s)),
         Some(v) => crate::mask::text(&v.to_string()).into_owned(),
+        None => "nothing".into(),
     }
 }
 
 /// The value at a dotted key with indexes (`delivery.retry_schedule[1]`, `tail[0].path`).
 fn lookup<'v>(table: &'v Table, key: &str) -> Option<&'v Value> {
-    let mut value: Option<&Value> = None;
-    for part in key.split('.') {
-        let mut indexes = part.split('[');
-        let name = indexes.next()?;
-        let mut v = match value {
-            None => table.get(name)?,
-            Some(v) => v.get(name)?,
+    let mut parts = key.split(['.', '[']);
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = match part.strip_suffix(']') {
+            Some(i) => value.get(i.parse::<usize>().ok()?)?,
+            None => value.get(part)?,
         };
-        for i in indexes {
-            v = v.get(i.trim_end_matches(']').parse::<usize>().ok()?)?;
-        }
-        value = Some(v);
     }
-    value
+    Some(value)
 }
 
 /// Byte offset of `key` (as [`lookup`] takes it) in the TOML `text`: of its name when
 /// `at_name`, else of its value. `None` when the text does not set it.
 fn position(text: &str, key: &str, at_name: bool) -> Option<usize> {
     use toml::de::{DeTable, DeValue};
-    use toml::Spanned;
     let doc = DeTable::parse(text).ok()?;
-    let (mut table, mut pos) = (doc.get_ref(), None);
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let mut indexes = part.split('[');
-        let name = indexes.next()?;
-        let (k, mut v): (&Spanned<_>, &Spanned<DeValue>) = table.get_key_value(name)?;
-        pos = Some(if at_name {
-            k.span().start
-        } else {
-            v.span().start
-        });
-        for i in indexes {
-            let i: usize = i.trim_end_matches(']').parse().ok()?;
-            v = v.get_ref().as_array()?.get(i)?;
-            pos = Some(v.span().start);
-        }
-        if parts.peek().is_some() {
-            table = v.get_ref().as_table()?;
-        }
+    let mut parts = key.split(['.', '[']);
+    let (name, mut value) = doc.get_ref().get_key_value(parts.next()?)?;
+    let mut pos = if at_name { name.span() } else { value.span() };
+    for part in parts {
+        (pos, value) = match (part.strip_suffix(']'), value.get_ref()) {
+            (Some(i), DeValue::Array(items)) => {
+                let item = items.get(i.parse::<usize>().ok()?)?;
+                (item.span(), item)
+            }
+            (None, DeValue::Table(keys)) => {
+                let (name, value) = keys.get_key_value(part)?;
+                (if at_name { name.span() } else { value.span() }, value)
+            }
+            _ => return None,
+        };
     }
-    pos
+    Some(pos.start)
 }
 
 /// 1-based line and column (in characters) of byte offset `pos` in `text`.
@@ -873,76 +762,8 @@ fn line_column(text: &str, pos: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Splits `SANHOOK_` + `rest` into (section, lower-case key), the longest section winning.
-fn env_target(var: &str, rest: &str) -> Result<(&'static str, String), ConfigError> {
-    let sections = DEFAULTS.0.keys().map(String::as_str).chain(["tail"]);
-    let section = sections
-        .filter(|s| {
-            let upper = s.to_ascii_uppercase();
-            rest.strip_prefix(upper.as_str())
-                .is_some_and(|r| r.len() > 1 && r.starts_with('_'))
-        })
-        .max_by_key(|s| s.len());
-    let Some(section) = section else {
-        let names: Vec<String> = DEFAULTS.0.keys().map(|s| s.to_ascii_uppercase()).collect();
-        return Err(ConfigError::UnknownEnv {
-            var: var.to_string(),
-            hint: format!(
-                "overrides are SANHOOK_<SECTION>_<KEY> with a section among {}, e.g. \
-                 SANHOOK_SERVER_LISTEN",
-                names.join(", ")
-            ),
-        });
-    };
-    let key = &rest[section.len() + 1..];
-    // Keys are written upper case; a lower-case tail is not this naming scheme.
-    if key.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(ConfigError::UnknownEnv {
-            var: var.to_string(),
-            hint: "the key part must be upper case, e.g. SANHOOK_SERVER_LISTEN".to_string(),
-        });
-    }
-    Ok((section, key.to_ascii_lowercase()))
-}
-
-/// The override names of the scalar keys of a section.
-fn env_names(section: &str) -> impl Iterator<Item = String> + '_ {
-    let keys = DEFAULTS
-        .0
-        .get(section)
-        .and_then(Value::as_table)
-        .into_iter()
-        .flatten();
-    keys.filter(|(_, v)| !v.is_array())
-        .map(move |(k, _)| format!("{ENV_PREFIX}{section}_{k}").to_ascii_uppercase())
-}
-
-/// The process's `SANHOOK_*` variables. A non-UTF-8 value is an error rather than a panic
-/// (`std::env::vars` would panic) or a silent skip.
-fn env_vars() -> Result<Vec<(String, String)>, ConfigError> {
-    let ours = std::env::vars_os().filter_map(|(name, value)| {
-        let name = name
-            .into_string()
-            .ok()
-            .filter(|n| n.starts_with(ENV_PREFIX))?;
-        Some(
-            value
-                .into_string()
-                .map(|v| (name.clone(), v))
-                .map_err(|_| name),
-        )
-    });
-    ours.collect::<Result<_, _>>()
-        .map_err(|var| ConfigError::EnvNotUnicode { var })
-}
-
 /// Whether `s` is an absolute URL with one of `schemes` and a host.
 fn is_url(s: &str, schemes: &[&str]) -> bool {
     reqwest::Url::parse(s)
         .is_ok_and(|u| schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()))
-}
-
-/// A string quoted for a message: `"10x"`.
-fn quote(s: &str) -> String {
-    format!("{s:?}")
 }

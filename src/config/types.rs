@@ -11,10 +11,13 @@ use std::time::Duration;
 use serde::de::{self, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub(crate) const EXPECT_DURATION: &str =
+const EXPECT_DURATION: &str =
     "a duration with a unit: ms, s, m, h or d, e.g. \"10s\", \"500ms\", \"1h\"";
 const EXPECT_SIZE: &str =
     "a size in bytes or with a unit KiB, MiB or GiB, e.g. \"16MiB\", \"512KiB\" or 1048576";
+const EXPECT_LANG: &str = "\"en\" or \"zh-cn\"";
+const EXPECT_START_AT: &str = "\"beginning\" or \"end\"";
+const EXPECT_WINDOW: &str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
 
 /// The largest duration (in milliseconds) and size (in bytes) accepted: `i64::MAX`, so that
 /// every value fits the `i64` millisecond clocks, the `Instant`s and the `usize` buffer bounds it
@@ -49,7 +52,7 @@ impl FromStr for Lang {
         match s.trim().to_ascii_lowercase().as_str() {
             "en" => Ok(Lang::En),
             "zh-cn" => Ok(Lang::ZhCn),
-            _ => Err(Lang::EXPECTED.into()),
+            _ => Err(EXPECT_LANG.into()),
         }
     }
 }
@@ -81,7 +84,7 @@ impl FromStr for StartAt {
         match s.trim() {
             "beginning" => Ok(StartAt::Beginning),
             "end" => Ok(StartAt::End),
-            _ => Err(StartAt::EXPECTED.into()),
+            _ => Err(EXPECT_START_AT.into()),
         }
     }
 }
@@ -100,9 +103,9 @@ impl FromStr for Window {
 
     /// `COUNT/DURATION`, e.g. `"20/60s"`.
     fn from_str(s: &str) -> Result<Window, String> {
-        let (count, per) = s.split_once('/').ok_or(Window::EXPECTED)?;
-        let count = count.trim().parse().map_err(|_| Window::EXPECTED)?;
-        let per = parse_duration(per).map_err(|_| Window::EXPECTED)?;
+        let (count, per) = s.split_once('/').ok_or(EXPECT_WINDOW)?;
+        let count = count.trim().parse().map_err(|_| EXPECT_WINDOW)?;
+        let per = parse_duration(per).map_err(|_| EXPECT_WINDOW)?;
         Ok(Window { count, per })
     }
 }
@@ -117,14 +120,16 @@ impl FromStr for Size {
 
     fn from_str(s: &str) -> Result<Size, String> {
         let (n, unit) = number_and_unit(s).ok_or(EXPECT_SIZE)?;
-        let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kib" => 1 << 10,
-            "mib" => 1 << 20,
-            "gib" => 1 << 30,
-            _ => return Err(EXPECT_SIZE.into()),
-        };
-        match n.checked_mul(factor) {
+        let units = [
+            ("", 1),
+            ("b", 1),
+            ("kib", 1 << 10),
+            ("mib", 1 << 20),
+            ("gib", 1 << 30),
+        ];
+        let unit = unit.to_ascii_lowercase();
+        let (_, factor) = units.iter().find(|(u, _)| *u == unit).ok_or(EXPECT_SIZE)?;
+        match n.checked_mul(*factor) {
             Some(n) if n <= MAX => Ok(Size(n)),
             _ => Err(format!("{EXPECT_SIZE}, at most {}GiB", MAX >> 30)),
         }
@@ -133,7 +138,7 @@ impl FromStr for Size {
 
 /// A duration as the config writes it; [`parse_duration`] and [`format_duration`] as a type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Dur(pub Duration);
+struct Dur(Duration);
 
 impl FromStr for Dur {
     type Err = String;
@@ -143,15 +148,19 @@ impl FromStr for Dur {
     }
 }
 
+const DURATION_UNITS: [(&str, u64); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 /// Splits `" 16 MiB "` into `(16, "MiB")`: leading ASCII digits, then the trimmed rest.
 fn number_and_unit(s: &str) -> Option<(u64, &str)> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     Some((s[..digits].parse().ok()?, s[digits..].trim()))
-}
-
-fn needs_unit(n: impl fmt::Display) -> String {
-    format!("a duration with a unit, e.g. \"{n}s\" or \"{n}ms\" (a plain number is ambiguous)")
 }
 
 /// Parses a duration such as `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"30d"`.
@@ -160,16 +169,16 @@ fn needs_unit(n: impl fmt::Display) -> String {
 /// 10-second timeout into a 10-millisecond one. The error text says what is expected.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = number_and_unit(s).ok_or(EXPECT_DURATION)?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "" => return Err(needs_unit(n)),
-        _ => return Err(EXPECT_DURATION.into()),
-    };
-    match n.checked_mul(unit_ms) {
+    if unit.is_empty() {
+        return Err(format!(
+            "a duration with a unit, e.g. \"{n}s\" or \"{n}ms\" (a plain number is ambiguous)"
+        ));
+    }
+    let (_, unit_ms) = DURATION_UNITS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .ok_or(EXPECT_DURATION)?;
+    match n.checked_mul(*unit_ms) {
         Some(ms) if ms <= MAX => Ok(Duration::from_millis(ms)),
         _ => Err(format!("{EXPECT_DURATION}, at most {}d", MAX / 86_400_000)),
     }
@@ -180,17 +189,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// are dropped.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    let units = [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ];
-    match units.iter().find(|(_, size)| ms % size == 0) {
-        _ if ms == 0 => "0s".to_string(),
-        Some((unit, size)) => format!("{}{unit}", ms / size),
-        None => format!("{ms}ms"),
-    }
+    let (unit, size) = match DURATION_UNITS
+        .iter()
+        .find(|(_, n)| ms % u128::from(*n) == 0)
+    {
+        _ if ms == 0 => ("s", 1),
+        Some((unit, n)) => (*unit, u128::from(*n)),
+        None => ("ms", 1),
+    };
+    format!("{}{unit}", ms / size)
 }
 
 impl fmt::Display for Dur {
@@ -203,11 +210,8 @@ impl fmt::Display for Size {
     /// The largest binary unit that divides it exactly, else plain bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-        match units
-            .iter()
-            .find(|(_, size)| self.0 != 0 && self.0 % size == 0)
-        {
-            Some((unit, size)) => write!(f, "{}{unit}", self.0 / size),
+        match units.iter().find(|(_, n)| self.0 != 0 && self.0 % n == 0) {
+            Some((unit, n)) => write!(f, "{}{unit}", self.0 / n),
             None => write!(f, "{}", self.0),
         }
     }
@@ -232,54 +236,15 @@ impl fmt::Display for StartAt {
     }
 }
 
-/// A type written in the config as a string (and, for some, a bare integer).
-trait Written: FromStr<Err = String> + fmt::Display {
-    /// What is accepted, for errors about values of the wrong type.
-    const EXPECTED: &'static str;
+/// Reads a type written as a string (or a bare integer, taken as its digits) through its
+/// `FromStr`; anything else is refused with what is expected (`.0`).
+struct Spelt<T>(&'static str, PhantomData<T>);
 
-    /// The value of a bare integer, or what to write instead.
-    fn from_int(_n: i64) -> Result<Self, String> {
-        Err(Self::EXPECTED.into())
-    }
-}
-
-impl Written for Lang {
-    const EXPECTED: &'static str = "\"en\" or \"zh-cn\"";
-}
-
-impl Written for StartAt {
-    const EXPECTED: &'static str = "\"beginning\" or \"end\"";
-}
-
-impl Written for Window {
-    const EXPECTED: &'static str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
-}
-
-impl Written for Size {
-    const EXPECTED: &'static str = EXPECT_SIZE;
-
-    fn from_int(n: i64) -> Result<Size, String> {
-        u64::try_from(n).map(Size).map_err(|_| EXPECT_SIZE.into())
-    }
-}
-
-impl Written for Dur {
-    const EXPECTED: &'static str = EXPECT_DURATION;
-
-    fn from_int(n: i64) -> Result<Dur, String> {
-        Err(needs_unit(n))
-    }
-}
-
-/// Reads a [`Written`] type from a string or an integer; anything else is refused with
-/// [`Written::EXPECTED`].
-struct WrittenVisitor<T>(PhantomData<T>);
-
-impl<T: Written> de::Visitor<'_> for WrittenVisitor<T> {
+impl<T: FromStr<Err = String>> de::Visitor<'_> for Spelt<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(T::EXPECTED)
+        f.write_str(self.0)
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
@@ -288,15 +253,16 @@ impl<T: Written> de::Visitor<'_> for WrittenVisitor<T> {
     }
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
-        T::from_int(n).map_err(|why| E::invalid_value(Unexpected::Signed(n), &why.as_str()))
+        let why = |why: String| E::invalid_value(Unexpected::Signed(n), &why.as_str());
+        n.to_string().parse().map_err(why)
     }
 }
 
-macro_rules! written_serde {
-    ($($ty:ty),*) => {$(
+macro_rules! spelt_serde {
+    ($($ty:ty = $expected:expr),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(WrittenVisitor(PhantomData))
+                d.deserialize_any(Spelt($expected, PhantomData))
             }
         }
 
@@ -308,7 +274,13 @@ macro_rules! written_serde {
     )*};
 }
 
-written_serde!(Lang, StartAt, Window, Size, Dur);
+spelt_serde!(
+    Lang = EXPECT_LANG,
+    StartAt = EXPECT_START_AT,
+    Window = EXPECT_WINDOW,
+    Size = EXPECT_SIZE,
+    Dur = EXPECT_DURATION
+);
 
 /// `#[serde(with = "duration")]` for a `Duration` field written `"10s"`.
 pub(crate) mod duration {
@@ -332,10 +304,8 @@ pub(crate) mod durations {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        Ok(Vec::<Dur>::deserialize(d)?
-            .into_iter()
-            .map(|d| d.0)
-            .collect())
+        let v = Vec::<Dur>::deserialize(d)?;
+        Ok(v.into_iter().map(|d| d.0).collect())
     }
 }
 
