@@ -1,17 +1,13 @@
 //! Configuration: embedded defaults, then `config.toml`, then `SANHOOK_*` environment variables
 //! (CONTRACT §1–2).
 //!
-//! The defaults are the repository's own commented `config.toml`, compiled in with
-//! `include_str!` (as svix does), so the documented defaults and the effective ones cannot drift.
-//! Each layer is a TOML table laid over the one below (a section key by key, `[[tail]]` and arrays
-//! whole); the result is deserialised once into [`Config`], whose sections refuse unknown keys,
-//! and [`Config::validate`] checks what the values mean together. Every error names the key
-//! (`delivery.timeout`), the bad value, what was expected and where it was written (file, line
-//! and column, or the environment variable), because a typo in a config must never be silently
-//! ignored.
-//!
-//! The default table is also the registry of keys: environment overrides take a key's type
-//! from its default, and a test keeps `config.toml` and the [`Config`] fields in step.
+//! The defaults are the repository's own commented `config.toml`, compiled in, so the documented
+//! defaults and the effective ones cannot drift; it is also the registry of keys (an environment
+//! override takes its key's type from the default). Each layer is a TOML table laid over the one
+//! below (a section key by key, `[[tail]]` and arrays whole); the result is deserialised once
+//! into [`Config`], whose sections refuse unknown keys, and [`Config::validate`] checks what the
+//! values mean. Errors are serde's (or `validate`'s) words, with the key, where it was written
+//! (file, line and column, or the variable) and secrets masked.
 
 mod types;
 
@@ -20,6 +16,7 @@ mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -30,9 +27,8 @@ use toml::{Table, Value};
 use types::{duration, durations, size};
 pub use types::{format_duration, parse_duration, Lang, Size, StartAt, Window};
 
-/// The commented default configuration, exactly as shipped at the repository root.
-///
-/// Public so that the binary can print it as a starting point for users.
+/// The commented default configuration, exactly as shipped at the repository root (public so
+/// that the binary can print it as a starting point).
 pub const DEFAULT_TOML: &str = include_str!("../../config.toml");
 
 /// The file [`Config::load`] reads when no path is given; a missing one means built-in defaults.
@@ -74,142 +70,23 @@ pub struct Config {
     pub sanplex_db: SanplexDbConfig,
 }
 
-/// `[server]`: the HTTP API.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    pub listen: String,
-    /// Empty = no auth (refused unless `listen` is loopback: [`Config::token_required_error`]).
-    pub token: String,
-    #[serde(with = "size")]
-    pub max_body: u64,
-    pub max_events: u64,
-}
+/// Declares config sections: each a struct whose keys are `pub` and which refuses unknown keys,
+/// with a `Debug` that shows its keys as `check-config` does (config units, secrets masked), so
+/// that a secret never reaches a log or a panic message through `{:?}`.
+macro_rules! sections {
+    ($($(#[$doc:meta])* $name:ident $section:literal {
+        $($(#[$attr:meta])* $key:ident: $ty:ty,)*
+    })*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$attr])* pub $key: $ty,)*
+        }
 
-/// `[storage]`: the redb file.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    #[serde(serialize_with = "lossy")]
-    pub path: PathBuf,
-    #[serde(with = "duration")]
-    pub retention: Duration,
-}
-
-/// `[sanplex]`: how links and labels look.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SanplexConfig {
-    pub base_url: String,
-    pub lang: Lang,
-}
-
-/// `[delivery]`: timeouts, retries, address checks, concurrency.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryConfig {
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    #[serde(with = "duration")]
-    pub async_interval: Duration,
-    #[serde(with = "durations")]
-    pub retry_schedule: Vec<Duration>,
-    #[serde(with = "duration")]
-    pub max_retry_after: Duration,
-    pub allow_private: bool,
-    pub allow_link_local: bool,
-    /// Empty = direct.
-    pub proxy: String,
-    /// 0 = one per core: [`Config::dispatch_workers`].
-    pub workers: u64,
-    pub max_in_flight: u64,
-    /// Zero = never.
-    #[serde(with = "duration")]
-    pub disable_after: Duration,
-    #[serde(with = "duration")]
-    pub failing_after: Duration,
-}
-
-/// `[limits]`: per-destination sliding windows; every window of a list applies.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    pub dinggroup: Vec<Window>,
-    pub wechatgroup: Vec<Window>,
-    pub feishugroup: Vec<Window>,
-    pub wechatuser_member: Vec<Window>,
-    #[serde(with = "duration")]
-    pub dingtalk_throttle: Duration,
-}
-
-/// `[platforms]`: API bases of the app-message types.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlatformsConfig {
-    pub dingtalk: String,
-    pub wecom: String,
-    pub feishu: String,
-}
-
-/// One `[[tail]]` entry: a glob of NDJSON files to follow.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TailConfig {
-    pub path: String,
-    #[serde(default = "tail_default_start_at")]
-    pub start_at: StartAt,
-    #[serde(default = "tail_default_max_line", with = "size")]
-    pub max_line: u64,
-}
-
-/// A path as TOML text: one that is not UTF-8 (only an embedder can set one) is shown lossily
-/// rather than failing `check-config`.
-fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&path.to_string_lossy())
-}
-
-fn tail_default_start_at() -> StartAt {
-    TAIL_DEFAULT_START_AT
-}
-
-fn tail_default_max_line() -> u64 {
-    TAIL_DEFAULT_MAX_LINE
-}
-
-/// `[cluster]`: several nodes sharing one NATS JetStream.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// Comma-separated server URLs; empty = a single node on redb.
-    pub nats: String,
-    pub name: String,
-    /// Empty = the host name.
-    pub node_id: String,
-    pub shards: u64,
-    #[serde(with = "duration")]
-    pub lease: Duration,
-}
-
-/// `[sanplex_db]`: the optional database poller.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SanplexDbConfig {
-    /// Empty = off.
-    pub url: String,
-    #[serde(with = "duration")]
-    pub poll_interval: Duration,
-    pub start_at: StartAt,
-    #[serde(with = "duration")]
-    pub gap_grace: Duration,
-}
-
-/// `Debug` of a section: its keys as `check-config` shows them (in config units, secrets
-/// masked), so that a secret never reaches a log or a panic message through `{:?}`.
-macro_rules! masked_debug {
-    ($($ty:ident $section:literal),*) => {$(
-        impl fmt::Debug for $ty {
+        impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut d = f.debug_struct(stringify!($ty));
+                let mut d = f.debug_struct(stringify!($name));
                 if let Ok(Value::Table(mut table)) = Value::try_from(self) {
                     for (key, value) in table.iter_mut() {
                         mask(&format!("{}.{key}", $section), value);
@@ -222,11 +99,92 @@ macro_rules! masked_debug {
     )*};
 }
 
-masked_debug!(
-    ServerConfig "server", StorageConfig "storage", SanplexConfig "sanplex",
-    DeliveryConfig "delivery", LimitsConfig "limits", PlatformsConfig "platforms",
-    TailConfig "tail", ClusterConfig "cluster", SanplexDbConfig "sanplex_db"
-);
+sections! {
+    /// `[server]`: the HTTP API.
+    ServerConfig "server" {
+        listen: String,
+        /// Empty = no auth (refused unless `listen` is loopback: [`Config::token_required_error`]).
+        token: String,
+        #[serde(with = "size")] max_body: u64,
+        max_events: u64,
+    }
+    /// `[storage]`: the redb file.
+    StorageConfig "storage" {
+        #[serde(serialize_with = "lossy")] path: PathBuf,
+        #[serde(with = "duration")] retention: Duration,
+    }
+    /// `[sanplex]`: how links and labels look.
+    SanplexConfig "sanplex" {
+        base_url: String,
+        lang: Lang,
+    }
+    /// `[delivery]`: timeouts, retries, address checks, concurrency.
+    DeliveryConfig "delivery" {
+        #[serde(with = "duration")] timeout: Duration,
+        #[serde(with = "duration")] async_interval: Duration,
+        #[serde(with = "durations")] retry_schedule: Vec<Duration>,
+        #[serde(with = "duration")] max_retry_after: Duration,
+        allow_private: bool,
+        allow_link_local: bool,
+        /// Empty = direct.
+        proxy: String,
+        /// 0 = one per core: [`Config::dispatch_workers`].
+        workers: u64,
+        max_in_flight: u64,
+        /// Zero = never.
+        #[serde(with = "duration")] disable_after: Duration,
+        #[serde(with = "duration")] failing_after: Duration,
+    }
+    /// `[limits]`: per-destination sliding windows; every window of a list applies.
+    LimitsConfig "limits" {
+        dinggroup: Vec<Window>,
+        wechatgroup: Vec<Window>,
+        feishugroup: Vec<Window>,
+        wechatuser_member: Vec<Window>,
+        #[serde(with = "duration")] dingtalk_throttle: Duration,
+    }
+    /// `[platforms]`: API bases of the app-message types.
+    PlatformsConfig "platforms" {
+        dingtalk: String,
+        wecom: String,
+        feishu: String,
+    }
+    /// One `[[tail]]` entry: a glob of NDJSON files to follow.
+    TailConfig "tail" {
+        path: String,
+        /// [`TAIL_DEFAULT_START_AT`] when left out.
+        #[serde(default)] start_at: StartAt,
+        #[serde(default = "tail_default_max_line", with = "size")] max_line: u64,
+    }
+    /// `[cluster]`: several nodes sharing one NATS JetStream.
+    ClusterConfig "cluster" {
+        /// Comma-separated server URLs; empty = a single node on redb.
+        nats: String,
+        name: String,
+        /// Empty = the host name.
+        node_id: String,
+        shards: u64,
+        #[serde(with = "duration")] lease: Duration,
+    }
+    /// `[sanplex_db]`: the optional database poller.
+    SanplexDbConfig "sanplex_db" {
+        /// Empty = off.
+        url: String,
+        #[serde(with = "duration")] poll_interval: Duration,
+        start_at: StartAt,
+        #[serde(with = "duration")] gap_grace: Duration,
+    }
+}
+
+/// A path as TOML text: one that is not UTF-8 (only an embedder can set one) is shown lossily
+/// rather than failing `check-config`.
+fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+fn tail_default_max_line() -> u64 {
+    TAIL_DEFAULT_MAX_LINE
+}
 
 /// Shows a value without its secrets: `server.token` as [`MASK`] (when set: an empty token
 /// stays visibly empty), credentials in any URL masked ([`crate::mask::text`]).
@@ -243,89 +201,52 @@ fn mask(key: &str, value: &mut Value) {
     }
 }
 
-/// Where a configuration value came from, so an error can point the user at it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// A config file (`path: None`: a string with no file name); 1-based line and column.
-    File {
-        path: Option<PathBuf>,
-        line: usize,
-        column: usize,
-    },
-    /// An environment variable.
-    Env { var: String },
-    /// The merged configuration, checked by [`Config::validate`].
-    Effective,
-}
-
-impl fmt::Display for Origin {
-    /// Renders as a suffix (leading space included, or nothing) for error messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File { path, line, column } => {
-                if let Some(path) = path {
-                    write!(f, " in {}", path.display())?;
-                }
-                write!(f, " at line {line}, column {column}")
-            }
-            Origin::Env { var } => write!(f, " (from environment variable {var})"),
-            Origin::Effective => Ok(()),
-        }
-    }
-}
-
-/// Everything that can be wrong with a configuration. The messages are serde's and toml's
-/// (or [`Config::validate`]'s), with the key, where it was written, and secrets masked.
+/// What is wrong with a configuration, in words that name the key (or the variable), the value,
+/// what was expected and where it was written.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read: missing (only the implicit `./config.toml` may be), a
-    /// directory, not UTF-8...
-    #[error("cannot read config file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The text is not TOML at all.
-    #[error("TOML syntax error{origin}: {message}")]
-    Syntax { origin: Origin, message: String },
-    /// A key that is unknown, has a value of the wrong type or shape, or one that
-    /// [`Config::validate`] refuses; the message names the value and what was expected.
-    #[error("config key `{key}`{origin}: {message}")]
-    Key {
-        key: String,
-        origin: Origin,
-        message: String,
-    },
-    /// A `SANHOOK_*` variable that names no section, or whose value is not UTF-8.
-    #[error("environment variable {var}: {message} (fix or unset it)")]
-    Env { var: String, message: String },
+#[error("{message}")]
+pub struct ConfigError {
+    key: Option<String>,
+    line: Option<usize>,
+    message: String,
 }
+
+/// Where a value was written, as a suffix of a message (`" in c.toml at line 3, column 9"`,
+/// `" (from environment variable X)"` or nothing), and the line of the file.
+type Place = (String, Option<usize>);
 
 impl ConfigError {
+    fn about((at, line): Place, key: String, message: &str) -> ConfigError {
+        let message = format!("config key `{key}`{at}: {message}");
+        ConfigError {
+            key: Some(key),
+            line,
+            message,
+        }
+    }
+
+    fn env(var: &str, message: &str) -> ConfigError {
+        let message = format!("environment variable {var}: {message} (fix or unset it)");
+        ConfigError {
+            key: None,
+            line: None,
+            message,
+        }
+    }
+
     /// The dotted config key the error is about, when it is about one.
     pub fn key(&self) -> Option<&str> {
-        match self {
-            ConfigError::Key { key, .. } => Some(key),
-            _ => None,
-        }
+        self.key.as_deref()
     }
 
     /// The 1-based line in the config file the error points at, when known.
     pub fn line(&self) -> Option<usize> {
-        match self {
-            ConfigError::Syntax { origin, .. } | ConfigError::Key { origin, .. } => match origin {
-                Origin::File { line, .. } => Some(*line),
-                _ => None,
-            },
-            _ => None,
-        }
+        self.line
     }
 }
 
-/// The built-in defaults: [`DEFAULT_TOML`] as the table every layer is laid over (and the
-/// registry of keys and their types for environment overrides), and as a `Config`.
+/// The built-in defaults: [`DEFAULT_TOML`] as the table every layer is laid over, and as a
+/// `Config`.
 static DEFAULTS: LazyLock<(Table, Config)> = LazyLock::new(|| {
     let table: Table = DEFAULT_TOML
         .parse()
@@ -361,19 +282,16 @@ impl Config {
     /// The token-versus-listen check is left to the caller ([`Config::token_required_error`]),
     /// because `check-config` should still print the effective values in that case.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        // A non-UTF-8 value is an error rather than a panic (`std::env::vars`) or a silent skip.
-        let vars = std::env::vars_os()
-            .filter(|(name, _)| name.to_string_lossy().starts_with(ENV_PREFIX))
-            .map(|(name, value)| {
-                let var = name.to_string_lossy().into_owned();
-                match value.into_string() {
-                    Ok(value) => Ok((var, value)),
-                    Err(_) => Err(ConfigError::Env {
-                        var,
-                        message: "not valid UTF-8".into(),
-                    }),
-                }
-            });
+        // A value that is not UTF-8 is an error, not a panic (`std::env::vars`) or a skip.
+        let ours =
+            std::env::vars_os().filter(|(k, _)| k.as_encoded_bytes().starts_with(b"SANHOOK_"));
+        let vars = ours.map(|(var, value)| {
+            let var = var.to_string_lossy().into_owned();
+            value
+                .into_string()
+                .map(|v| (var.clone(), v))
+                .map_err(|_| ConfigError::env(&var, "not valid UTF-8"))
+        });
         Self::load_with_env(path, vars.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -386,56 +304,57 @@ impl Config {
         let file = path.unwrap_or(Path::new(DEFAULT_PATH));
         let text = match std::fs::read_to_string(file) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_none() => None,
-            read => Some(read.map_err(|source| ConfigError::Read {
-                path: file.into(),
-                source,
+            read => Some(read.map_err(|e| {
+                let message = format!("cannot read config file {}: {e}", file.display());
+                ConfigError {
+                    key: None,
+                    line: None,
+                    message,
+                }
             })?),
         };
-        let mut sources = Sources {
-            file: text.as_deref().map(|text| (text, Some(file))),
-            env: Vec::new(),
+        let (config, sources) = Sources::load(text.as_deref().map(|t| (t, Some(file))), vars)?;
+        let located = |(key, message): (String, String)| {
+            ConfigError::about(sources.origin(&key, false), key, &message)
         };
-        let config = sources.load(vars)?;
-        config.validate().map_err(|e| match e {
-            ConfigError::Key { key, message, .. } => ConfigError::Key {
-                origin: sources.origin(&key, false),
-                key,
-                message,
-            },
-            e => e,
-        })?;
+        config.check().map_err(located)?;
         Ok(config)
     }
 
     /// Parses a config document on top of the defaults. Does not read the environment and does
     /// not [`validate`](Config::validate): it answers "what does this text say".
     pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
-        let mut sources = Sources {
-            file: Some((s, None)),
-            env: Vec::new(),
-        };
-        sources.load(std::iter::empty())
+        Sources::load(Some((s, None)), []).map(|(config, _)| config)
     }
 
     /// Checks what the values mean: addresses parse, URLs are absolute http(s), limits and
     /// intervals are positive. Returns the first problem, naming its key and value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let (server, delivery, cluster, db) = (
-            &self.server,
-            &self.delivery,
-            &self.cluster,
-            &self.sanplex_db,
-        );
+        self.check()
+            .map_err(|(key, message)| ConfigError::about(Place::default(), key, &message))
+    }
+
+    /// [`Config::validate`]'s checks: the first problem, as its key and what is wrong.
+    #[rustfmt::skip]
+    fn check(&self) -> Result<(), (String, String)> {
+        let (server, delivery, cluster, db) = (&self.server, &self.delivery, &self.cluster, &self.sanplex_db);
         let http = |url: &str| is_url(url, &["http", "https"]);
         let nats = |url: &str| is_url(url.trim(), &["nats", "tls", "ws", "wss"]);
-        let word = |s: &str| {
-            s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-        };
+        let word = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
         const URL: &str = "an absolute http:// or https:// URL, e.g. \"https://example.com\"";
         const ABOVE_ZERO: &str = "a duration above zero";
-        #[rustfmt::skip]
-        let mut checks: Vec<(String, bool, String)> = [
+        const WINDOW: &str = "a window whose count and duration are both above zero, e.g. \"20/60s\"";
+        let limits = [("dinggroup", &self.limits.dinggroup), ("wechatgroup", &self.limits.wechatgroup),
+            ("feishugroup", &self.limits.feishugroup), ("wechatuser_member", &self.limits.wechatuser_member)];
+        let windows = limits.into_iter().flat_map(|(name, windows)| windows.iter().enumerate().map(move |(i, w)|
+            (format!("limits.{name}[{i}]"), w.count > 0 && !w.per.is_zero(), WINDOW.to_string())));
+        let tails = self.tail.iter().enumerate().flat_map(|(i, tail)| {
+            let glob = glob::Pattern::new(&tail.path).err().map_or(String::new(), |e| format!(" ({e})"));
+            [(format!("tail[{i}].path"), !tail.path.trim().is_empty() && glob.is_empty(),
+                format!("a non-empty file path or a valid glob{glob}")),
+             (format!("tail[{i}].max_line"), tail.max_line > 0, "a size above zero".into())]
+        });
+        let checks = [
             ("server.listen", server.listen.parse::<SocketAddr>().is_ok(),
                 "a socket address IP:PORT, e.g. \"127.0.0.1:8930\" or \"[::1]:8930\" (host names are not accepted)"),
             ("server.max_body", server.max_body >= MIN_MAX_BODY, "at least 1KiB"),
@@ -453,40 +372,8 @@ impl Config {
             ("delivery.timeout", !delivery.timeout.is_zero(), ABOVE_ZERO),
             ("delivery.async_interval", !delivery.async_interval.is_zero(), ABOVE_ZERO),
             ("cluster.lease", !cluster.lease.is_zero(), ABOVE_ZERO),
-        ]
-        .map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string()))
-        .into();
-        let limits = &self.limits;
-        for (name, windows) in [
-            ("dinggroup", &limits.dinggroup),
-            ("wechatgroup", &limits.wechatgroup),
-            ("feishugroup", &limits.feishugroup),
-            ("wechatuser_member", &limits.wechatuser_member),
-        ] {
-            checks.extend(windows.iter().enumerate().map(|(i, w)| {
-                let expected =
-                    "a window whose count and duration are both above zero, e.g. \"20/60s\"";
-                (
-                    format!("limits.{name}[{i}]"),
-                    w.count > 0 && !w.per.is_zero(),
-                    expected.into(),
-                )
-            }));
-        }
-        for (i, tail) in self.tail.iter().enumerate() {
-            let glob = glob::Pattern::new(&tail.path).err();
-            let why = glob.as_ref().map_or(String::new(), |e| format!(" ({e})"));
-            let path_ok = !tail.path.trim().is_empty() && glob.is_none();
-            let expected = format!("a non-empty file path or a valid glob{why}");
-            checks.push((format!("tail[{i}].path"), path_ok, expected));
-            checks.push((
-                format!("tail[{i}].max_line"),
-                tail.max_line > 0,
-                "a size above zero".into(),
-            ));
-        }
-        #[rustfmt::skip]
-        checks.extend([
+        ].into_iter().map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string()));
+        let more = [
             ("cluster.nats", cluster.nats.is_empty() || cluster.nats.split(',').all(nats),
                 "comma-separated nats://, tls://, ws:// or wss:// URLs, e.g. \"nats://10.0.0.5:4222,nats://10.0.0.6:4222\", or \"\" for a single node"),
             ("cluster.name", !cluster.name.is_empty() && word(&cluster.name),
@@ -497,18 +384,14 @@ impl Config {
             ("sanplex_db.url", db.url.is_empty() || db.url.starts_with("mysql://"),
                 "a mysql:// URL, e.g. \"mysql://reader:pw@127.0.0.1:3306/zentao\", or \"\" to turn the poller off"),
             ("sanplex_db.poll_interval", db.url.is_empty() || !db.poll_interval.is_zero(), ABOVE_ZERO),
-        ].map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string())));
-        match checks.into_iter().find(|(_, ok, _)| !ok) {
-            None => Ok(()),
-            Some((key, _, expected)) => Err(ConfigError::Key {
-                message: format!(
-                    "invalid value {}, expected {expected}",
-                    shown(&self.to_table(), &key)
-                ),
-                key,
-                origin: Origin::Effective,
-            }),
-        }
+        ].into_iter().map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string()));
+        let Some((key, _, expected)) = checks.chain(windows).chain(tails).chain(more).find(|(_, ok, _)| !ok) else {
+            return Ok(());
+        };
+        // The value as check-config writes it, secrets masked.
+        let text = toml::to_string(&self.to_table()).expect("a TOML table renders");
+        let value = span(&text, &key, false).map_or("nothing".into(), |s| crate::mask::text(&text[s]));
+        Err((key, format!("invalid value {value}, expected {expected}")))
     }
 
     /// Whether `server.listen` is a loopback address, where running without a token is safe.
@@ -551,8 +434,8 @@ impl Config {
     }
 }
 
-/// The layers being loaded, to point an error at the file position or the environment
-/// variable that set the key it is about.
+/// The layers loaded, to point an error at the place in the file or the variable that set the
+/// key it is about.
 struct Sources<'a> {
     /// The file's text, and its path when it has one.
     file: Option<(&'a str, Option<&'a Path>)>,
@@ -560,21 +443,26 @@ struct Sources<'a> {
     env: Vec<(String, String)>,
 }
 
-impl Sources<'_> {
-    /// The defaults, the file laid over them (a section key by key, anything else whole), then
-    /// the environment.
+impl<'a> Sources<'a> {
+    /// The defaults, the `file` laid over them (a section key by key, anything else whole),
+    /// then the environment, deserialised.
     fn load(
-        &mut self,
+        file: Option<(&'a str, Option<&'a Path>)>,
         vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<(Config, Self), ConfigError> {
         let mut table = DEFAULTS.0.clone();
-        if let Some((text, path)) = self.file {
+        if let Some((text, path)) = file {
             let file: Table = text.parse().map_err(|e: toml::de::Error| {
-                let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
-                let path = path.map(Path::to_path_buf);
-                let origin = Origin::File { path, line, column };
-                let message = e.message().trim().replace('\n', "; ");
-                ConfigError::Syntax { origin, message }
+                let (at, line) = place(text, path, e.span().map_or(0, |s| s.start));
+                let message = format!(
+                    "TOML syntax error{at}: {}",
+                    e.message().trim().replace('\n', "; ")
+                );
+                ConfigError {
+                    key: None,
+                    line,
+                    message,
+                }
             })?;
             for (section, value) in file {
                 match (table.get_mut(&section), value) {
@@ -583,163 +471,134 @@ impl Sources<'_> {
                 }
             }
         }
-        self.merge_env(&mut table, vars)?;
-        self.deserialize(table)
-    }
-
-    /// Lays the `SANHOOK_<SECTION>_<KEY>` variables of `vars` over `table`.
-    ///
-    /// The section is the longest section name that prefixes the rest, so
-    /// `SANHOOK_SANPLEX_DB_URL` is `sanplex_db.url`, never `sanplex.db_url`. Variables that are
-    /// not shaped like an override are ignored: `SANHOOK_TEST_*`, `SANHOOK_LOG*` and names with
-    /// no `_` after the prefix (e.g. `SANHOOK_CONFIG`). Any other `SANHOOK_*` name must map to a
-    /// scalar key, or it is an error: a misspelt override would otherwise be silently ignored.
-    /// Variables are applied in name order, so the first error is the same on every run. A value gets the type of the key's default: booleans are spelt
-    /// `true/false/1/0`, integers are digits, anything else is a string (which serde refuses,
-    /// naming the key, when it is not what the key takes).
-    fn merge_env(
-        &mut self,
-        table: &mut Table,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(), ConfigError> {
-        let mut vars: Vec<_> = vars
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-            .collect();
-        vars.sort();
-        for (var, text) in vars {
-            let rest = &var[ENV_PREFIX.len()..];
-            if rest.starts_with("TEST_") || rest.starts_with("LOG") || !rest.contains('_') {
-                continue;
-            }
-            let sections = DEFAULTS.0.keys().map(String::as_str).chain(["tail"]);
-            let section = sections
-                .filter(|s| {
-                    rest.strip_prefix(&*s.to_ascii_uppercase())
-                        .is_some_and(|r| r.len() > 1 && r.starts_with('_'))
-                })
-                .max_by_key(|s| s.len());
-            let key = section.map_or("", |s| &rest[s.len() + 1..]);
-            let message = match section {
-                None => Some(format!(
-                    "no section named so; overrides are SANHOOK_<SECTION>_<KEY> with a section among {}",
-                    DEFAULTS.0.keys().map(|s| s.to_ascii_uppercase()).collect::<Vec<_>>().join(", ")
-                )),
-                Some(_) if key.bytes().any(|b| b.is_ascii_lowercase()) => {
-                    Some("the key part must be upper case, e.g. SANHOOK_SERVER_LISTEN".into())
-                }
-                Some(_) => None,
-            };
-            if let Some(message) = message {
-                return Err(ConfigError::Env { var, message });
-            }
-            let (section, key) = (section.unwrap_or_default(), key.to_ascii_lowercase());
-            let dotted = format!("{section}.{key}");
-            let value = match DEFAULTS.0.get(section).and_then(|s| s.get(&key)) {
-                _ if section == "tail" => None,
-                Some(Value::Array(_)) => None,
-                Some(Value::Boolean(_)) => match text.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" => Some(Value::Boolean(true)),
-                    "false" | "0" => Some(Value::Boolean(false)),
-                    _ => Some(Value::String(text)),
-                },
-                Some(Value::Integer(_)) => Some(match text.trim().parse::<u64>() {
-                    Ok(n) => Value::Integer(n.min(i64::MAX as u64) as i64),
-                    Err(_) => Value::String(text),
-                }),
-                _ => Some(Value::String(text)),
-            };
-            let Some(value) = value else {
-                return Err(ConfigError::Key {
-                    key: dotted,
-                    origin: Origin::Env { var },
-                    message: "arrays and [[tail]] are set in the config file only".into(),
-                });
-            };
-            if let Some(Value::Table(keys)) = table.get_mut(section) {
-                keys.insert(key, value);
-            }
-            self.env.push((dotted, var));
+        let sources = Sources {
+            file,
+            env: merge_env(&mut table, vars)?,
+        };
+        match serde_path_to_error::deserialize(Value::Table(table)) {
+            Ok(config) => Ok((config, sources)),
+            Err(e) => Err(sources.refused(e.path().to_string(), e.inner().message())),
         }
-        Ok(())
     }
 
-    /// Deserialises the merged table; serde's complaint is kept as it is, with the key it is
-    /// about, where that was written, and secrets masked.
-    fn deserialize(&self, merged: Table) -> Result<Config, ConfigError> {
-        serde_path_to_error::deserialize(Value::Table(merged.clone())).map_err(|e| {
-            let mut key = e.path().to_string();
-            let mut message = crate::mask::text(e.inner().message()).into_owned();
-            if let (true, Some(token)) = (key == "server.token", lookup(&merged, &key)) {
-                message = message.replace(&token.to_string(), MASK);
-            }
-            // Unknown keys point at their name; a missing one at the table that lacks it.
-            let missing = message.strip_prefix("missing field `");
-            let origin = self.origin(&key, missing.is_some() || message.starts_with("unknown"));
-            if let Some(field) = missing {
-                key = format!("{key}.{}", field.trim_end_matches('`'));
-            }
-            ConfigError::Key {
-                key,
-                origin,
-                message,
-            }
-        })
+    /// serde's complaint about `key`, secrets masked, at the place that set it.
+    fn refused(&self, mut key: String, message: &str) -> ConfigError {
+        let mut message = crate::mask::text(message).into_owned();
+        if let (true, Some((head, rest))) = (key == "server.token", message.split_once('`')) {
+            let rest = rest.split_once('`').map_or("", |(_, rest)| rest);
+            message = format!("{head}`{MASK}`{rest}");
+        }
+        // Unknown keys point at their name; a missing one at the table that lacks it.
+        let missing = message.strip_prefix("missing field `");
+        let place = self.origin(&key, missing.is_some() || message.starts_with("unknown"));
+        if let Some(field) = missing {
+            key = format!("{key}.{}", field.trim_end_matches('`'));
+        }
+        ConfigError::about(place, key, &message)
     }
 
     /// Where the value of `key` (or the key itself, `at_name`) was written: the variable that
     /// set it, else its place in the file, else nowhere in particular (a default).
-    fn origin(&self, key: &str, at_name: bool) -> Origin {
+    fn origin(&self, key: &str, at_name: bool) -> Place {
         if let Some((_, var)) = self.env.iter().rev().find(|(k, _)| k == key) {
-            return Origin::Env { var: var.clone() };
+            return (format!(" (from environment variable {var})"), None);
         }
-        let Some((text, path)) = self.file else {
-            return Origin::Effective;
-        };
-        match position(text, key, at_name) {
-            Some(pos) => {
-                let (line, column) = line_column(text, pos);
-                let path = path.map(Path::to_path_buf);
-                Origin::File { path, line, column }
-            }
-            None => Origin::Effective,
+        match self
+            .file
+            .and_then(|(text, path)| Some((text, path, span(text, key, at_name)?)))
+        {
+            Some((text, path, span)) => place(text, path, span.start),
+            None => Place::default(),
         }
     }
 }
 
-/// The value of `key` in `table` as an error shows it: secrets masked, strings quoted.
-fn shown(table: &Table, key: &str) -> String {
-    match lookup(table, key) {
-        Some(_) if key == "server.token" => MASK.into(),
-        Some(Value::String(s)) => format!("{:?}", crate::mask::text(s)),
-        Some(v) => crate::mask::text(&v.to_string()).into_owned(),
-        None => "nothing".into(),
-    }
-}
-
-/// The value at a dotted key with indexes (`delivery.retry_schedule[1]`, `tail[0].path`).
-fn lookup<'v>(table: &'v Table, key: &str) -> Option<&'v Value> {
-    let mut parts = key.split(['.', '[']);
-    let mut value = table.get(parts.next()?)?;
-    for part in parts {
-        value = match part.strip_suffix(']') {
-            Some(i) => value.get(i.parse::<usize>().ok()?)?,
-            None => value.get(part)?,
+/// Lays the `SANHOOK_<SECTION>_<KEY>` variables of `vars` over `table`, and says which key
+/// each one set.
+///
+/// The section is the longest section name that prefixes the rest, so `SANHOOK_SANPLEX_DB_URL`
+/// is `sanplex_db.url`, never `sanplex.db_url`. Variables that are not shaped like an override
+/// are ignored: `SANHOOK_TEST_*`, `SANHOOK_LOG*` and names with no `_` after the prefix (e.g.
+/// `SANHOOK_CONFIG`). Any other `SANHOOK_*` name must map to a scalar key, or it is an error: a
+/// misspelt override would otherwise be silently ignored. Variables are applied in name order,
+/// so the first error is the same on every run. A value gets the type of the key's default:
+/// booleans are `true/false/1/0`, integers digits, and anything else a string (which serde
+/// refuses, naming the key, where it does not fit).
+fn merge_env(
+    table: &mut Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars: Vec<_> = vars
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    let mut set = Vec::new();
+    for (var, text) in vars {
+        let rest = &var[ENV_PREFIX.len()..];
+        if rest.starts_with("TEST_") || rest.starts_with("LOG") || !rest.contains('_') {
+            continue;
+        }
+        let sections = || DEFAULTS.0.keys().map(String::as_str).chain(["tail"]);
+        let under = |s: &&str| {
+            rest.strip_prefix(&*s.to_ascii_uppercase())
+                .is_some_and(|r| r.len() > 1 && r.starts_with('_'))
         };
+        let Some(section) = sections().filter(under).max_by_key(|s| s.len()) else {
+            let known: Vec<_> = sections().map(str::to_ascii_uppercase).collect();
+            let message = format!(
+                "overrides are SANHOOK_<SECTION>_<KEY> with a section among {}",
+                known.join(", ")
+            );
+            return Err(ConfigError::env(&var, &message));
+        };
+        let key = &rest[section.len() + 1..];
+        if key.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(ConfigError::env(
+                &var,
+                "the key part must be upper case, e.g. SANHOOK_SERVER_LISTEN",
+            ));
+        }
+        let dotted = format!("{section}.{}", key.to_ascii_lowercase());
+        let key = key.to_ascii_lowercase();
+        if section == "tail" || DEFAULTS.0[section].get(&key).is_some_and(Value::is_array) {
+            let place = (format!(" (from environment variable {var})"), None);
+            return Err(ConfigError::about(
+                place,
+                dotted,
+                "arrays and [[tail]] are set in the config file only",
+            ));
+        }
+        let value = match DEFAULTS.0[section].get(&key) {
+            Some(Value::Boolean(_)) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Value::Boolean(true),
+                "false" | "0" => Value::Boolean(false),
+                _ => Value::String(text),
+            },
+            Some(Value::Integer(_)) => match text.trim().parse::<u64>() {
+                Ok(n) => Value::Integer(n.min(i64::MAX as u64) as i64),
+                Err(_) => Value::String(text),
+            },
+            _ => Value::String(text),
+        };
+        if let Some(Value::Table(keys)) = table.get_mut(section) {
+            keys.insert(key, value);
+        }
+        set.push((dotted, var));
     }
-    Some(value)
+    Ok(set)
 }
 
-/// Byte offset of `key` (as [`lookup`] takes it) in the TOML `text`: of its name when
-/// `at_name`, else of its value. `None` when the text does not set it.
-fn position(text: &str, key: &str, at_name: bool) -> Option<usize> {
+/// Where `key` (dotted, with indexes: `delivery.retry_schedule[1]`, `tail[0].path`) is written
+/// in the TOML `text`: its name when `at_name`, else its value. `None` when the text lacks it.
+fn span(text: &str, key: &str, at_name: bool) -> Option<Range<usize>> {
     use toml::de::{DeTable, DeValue};
     let doc = DeTable::parse(text).ok()?;
     let mut parts = key.split(['.', '[']);
     let (name, mut value) = doc.get_ref().get_key_value(parts.next()?)?;
-    let mut pos = if at_name { name.span() } else { value.span() };
+    let mut span = if at_name { name.span() } else { value.span() };
     for part in parts {
-        (pos, value) = match (part.strip_suffix(']'), value.get_ref()) {
+        (span, value) = match (part.strip_suffix(']'), value.get_ref()) {
             (Some(i), DeValue::Array(items)) => {
                 let item = items.get(i.parse::<usize>().ok()?)?;
                 (item.span(), item)
@@ -751,15 +610,22 @@ fn position(text: &str, key: &str, at_name: bool) -> Option<usize> {
             _ => return None,
         };
     }
-    Some(pos.start)
+    Some(span)
 }
 
-/// 1-based line and column (in characters) of byte offset `pos` in `text`.
-fn line_column(text: &str, pos: usize) -> (usize, usize) {
-    let before = text.get(..pos.min(text.len())).unwrap_or(text);
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+/// The [`Place`] of byte `pos` in the file `text` at `path`.
+fn place(text: &str, path: Option<&Path>, pos: usize) -> Place {
+    let before = text.get(..pos).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    (line, before[line_start..].chars().count() + 1)
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    let file = path.map_or(String::new(), |p| format!(" in {}", p.display()));
+    (
+        format!("{file} at line {line}, column {column}"),
+        Some(line),
+    )
 }
 
 /// Whether `s` is an absolute URL with one of `schemes` and a host.

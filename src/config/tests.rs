@@ -30,9 +30,8 @@ fn full() -> Config {
 
 /// A key's value as `check-config` writes it (`"10s"`, `true`), secrets masked.
 fn value_of(c: &Config, key: &str) -> String {
-    let mut value = lookup(&c.to_table(), key).expect(key).clone();
-    mask(key, &mut value);
-    value.to_string()
+    let text = c.render_effective();
+    text[span(&text, key, false).expect(key)].to_string()
 }
 
 #[test]
@@ -182,7 +181,10 @@ fn bad_fixtures_fail_naming_their_key() {
         };
         let msg = err.to_string();
         if key == "-" {
-            assert!(matches!(err, ConfigError::Syntax { .. }), "{name}: {msg}");
+            assert!(
+                err.key().is_none() && msg.contains("TOML syntax error"),
+                "{name}: {msg}"
+            );
         } else {
             assert_eq!(err.key(), Some(key.as_str()), "{name}: {msg}");
             assert!(msg.contains(&format!("`{key}`")), "{name}: {msg}");
@@ -209,15 +211,11 @@ fn unreadable_files() {
     // An explicit file that does not exist is an error; the implicit ./config.toml may be absent.
     let err = Config::load_with_env(Some(&dir.path().join("nope.toml")), Vec::new());
     let err = err.expect_err("missing");
-    assert!(
-        matches!(&err, ConfigError::Read { source, .. }
-        if source.kind() == std::io::ErrorKind::NotFound),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("nope.toml"), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("nope.toml: No such file"), "{msg}");
     // A directory is not a readable file: reported, not treated as absent.
     let err = Config::load_with_env(Some(dir.path()), Vec::new()).expect_err("a directory");
-    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot read config file"), "{err}");
 }
 
 #[test]

@@ -15,8 +15,6 @@ const EXPECT_DURATION: &str =
     "a duration with a unit: ms, s, m, h or d, e.g. \"10s\", \"500ms\", \"1h\"";
 const EXPECT_SIZE: &str =
     "a size in bytes or with a unit KiB, MiB or GiB, e.g. \"16MiB\", \"512KiB\" or 1048576";
-const EXPECT_LANG: &str = "\"en\" or \"zh-cn\"";
-const EXPECT_START_AT: &str = "\"beginning\" or \"end\"";
 const EXPECT_WINDOW: &str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
 
 /// The largest duration (in milliseconds) and size (in bytes) accepted: `i64::MAX`, so that
@@ -24,68 +22,50 @@ const EXPECT_WINDOW: &str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
 /// meets, however large it is written (about 292 million years; 8 EiB).
 const MAX: u64 = i64::MAX as u64;
 
-/// Language of labels in notification text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Language of labels in notification text: `"en"` or `"zh-cn"` (also `"zh-CN"`, as Sanplex
+/// itself writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum Lang {
-    /// English labels (`"en"`).
     #[default]
+    #[serde(rename = "en")]
     En,
-    /// Simplified Chinese labels, as Sanplex shows them (`"zh-cn"`).
+    #[serde(rename = "zh-cn", alias = "zh-CN")]
     ZhCn,
+}
+
+/// Where a source starts in input it has never seen: everything already there (a backfill),
+/// or only what is written from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    #[default]
+    Beginning,
+    End,
 }
 
 impl Lang {
     /// The config spelling: `"en"` or `"zh-cn"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::ZhCn => "zh-cn",
-        }
+        ["en", "zh-cn"][self as usize]
     }
-}
-
-impl FromStr for Lang {
-    type Err = String;
-
-    /// Case-insensitive, since Sanplex itself writes both `zh-cn` and `zh-CN`.
-    fn from_str(s: &str) -> Result<Lang, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "en" => Ok(Lang::En),
-            "zh-cn" => Ok(Lang::ZhCn),
-            _ => Err(EXPECT_LANG.into()),
-        }
-    }
-}
-
-/// Where a source starts in input it has never seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartAt {
-    /// Read everything already there (a backfill).
-    #[default]
-    Beginning,
-    /// Only what is written from now on.
-    End,
 }
 
 impl StartAt {
     /// The config spelling: `"beginning"` or `"end"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StartAt::Beginning => "beginning",
-            StartAt::End => "end",
-        }
+        ["beginning", "end"][self as usize]
     }
 }
 
-impl FromStr for StartAt {
-    type Err = String;
+impl fmt::Display for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
-    fn from_str(s: &str) -> Result<StartAt, String> {
-        match s.trim() {
-            "beginning" => Ok(StartAt::Beginning),
-            "end" => Ok(StartAt::End),
-            _ => Err(EXPECT_START_AT.into()),
-        }
+impl fmt::Display for StartAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -115,24 +95,26 @@ impl FromStr for Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("", 1),
+    ("B", 1),
+];
+const DURATION_UNITS: &[(&str, u64)] = &[
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 impl FromStr for Size {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Size, String> {
-        let (n, unit) = number_and_unit(s).ok_or(EXPECT_SIZE)?;
-        let units = [
-            ("", 1),
-            ("b", 1),
-            ("kib", 1 << 10),
-            ("mib", 1 << 20),
-            ("gib", 1 << 30),
-        ];
-        let unit = unit.to_ascii_lowercase();
-        let (_, factor) = units.iter().find(|(u, _)| *u == unit).ok_or(EXPECT_SIZE)?;
-        match n.checked_mul(*factor) {
-            Some(n) if n <= MAX => Ok(Size(n)),
-            _ => Err(format!("{EXPECT_SIZE}, at most {}GiB", MAX >> 30)),
-        }
+        in_units(s, SIZE_UNITS, true, EXPECT_SIZE).map(Size)
     }
 }
 
@@ -148,19 +130,33 @@ impl FromStr for Dur {
     }
 }
 
-const DURATION_UNITS: [(&str, u64); 5] = [
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1_000),
-    ("ms", 1),
-];
-
-/// Splits `" 16 MiB "` into `(16, "MiB")`: leading ASCII digits, then the trimmed rest.
-fn number_and_unit(s: &str) -> Option<(u64, &str)> {
+/// Reads `" 16 MiB "` as 16 of the unit `MiB` of `units` (largest first), at most [`MAX`].
+fn in_units(s: &str, units: &[(&str, u64)], any_case: bool, expected: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    Some((s[..digits].parse().ok()?, s[digits..].trim()))
+    let (n, unit) = (
+        s[..digits].parse::<u64>().map_err(|_| expected)?,
+        s[digits..].trim(),
+    );
+    if unit.is_empty() && !units.iter().any(|(u, _)| u.is_empty()) {
+        let (s, ms) = (units[3].0, units[4].0);
+        return Err(format!(
+            "{expected}, not a plain number: write \"{n}{s}\" or \"{n}{ms}\""
+        ));
+    }
+    let same = |u: &str| u == unit || (any_case && u.eq_ignore_ascii_case(unit));
+    let (_, factor) = units.iter().find(|(u, _)| same(u)).ok_or(expected)?;
+    let (largest, size) = units[0];
+    n.checked_mul(*factor)
+        .filter(|n| *n <= MAX)
+        .ok_or_else(|| format!("{expected}, at most {}{largest}", MAX / size))
+}
+
+/// `n` in the largest of `units` that divides it exactly (`"1h"`, `"16MiB"`).
+fn in_largest_unit(n: u64, units: &[(&str, u64)]) -> String {
+    let exact = |(_, size): &&(&str, u64)| n % size == 0 && (n > 0 || *size == 1);
+    let (unit, size) = units.iter().find(exact).expect("the smallest unit is 1");
+    format!("{}{unit}", n / size)
 }
 
 /// Parses a duration such as `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"30d"`.
@@ -168,36 +164,17 @@ fn number_and_unit(s: &str) -> Option<(u64, &str)> {
 /// A unit is required: `"10"` could mean seconds or milliseconds, and guessing wrong turns a
 /// 10-second timeout into a 10-millisecond one. The error text says what is expected.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (n, unit) = number_and_unit(s).ok_or(EXPECT_DURATION)?;
-    if unit.is_empty() {
-        return Err(format!(
-            "a duration with a unit, e.g. \"{n}s\" or \"{n}ms\" (a plain number is ambiguous)"
-        ));
-    }
-    let (_, unit_ms) = DURATION_UNITS
-        .iter()
-        .find(|(u, _)| *u == unit)
-        .ok_or(EXPECT_DURATION)?;
-    match n.checked_mul(*unit_ms) {
-        Some(ms) if ms <= MAX => Ok(Duration::from_millis(ms)),
-        _ => Err(format!("{EXPECT_DURATION}, at most {}d", MAX / 86_400_000)),
-    }
+    in_units(s, DURATION_UNITS, false, EXPECT_DURATION).map(Duration::from_millis)
 }
 
 /// Renders a duration in the largest unit that divides it exactly (`"1h"`, `"90s"`, `"500ms"`),
 /// the inverse of [`parse_duration`]. Sub-millisecond parts, which no config value can carry,
 /// are dropped.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let (unit, size) = match DURATION_UNITS
-        .iter()
-        .find(|(_, n)| ms % u128::from(*n) == 0)
-    {
-        _ if ms == 0 => ("s", 1),
-        Some((unit, n)) => (*unit, u128::from(*n)),
-        None => ("ms", 1),
-    };
-    format!("{}{unit}", ms / size)
+    match u64::try_from(d.as_millis()).unwrap_or(u64::MAX) {
+        0 => "0s".into(),
+        ms => in_largest_unit(ms, DURATION_UNITS),
+    }
 }
 
 impl fmt::Display for Dur {
@@ -209,11 +186,7 @@ impl fmt::Display for Dur {
 impl fmt::Display for Size {
     /// The largest binary unit that divides it exactly, else plain bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-        match units.iter().find(|(_, n)| self.0 != 0 && self.0 % n == 0) {
-            Some((unit, n)) => write!(f, "{}{unit}", self.0 / n),
-            None => write!(f, "{}", self.0),
-        }
+        f.write_str(&in_largest_unit(self.0, SIZE_UNITS))
     }
 }
 
@@ -221,18 +194,6 @@ impl fmt::Display for Window {
     /// The config spelling, so that rendering and parsing round-trip.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.count, Dur(self.per))
-    }
-}
-
-impl fmt::Display for Lang {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for StartAt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -275,8 +236,6 @@ macro_rules! spelt_serde {
 }
 
 spelt_serde!(
-    Lang = EXPECT_LANG,
-    StartAt = EXPECT_START_AT,
     Window = EXPECT_WINDOW,
     Size = EXPECT_SIZE,
     Dur = EXPECT_DURATION
