@@ -216,22 +216,18 @@ pub struct ConfigError {
 type Place = (String, Option<usize>);
 
 impl ConfigError {
+    fn new(key: Option<String>, line: Option<usize>, message: String) -> ConfigError {
+        ConfigError { key, line, message }
+    }
+
     fn about((at, line): Place, key: String, message: &str) -> ConfigError {
         let message = format!("config key `{key}`{at}: {message}");
-        ConfigError {
-            key: Some(key),
-            line,
-            message,
-        }
+        ConfigError::new(Some(key), line, message)
     }
 
     fn env(var: &str, message: &str) -> ConfigError {
         let message = format!("environment variable {var}: {message} (fix or unset it)");
-        ConfigError {
-            key: None,
-            line: None,
-            message,
-        }
+        ConfigError::new(None, None, message)
     }
 
     /// The dotted config key the error is about, when it is about one.
@@ -248,14 +244,11 @@ impl ConfigError {
 /// The built-in defaults: [`DEFAULT_TOML`] as the table every layer is laid over, and as a
 /// `Config`.
 static DEFAULTS: LazyLock<(Table, Config)> = LazyLock::new(|| {
-    let table: Table = DEFAULT_TOML
-        .parse()
-        .expect("the embedded config.toml is TOML");
-    let config = table
-        .clone()
-        .try_into()
-        .expect("the embedded config.toml is valid");
-    (table, config)
+    let table: Table = DEFAULT_TOML.parse().expect("config.toml is TOML");
+    (
+        table.clone(),
+        table.try_into().expect("config.toml is valid"),
+    )
 });
 
 impl Default for Config {
@@ -306,11 +299,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_none() => None,
             read => Some(read.map_err(|e| {
                 let message = format!("cannot read config file {}: {e}", file.display());
-                ConfigError {
-                    key: None,
-                    line: None,
-                    message,
-                }
+                ConfigError::new(None, None, message)
             })?),
         };
         let (config, sources) = Sources::load(text.as_deref().map(|t| (t, Some(file))), vars)?;
@@ -454,15 +443,8 @@ impl<'a> Sources<'a> {
         if let Some((text, path)) = file {
             let file: Table = text.parse().map_err(|e: toml::de::Error| {
                 let (at, line) = place(text, path, e.span().map_or(0, |s| s.start));
-                let message = format!(
-                    "TOML syntax error{at}: {}",
-                    e.message().trim().replace('\n', "; ")
-                );
-                ConfigError {
-                    key: None,
-                    line,
-                    message,
-                }
+                let why = e.message().trim().replace('\n', "; ");
+                ConfigError::new(None, line, format!("TOML syntax error{at}: {why}"))
             })?;
             for (section, value) in file {
                 match (table.get_mut(&section), value) {
@@ -471,10 +453,8 @@ impl<'a> Sources<'a> {
                 }
             }
         }
-        let sources = Sources {
-            file,
-            env: merge_env(&mut table, vars)?,
-        };
+        let env = merge_env(&mut table, vars)?;
+        let sources = Sources { file, env };
         match serde_path_to_error::deserialize(Value::Table(table)) {
             Ok(config) => Ok((config, sources)),
             Err(e) => Err(sources.refused(e.path().to_string(), e.inner().message())),
@@ -503,13 +483,10 @@ impl<'a> Sources<'a> {
         if let Some((_, var)) = self.env.iter().rev().find(|(k, _)| k == key) {
             return (format!(" (from environment variable {var})"), None);
         }
-        match self
-            .file
-            .and_then(|(text, path)| Some((text, path, span(text, key, at_name)?)))
-        {
-            Some((text, path, span)) => place(text, path, span.start),
-            None => Place::default(),
-        }
+        let Some((text, path)) = self.file else {
+            return Place::default();
+        };
+        span(text, key, at_name).map_or(Place::default(), |s| place(text, path, s.start))
     }
 }
 
@@ -617,10 +594,7 @@ fn span(text: &str, key: &str, at_name: bool) -> Option<Range<usize>> {
 fn place(text: &str, path: Option<&Path>, pos: usize) -> Place {
     let before = text.get(..pos).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
+    let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
     let file = path.map_or(String::new(), |p| format!(" in {}", p.display()));
     (
         format!("{file} at line {line}, column {column}"),
@@ -630,6 +604,6 @@ fn place(text: &str, path: Option<&Path>, pos: usize) -> Place {
 
 /// Whether `s` is an absolute URL with one of `schemes` and a host.
 fn is_url(s: &str, schemes: &[&str]) -> bool {
-    reqwest::Url::parse(s)
-        .is_ok_and(|u| schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()))
+    let ok = |u: reqwest::Url| schemes.contains(&u.scheme()) && u.host_str() != Some("");
+    reqwest::Url::parse(s).is_ok_and(|u| u.host_str().is_some() && ok(u))
 }

@@ -4,7 +4,6 @@
 //! it (`Display`), and (de)serialises through those two.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -118,18 +117,6 @@ impl FromStr for Size {
     }
 }
 
-/// A duration as the config writes it; [`parse_duration`] and [`format_duration`] as a type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Dur(Duration);
-
-impl FromStr for Dur {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Dur, String> {
-        parse_duration(s).map(Dur)
-    }
-}
-
 /// Reads `" 16 MiB "` as 16 of the unit `MiB` of `units` (largest first), at most [`MAX`].
 fn in_units(s: &str, units: &[(&str, u64)], any_case: bool, expected: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -177,12 +164,6 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_duration(self.0))
-    }
-}
-
 impl fmt::Display for Size {
     /// The largest binary unit that divides it exactly, else plain bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,15 +174,15 @@ impl fmt::Display for Size {
 impl fmt::Display for Window {
     /// The config spelling, so that rendering and parsing round-trip.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.count, Dur(self.per))
+        write!(f, "{}/{}", self.count, format_duration(self.per))
     }
 }
 
-/// Reads a type written as a string (or a bare integer, taken as its digits) through its
-/// `FromStr`; anything else is refused with what is expected (`.0`).
-struct Spelt<T>(&'static str, PhantomData<T>);
+/// Reads a value written as a string (or a bare integer, taken as its digits) with `.1`;
+/// anything else is refused with what is expected, `.0`.
+struct Spelt<T>(&'static str, fn(&str) -> Result<T, String>);
 
-impl<T: FromStr<Err = String>> de::Visitor<'_> for Spelt<T> {
+impl<T> de::Visitor<'_> for Spelt<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -209,13 +190,12 @@ impl<T: FromStr<Err = String>> de::Visitor<'_> for Spelt<T> {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
-        s.parse()
-            .map_err(|why: String| E::invalid_value(Unexpected::Str(s), &why.as_str()))
+        (self.1)(s).map_err(|why| E::invalid_value(Unexpected::Str(s), &why.as_str()))
     }
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
         let why = |why: String| E::invalid_value(Unexpected::Signed(n), &why.as_str());
-        n.to_string().parse().map_err(why)
+        (self.1)(&n.to_string()).map_err(why)
     }
 }
 
@@ -223,7 +203,7 @@ macro_rules! spelt_serde {
     ($($ty:ty = $expected:expr),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(Spelt($expected, PhantomData))
+                d.deserialize_any(Spelt($expected, str::parse))
             }
         }
 
@@ -235,22 +215,18 @@ macro_rules! spelt_serde {
     )*};
 }
 
-spelt_serde!(
-    Window = EXPECT_WINDOW,
-    Size = EXPECT_SIZE,
-    Dur = EXPECT_DURATION
-);
+spelt_serde!(Window = EXPECT_WINDOW, Size = EXPECT_SIZE);
 
 /// `#[serde(with = "duration")]` for a `Duration` field written `"10s"`.
 pub(crate) mod duration {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        Dur(*d).serialize(s)
+        s.serialize_str(&format_duration(*d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Dur::deserialize(d).map(|d| d.0)
+        d.deserialize_any(Spelt(EXPECT_DURATION, parse_duration))
     }
 }
 
@@ -258,8 +234,16 @@ pub(crate) mod duration {
 pub(crate) mod durations {
     use super::*;
 
+    struct Dur(Duration);
+
+    impl<'de> Deserialize<'de> for Dur {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+            duration::deserialize(d).map(Dur)
+        }
+    }
+
     pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|d| Dur(*d)))
+        s.collect_seq(v.iter().map(|d| format_duration(*d)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
@@ -273,7 +257,7 @@ pub(crate) mod size {
     use super::*;
 
     pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        Size(*n).serialize(s)
+        s.collect_str(&Size(*n))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
