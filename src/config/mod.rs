@@ -100,13 +100,10 @@ macro_rules! sections {
 }
 
 sections! {
-    /// `[server]`: the HTTP API.
+    /// `[server]`: the HTTP API. An empty `token` means no auth, refused off loopback
+    /// ([`Config::token_required_error`]).
     ServerConfig "server" {
-        listen: String,
-        /// Empty = no auth (refused unless `listen` is loopback: [`Config::token_required_error`]).
-        token: String,
-        #[serde(with = "size")] max_body: u64,
-        max_events: u64,
+        listen: String, token: String, #[serde(with = "size")] max_body: u64, max_events: u64,
     }
     /// `[storage]`: the redb file.
     StorageConfig "storage" {
@@ -114,64 +111,41 @@ sections! {
         #[serde(with = "duration")] retention: Duration,
     }
     /// `[sanplex]`: how links and labels look.
-    SanplexConfig "sanplex" {
-        base_url: String,
-        lang: Lang,
-    }
-    /// `[delivery]`: timeouts, retries, address checks, concurrency.
+    SanplexConfig "sanplex" { base_url: String, lang: Lang, }
+    /// `[delivery]`: timeouts, retries, address checks, concurrency. An empty `proxy` means
+    /// direct, `workers = 0` one per core ([`Config::dispatch_workers`]), a zero
+    /// `disable_after` never.
     DeliveryConfig "delivery" {
         #[serde(with = "duration")] timeout: Duration,
         #[serde(with = "duration")] async_interval: Duration,
         #[serde(with = "durations")] retry_schedule: Vec<Duration>,
         #[serde(with = "duration")] max_retry_after: Duration,
-        allow_private: bool,
-        allow_link_local: bool,
-        /// Empty = direct.
-        proxy: String,
-        /// 0 = one per core: [`Config::dispatch_workers`].
-        workers: u64,
-        max_in_flight: u64,
-        /// Zero = never.
+        allow_private: bool, allow_link_local: bool, proxy: String, workers: u64, max_in_flight: u64,
         #[serde(with = "duration")] disable_after: Duration,
         #[serde(with = "duration")] failing_after: Duration,
     }
     /// `[limits]`: per-destination sliding windows; every window of a list applies.
     LimitsConfig "limits" {
-        dinggroup: Vec<Window>,
-        wechatgroup: Vec<Window>,
-        feishugroup: Vec<Window>,
-        wechatuser_member: Vec<Window>,
-        #[serde(with = "duration")] dingtalk_throttle: Duration,
+        dinggroup: Vec<Window>, wechatgroup: Vec<Window>, feishugroup: Vec<Window>,
+        wechatuser_member: Vec<Window>, #[serde(with = "duration")] dingtalk_throttle: Duration,
     }
     /// `[platforms]`: API bases of the app-message types.
-    PlatformsConfig "platforms" {
-        dingtalk: String,
-        wecom: String,
-        feishu: String,
-    }
-    /// One `[[tail]]` entry: a glob of NDJSON files to follow.
+    PlatformsConfig "platforms" { dingtalk: String, wecom: String, feishu: String, }
+    /// One `[[tail]]` entry: a glob of NDJSON files to follow; `start_at` is
+    /// [`TAIL_DEFAULT_START_AT`] and `max_line` [`TAIL_DEFAULT_MAX_LINE`] when left out.
     TailConfig "tail" {
-        path: String,
-        /// [`TAIL_DEFAULT_START_AT`] when left out.
-        #[serde(default)] start_at: StartAt,
+        path: String, #[serde(default)] start_at: StartAt,
         #[serde(default = "tail_default_max_line", with = "size")] max_line: u64,
     }
-    /// `[cluster]`: several nodes sharing one NATS JetStream.
+    /// `[cluster]`: several nodes sharing one NATS JetStream. `nats` is comma-separated server
+    /// URLs, empty for a single node on redb; an empty `node_id` means the host name.
     ClusterConfig "cluster" {
-        /// Comma-separated server URLs; empty = a single node on redb.
-        nats: String,
-        name: String,
-        /// Empty = the host name.
-        node_id: String,
-        shards: u64,
+        nats: String, name: String, node_id: String, shards: u64,
         #[serde(with = "duration")] lease: Duration,
     }
-    /// `[sanplex_db]`: the optional database poller.
+    /// `[sanplex_db]`: the optional database poller, off while `url` is empty.
     SanplexDbConfig "sanplex_db" {
-        /// Empty = off.
-        url: String,
-        #[serde(with = "duration")] poll_interval: Duration,
-        start_at: StartAt,
+        url: String, #[serde(with = "duration")] poll_interval: Duration, start_at: StartAt,
         #[serde(with = "duration")] gap_grace: Duration,
     }
 }
@@ -215,6 +189,9 @@ pub struct ConfigError {
 /// `" (from environment variable X)"` or nothing), and the line of the file.
 type Place = (String, Option<usize>);
 
+/// Environment variables: (name, value).
+type Vars = Vec<(String, String)>;
+
 impl ConfigError {
     fn new(key: Option<String>, line: Option<usize>, message: String) -> ConfigError {
         ConfigError { key, line, message }
@@ -245,10 +222,8 @@ impl ConfigError {
 /// `Config`.
 static DEFAULTS: LazyLock<(Table, Config)> = LazyLock::new(|| {
     let table: Table = DEFAULT_TOML.parse().expect("config.toml is TOML");
-    (
-        table.clone(),
-        table.try_into().expect("config.toml is valid"),
-    )
+    let config = table.clone().try_into().expect("config.toml is valid");
+    (table, config)
 });
 
 impl Default for Config {
@@ -276,16 +251,18 @@ impl Config {
     /// because `check-config` should still print the effective values in that case.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         // A value that is not UTF-8 is an error, not a panic (`std::env::vars`) or a skip.
-        let ours =
-            std::env::vars_os().filter(|(k, _)| k.as_encoded_bytes().starts_with(b"SANHOOK_"));
-        let vars = ours.map(|(var, value)| {
+        let mut vars = Vec::new();
+        for (var, value) in std::env::vars_os() {
             let var = var.to_string_lossy().into_owned();
-            value
-                .into_string()
-                .map(|v| (var.clone(), v))
-                .map_err(|_| ConfigError::env(&var, "not valid UTF-8"))
-        });
-        Self::load_with_env(path, vars.collect::<Result<Vec<_>, _>>()?)
+            match value.into_string() {
+                Ok(value) => vars.push((var, value)),
+                Err(_) if var.starts_with(ENV_PREFIX) => {
+                    return Err(ConfigError::env(&var, "not valid UTF-8"))
+                }
+                Err(_) => {}
+            }
+        }
+        Self::load_with_env(path, vars)
     }
 
     /// [`Config::load`] with the environment given explicitly, so that tests (and embedders)
@@ -302,18 +279,20 @@ impl Config {
                 ConfigError::new(None, None, message)
             })?),
         };
-        let (config, sources) = Sources::load(text.as_deref().map(|t| (t, Some(file))), vars)?;
-        let located = |(key, message): (String, String)| {
-            ConfigError::about(sources.origin(&key, false), key, &message)
-        };
-        config.check().map_err(located)?;
-        Ok(config)
+        let (config, sources) = Sources::load(
+            text.as_deref().map(|t| (t, Some(file))),
+            vars.into_iter().collect(),
+        )?;
+        match config.check() {
+            Err((key, why)) => Err(ConfigError::about(sources.origin(&key, false), key, &why)),
+            Ok(()) => Ok(config),
+        }
     }
 
     /// Parses a config document on top of the defaults. Does not read the environment and does
     /// not [`validate`](Config::validate): it answers "what does this text say".
     pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
-        Sources::load(Some((s, None)), []).map(|(config, _)| config)
+        Sources::load(Some((s, None)), vec![]).map(|(config, _)| config)
     }
 
     /// Checks what the values mean: addresses parse, URLs are absolute http(s), limits and
@@ -429,7 +408,7 @@ struct Sources<'a> {
     /// The file's text, and its path when it has one.
     file: Option<(&'a str, Option<&'a Path>)>,
     /// (dotted key, variable) of each environment override applied.
-    env: Vec<(String, String)>,
+    env: Vars,
 }
 
 impl<'a> Sources<'a> {
@@ -437,7 +416,7 @@ impl<'a> Sources<'a> {
     /// then the environment, deserialised.
     fn load(
         file: Option<(&'a str, Option<&'a Path>)>,
-        vars: impl IntoIterator<Item = (String, String)>,
+        vars: Vars,
     ) -> Result<(Config, Self), ConfigError> {
         let mut table = DEFAULTS.0.clone();
         if let Some((text, path)) = file {
@@ -490,63 +469,44 @@ impl<'a> Sources<'a> {
     }
 }
 
-/// Lays the `SANHOOK_<SECTION>_<KEY>` variables of `vars` over `table`, and says which key
-/// each one set.
+/// Lays the `SANHOOK_<SECTION>_<KEY>` variables of `vars` over `table`, in name order (so the
+/// first error is the same on every run), and says which key each one set.
 ///
-/// The section is the longest section name that prefixes the rest, so `SANHOOK_SANPLEX_DB_URL`
-/// is `sanplex_db.url`, never `sanplex.db_url`. Variables that are not shaped like an override
-/// are ignored: `SANHOOK_TEST_*`, `SANHOOK_LOG*` and names with no `_` after the prefix (e.g.
-/// `SANHOOK_CONFIG`). Any other `SANHOOK_*` name must map to a scalar key, or it is an error: a
-/// misspelt override would otherwise be silently ignored. Variables are applied in name order,
-/// so the first error is the same on every run. A value gets the type of the key's default:
-/// booleans are `true/false/1/0`, integers digits, and anything else a string (which serde
-/// refuses, naming the key, where it does not fit).
-fn merge_env(
-    table: &mut Table,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut vars: Vec<_> = vars
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-        .collect();
+/// The longest section that prefixes the name wins (`SANHOOK_SANPLEX_DB_URL` is
+/// `sanplex_db.url`). `SANHOOK_TEST_*`, `SANHOOK_LOG*` and names without a `_` after the prefix
+/// (`SANHOOK_CONFIG`) are not overrides; any other name must map to a scalar key, or it is an
+/// error. A value takes its default's type: booleans `true/false/1/0`, integers digits, else a
+/// string (which serde refuses, naming the key, where it does not fit).
+fn merge_env(table: &mut Table, vars: Vec<(String, String)>) -> Result<Vars, ConfigError> {
+    let (mut vars, mut set) = (vars, Vec::new());
     vars.sort();
-    let mut set = Vec::new();
     for (var, text) in vars {
-        let rest = &var[ENV_PREFIX.len()..];
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         if rest.starts_with("TEST_") || rest.starts_with("LOG") || !rest.contains('_') {
             continue;
         }
         let sections = || DEFAULTS.0.keys().map(String::as_str).chain(["tail"]);
-        let under = |s: &&str| {
-            rest.strip_prefix(&*s.to_ascii_uppercase())
-                .is_some_and(|r| r.len() > 1 && r.starts_with('_'))
-        };
-        let Some(section) = sections().filter(under).max_by_key(|s| s.len()) else {
+        let under =
+            |s: &&str| rest.len() > s.len() + 1 && rest.starts_with(&(s.to_uppercase() + "_"));
+        let section = sections()
+            .filter(under)
+            .max_by_key(|s| s.len())
+            .unwrap_or("");
+        let key = &rest[(section.len() + 1).min(rest.len())..];
+        if section.is_empty() || key.bytes().any(|b| b.is_ascii_lowercase()) {
             let known: Vec<_> = sections().map(str::to_ascii_uppercase).collect();
-            let message = format!(
-                "overrides are SANHOOK_<SECTION>_<KEY> with a section among {}",
-                known.join(", ")
+            let known = known.join(", ");
+            let why = format!(
+                "overrides are SANHOOK_<SECTION>_<KEY>, upper case, with a section among {known}"
             );
-            return Err(ConfigError::env(&var, &message));
-        };
-        let key = &rest[section.len() + 1..];
-        if key.bytes().any(|b| b.is_ascii_lowercase()) {
-            return Err(ConfigError::env(
-                &var,
-                "the key part must be upper case, e.g. SANHOOK_SERVER_LISTEN",
-            ));
+            return Err(ConfigError::env(&var, &why));
         }
-        let dotted = format!("{section}.{}", key.to_ascii_lowercase());
         let key = key.to_ascii_lowercase();
-        if section == "tail" || DEFAULTS.0[section].get(&key).is_some_and(Value::is_array) {
-            let place = (format!(" (from environment variable {var})"), None);
-            return Err(ConfigError::about(
-                place,
-                dotted,
-                "arrays and [[tail]] are set in the config file only",
-            ));
-        }
-        let value = match DEFAULTS.0[section].get(&key) {
+        let default = DEFAULTS.0.get(section).and_then(|keys| keys.get(&key));
+        let dotted = format!("{section}.{key}");
+        let value = match default {
             Some(Value::Boolean(_)) => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" => Value::Boolean(true),
                 "false" | "0" => Value::Boolean(false),
@@ -556,11 +516,17 @@ fn merge_env(
                 Ok(n) => Value::Integer(n.min(i64::MAX as u64) as i64),
                 Err(_) => Value::String(text),
             },
+            Some(Value::Array(_)) => Value::Array(vec![]),
             _ => Value::String(text),
         };
-        if let Some(Value::Table(keys)) = table.get_mut(section) {
-            keys.insert(key, value);
+        if value.is_array() || section == "tail" {
+            let place = (format!(" (from environment variable {var})"), None);
+            let why = "arrays and [[tail]] are set in the config file only";
+            return Err(ConfigError::about(place, dotted, why));
         }
+        table[section]
+            .as_table_mut()
+            .map(|keys| keys.insert(key, value));
         set.push((dotted, var));
     }
     Ok(set)

@@ -71,9 +71,7 @@ impl fmt::Display for StartAt {
 /// One sliding-window limit, e.g. `20/60s`: at most `count` sends in any `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    /// How many sends the window allows.
     pub count: u32,
-    /// How long the window is.
     pub per: Duration,
 }
 
@@ -94,20 +92,10 @@ impl FromStr for Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 
-const SIZE_UNITS: &[(&str, u64)] = &[
-    ("GiB", 1 << 30),
-    ("MiB", 1 << 20),
-    ("KiB", 1 << 10),
-    ("", 1),
-    ("B", 1),
-];
-const DURATION_UNITS: &[(&str, u64)] = &[
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1_000),
-    ("ms", 1),
-];
+#[rustfmt::skip]
+const SIZE_UNITS: &[(&str, u64)] = &[("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("", 1), ("B", 1)];
+#[rustfmt::skip]
+const DURATION_UNITS: &[(&str, u64)] = &[("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
 impl FromStr for Size {
     type Err = String;
@@ -121,10 +109,8 @@ impl FromStr for Size {
 fn in_units(s: &str, units: &[(&str, u64)], any_case: bool, expected: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (n, unit) = (
-        s[..digits].parse::<u64>().map_err(|_| expected)?,
-        s[digits..].trim(),
-    );
+    let n: u64 = s[..digits].parse().map_err(|_| expected)?;
+    let unit = s[digits..].trim();
     if unit.is_empty() && !units.iter().any(|(u, _)| u.is_empty()) {
         let (s, ms) = (units[3].0, units[4].0);
         return Err(format!(
