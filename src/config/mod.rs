@@ -1,13 +1,8 @@
-//! Configuration: embedded defaults, then `config.toml`, then `SANHOOK_*` environment variables
-//! (CONTRACT §1–2).
-//!
-//! The defaults are the repository's own commented `config.toml`, compiled in, so the documented
-//! defaults and the effective ones cannot drift; it is also the registry of keys (an environment
-//! override takes its key's type from the default). Each layer is a TOML table laid over the one
-//! below (a section key by key, `[[tail]]` and arrays whole); the result is deserialised once
-//! into [`Config`], whose sections refuse unknown keys, and [`Config::validate`] checks what the
-//! values mean. Errors are serde's (or `validate`'s) words, with the key, where it was written
-//! (file, line and column, or the variable) and secrets masked.
+//! Configuration (CONTRACT §1–2): the repository's `config.toml` compiled in as the defaults
+//! (and the registry of keys and their types), then the file, then `SANHOOK_*` variables, each a
+//! TOML table laid over the one below, deserialised once into [`Config`] and checked by
+//! [`Config::validate`]. Errors are serde's (or `validate`'s) words with the key, where it was
+//! written (file, line and column, or the variable) and secrets masked.
 
 mod types;
 
@@ -27,8 +22,7 @@ use toml::{Table, Value};
 use types::{duration, durations, size};
 pub use types::{format_duration, parse_duration, Lang, Size, StartAt, Window};
 
-/// The commented default configuration, exactly as shipped at the repository root (public so
-/// that the binary can print it as a starting point).
+/// The commented default configuration, exactly as shipped at the repository root.
 pub const DEFAULT_TOML: &str = include_str!("../../config.toml");
 
 /// The file [`Config::load`] reads when no path is given; a missing one means built-in defaults.
@@ -40,8 +34,7 @@ pub const ENV_PREFIX: &str = "SANHOOK_";
 /// How secrets are shown by [`Config::render_effective`], `Debug` and error messages.
 pub use crate::mask::MASK;
 
-/// Default `start_at` of a `[[tail]]` entry that leaves it out (documented, commented out, in
-/// [`DEFAULT_TOML`]; a test keeps the two in step).
+/// Default `start_at` of a `[[tail]]` entry (documented, commented out, in [`DEFAULT_TOML`]).
 pub const TAIL_DEFAULT_START_AT: StartAt = StartAt::Beginning;
 
 /// Default `max_line` of a `[[tail]]` entry that leaves it out: 1 MiB.
@@ -50,9 +43,8 @@ pub const TAIL_DEFAULT_MAX_LINE: u64 = 1024 * 1024;
 /// The smallest `server.max_body` accepted: below this even one action event may not fit.
 pub const MIN_MAX_BODY: u64 = 1024;
 
-/// The whole configuration, every key with its effective value; each key is documented where
-/// its default is, in `config.toml`. `Debug` shows secrets masked, as `check-config` does;
-/// `Serialize` writes them as they are (it is the inverse of loading).
+/// Every key with its effective value, each documented in `config.toml`. `Debug` masks secrets,
+/// as `check-config` does; `Serialize` writes them as they are (the inverse of loading).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -150,8 +142,7 @@ sections! {
     }
 }
 
-/// A path as TOML text: one that is not UTF-8 (only an embedder can set one) is shown lossily
-/// rather than failing `check-config`.
+/// A path as TOML text, lossily if not UTF-8 (only an embedder can set such a one).
 fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&path.to_string_lossy())
 }
@@ -160,8 +151,7 @@ fn tail_default_max_line() -> u64 {
     TAIL_DEFAULT_MAX_LINE
 }
 
-/// Shows a value without its secrets: `server.token` as [`MASK`] (when set: an empty token
-/// stays visibly empty), credentials in any URL masked ([`crate::mask::text`]).
+/// A value without its secrets: a set `server.token` as [`MASK`], URL credentials masked.
 fn mask(key: &str, value: &mut Value) {
     match value {
         Value::String(s) if key == "server.token" && !s.is_empty() => *s = MASK.to_string(),
@@ -218,8 +208,7 @@ impl ConfigError {
     }
 }
 
-/// The built-in defaults: [`DEFAULT_TOML`] as the table every layer is laid over, and as a
-/// `Config`.
+/// [`DEFAULT_TOML`] as the table every layer is laid over, and as a `Config`.
 static DEFAULTS: LazyLock<(Table, Config)> = LazyLock::new(|| {
     let table: Table = DEFAULT_TOML.parse().expect("config.toml is TOML");
     let config = table.clone().try_into().expect("config.toml is valid");
@@ -242,13 +231,9 @@ impl Config {
         }
     }
 
-    /// Loads the configuration the way `sanhook` does: built-in defaults, then the file, then
-    /// `SANHOOK_*` environment variables, then [`Config::validate`].
-    ///
-    /// `None` reads `./config.toml` when it exists and otherwise keeps the defaults; an explicit
-    /// path that does not exist is an error, since the user clearly meant a file to be read.
-    /// The token-versus-listen check is left to the caller ([`Config::token_required_error`]),
-    /// because `check-config` should still print the effective values in that case.
+    /// Defaults, then the file (`None`: `./config.toml` if it exists; an explicit path must),
+    /// then `SANHOOK_*` variables, then [`Config::validate`]. The token-versus-listen check is
+    /// the caller's ([`Config::token_required_error`]): `check-config` still prints the values.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         // A value that is not UTF-8 is an error, not a panic (`std::env::vars`) or a skip.
         let mut vars = Vec::new();
@@ -265,8 +250,7 @@ impl Config {
         Self::load_with_env(path, vars)
     }
 
-    /// [`Config::load`] with the environment given explicitly, so that tests (and embedders)
-    /// need not touch the process environment.
+    /// [`Config::load`] with the environment given explicitly.
     pub fn load_with_env(
         path: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -385,10 +369,8 @@ impl Config {
         ))
     }
 
-    /// Every effective value as a TOML document, in the units a person would write ("10s",
-    /// "16MiB"), with secrets masked: `server.token` when set, and the credentials inside
-    /// every URL (passwords, token query values). This is what `sanhook check-config` prints;
-    /// without secrets it parses back to an equal `Config`.
+    /// What `check-config` prints: every value as TOML in the units a person writes ("10s",
+    /// "16MiB"), secrets masked; without secrets it parses back to an equal `Config`.
     pub fn render_effective(&self) -> String {
         let mut doc = Value::Table(self.to_table());
         mask("", &mut doc);
@@ -402,18 +384,15 @@ impl Config {
     }
 }
 
-/// The layers loaded, to point an error at the place in the file or the variable that set the
-/// key it is about.
+/// The layers loaded: the file's text (and path) and (dotted key, variable) of each override,
+/// to point an error at where its key was set.
 struct Sources<'a> {
-    /// The file's text, and its path when it has one.
     file: Option<(&'a str, Option<&'a Path>)>,
-    /// (dotted key, variable) of each environment override applied.
     env: Vars,
 }
 
 impl<'a> Sources<'a> {
-    /// The defaults, the `file` laid over them (a section key by key, anything else whole),
-    /// then the environment, deserialised.
+    /// The defaults, `file` over them (a section key by key, the rest whole), `vars` over that.
     fn load(
         file: Option<(&'a str, Option<&'a Path>)>,
         vars: Vars,
@@ -456,8 +435,7 @@ impl<'a> Sources<'a> {
         ConfigError::about(place, key, &message)
     }
 
-    /// Where the value of `key` (or the key itself, `at_name`) was written: the variable that
-    /// set it, else its place in the file, else nowhere in particular (a default).
+    /// Where the value of `key` (or its name, `at_name`) was set: a variable, the file or nowhere.
     fn origin(&self, key: &str, at_name: bool) -> Place {
         if let Some((_, var)) = self.env.iter().rev().find(|(k, _)| k == key) {
             return (format!(" (from environment variable {var})"), None);

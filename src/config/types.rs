@@ -1,7 +1,6 @@
-//! The value types of the configuration and how they are written: durations (`"10s"`), sizes
-//! (`"16MiB"`), rate windows (`"20/60s"`), languages and start positions. Each parses from its
-//! config spelling (`FromStr`, whose error says what would have been accepted), renders back to
-//! it (`Display`), and (de)serialises through those two.
+//! The value types of the configuration as written: durations (`"10s"`), sizes (`"16MiB"`),
+//! windows (`"20/60s"`), languages and start positions; parsed (`FromStr`, saying what would be
+//! accepted), rendered back (`Display`) and (de)serialised through those two.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,9 +15,8 @@ const EXPECT_SIZE: &str =
     "a size in bytes or with a unit KiB, MiB or GiB, e.g. \"16MiB\", \"512KiB\" or 1048576";
 const EXPECT_WINDOW: &str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
 
-/// The largest duration (in milliseconds) and size (in bytes) accepted: `i64::MAX`, so that
-/// every value fits the `i64` millisecond clocks, the `Instant`s and the `usize` buffer bounds it
-/// meets, however large it is written (about 292 million years; 8 EiB).
+/// The largest duration (ms) and size (bytes): every value fits the `i64` millisecond clocks,
+/// `Instant`s and `usize` bounds it meets (about 292 million years; 8 EiB).
 const MAX: u64 = i64::MAX as u64;
 
 /// Language of labels in notification text: `"en"` or `"zh-cn"` (also `"zh-CN"`, as Sanplex
@@ -42,31 +40,25 @@ pub enum StartAt {
     End,
 }
 
-impl Lang {
-    /// The config spelling: `"en"` or `"zh-cn"`.
-    pub fn as_str(self) -> &'static str {
-        ["en", "zh-cn"][self as usize]
-    }
+/// `as_str` (the config spelling) and `Display` of a unit-only enum, from its words in order.
+macro_rules! words {
+    ($($ty:ident: $($word:literal),*;)*) => {$(
+        impl $ty {
+            /// The config spelling.
+            pub fn as_str(self) -> &'static str {
+                [$($word),*][self as usize]
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
 }
 
-impl StartAt {
-    /// The config spelling: `"beginning"` or `"end"`.
-    pub fn as_str(self) -> &'static str {
-        ["beginning", "end"][self as usize]
-    }
-}
-
-impl fmt::Display for Lang {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for StartAt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+words!(Lang: "en", "zh-cn"; StartAt: "beginning", "end";);
 
 /// One sliding-window limit, e.g. `20/60s`: at most `count` sends in any `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,17 +124,14 @@ fn in_largest_unit(n: u64, units: &[(&str, u64)]) -> String {
     format!("{}{unit}", n / size)
 }
 
-/// Parses a duration such as `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"30d"`.
-///
-/// A unit is required: `"10"` could mean seconds or milliseconds, and guessing wrong turns a
-/// 10-second timeout into a 10-millisecond one. The error text says what is expected.
+/// Parses a duration such as `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"30d"`. A unit is required:
+/// guessing wrong would turn a 10-second timeout into a 10-millisecond one.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     in_units(s, DURATION_UNITS, false, EXPECT_DURATION).map(Duration::from_millis)
 }
 
 /// Renders a duration in the largest unit that divides it exactly (`"1h"`, `"90s"`, `"500ms"`),
-/// the inverse of [`parse_duration`]. Sub-millisecond parts, which no config value can carry,
-/// are dropped.
+/// the inverse of [`parse_duration`] (sub-millisecond parts are dropped).
 pub fn format_duration(d: Duration) -> String {
     match u64::try_from(d.as_millis()).unwrap_or(u64::MAX) {
         0 => "0s".into(),
@@ -151,14 +140,12 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 impl fmt::Display for Size {
-    /// The largest binary unit that divides it exactly, else plain bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&in_largest_unit(self.0, SIZE_UNITS))
     }
 }
 
 impl fmt::Display for Window {
-    /// The config spelling, so that rendering and parsing round-trip.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.count, format_duration(self.per))
     }
