@@ -81,7 +81,7 @@ macro_rules! sections {
                 let mut d = f.debug_struct(stringify!($name));
                 if let Ok(Value::Table(mut table)) = Value::try_from(self) {
                     for (key, value) in table.iter_mut() {
-                        mask(&format!("{}.{key}", $section), value);
+                        mask(&join($section, key), value);
                         d.field(key, &format_args!("{value}"));
                     }
                 }
@@ -157,12 +157,14 @@ fn mask(key: &str, value: &mut Value) {
         Value::String(s) if key == "server.token" && !s.is_empty() => *s = MASK.to_string(),
         Value::String(s) => *s = crate::mask::text(s).into_owned(),
         Value::Array(items) => items.iter_mut().for_each(|v| mask(key, v)),
-        Value::Table(t) => t.iter_mut().for_each(|(k, v)| match key {
-            "" => mask(k, v),
-            _ => mask(&format!("{key}.{k}"), v),
-        }),
+        Value::Table(t) => t.iter_mut().for_each(|(k, v)| mask(&join(key, k), v)),
         _ => {}
     }
+}
+
+/// `section.key`, or `key` at the top.
+fn join(section: &str, key: &str) -> String {
+    [section, key].join(".").trim_start_matches('.').to_string()
 }
 
 /// What is wrong with a configuration, in words that name the key (or the variable), the value,
@@ -236,18 +238,14 @@ impl Config {
     /// the caller's ([`Config::token_required_error`]): `check-config` still prints the values.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         // A value that is not UTF-8 is an error, not a panic (`std::env::vars`) or a skip.
-        let mut vars = Vec::new();
-        for (var, value) in std::env::vars_os() {
-            let var = var.to_string_lossy().into_owned();
-            match value.into_string() {
-                Ok(value) => vars.push((var, value)),
-                Err(_) if var.starts_with(ENV_PREFIX) => {
-                    return Err(ConfigError::env(&var, "not valid UTF-8"))
-                }
-                Err(_) => {}
-            }
-        }
-        Self::load_with_env(path, vars)
+        let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v));
+        let vars = vars
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .map(|(k, v)| {
+                let bad = |_| ConfigError::env(&k, "not valid UTF-8");
+                v.into_string().map_err(bad).map(|v| (k.clone(), v))
+            });
+        Self::load_with_env(path, vars.collect::<Result<Vars, _>>()?)
     }
 
     /// [`Config::load`] with the environment given explicitly.
@@ -298,14 +296,16 @@ impl Config {
         const WINDOW: &str = "a window whose count and duration are both above zero, e.g. \"20/60s\"";
         let limits = [("dinggroup", &self.limits.dinggroup), ("wechatgroup", &self.limits.wechatgroup),
             ("feishugroup", &self.limits.feishugroup), ("wechatuser_member", &self.limits.wechatuser_member)];
-        let windows = limits.into_iter().flat_map(|(name, windows)| windows.iter().enumerate().map(move |(i, w)|
-            (format!("limits.{name}[{i}]"), w.count > 0 && !w.per.is_zero(), WINDOW.to_string())));
-        let tails = self.tail.iter().enumerate().flat_map(|(i, tail)| {
+        // The first bad window, and the first bad [[tail]] key with what it should be.
+        let window = limits.into_iter().find_map(|(name, windows)| windows.iter()
+            .position(|w| w.count == 0 || w.per.is_zero()).map(|i| format!("limits.{name}[{i}]")));
+        let tail = self.tail.iter().enumerate().find_map(|(i, tail)| {
             let glob = glob::Pattern::new(&tail.path).err().map_or(String::new(), |e| format!(" ({e})"));
-            [(format!("tail[{i}].path"), !tail.path.trim().is_empty() && glob.is_empty(),
-                format!("a non-empty file path or a valid glob{glob}")),
-             (format!("tail[{i}].max_line"), tail.max_line > 0, "a size above zero".into())]
+            let path = (format!("tail[{i}].path"), format!("a non-empty file path or a valid glob{glob}"));
+            let max_line = (format!("tail[{i}].max_line"), "a size above zero".to_string());
+            (tail.path.trim().is_empty() || !glob.is_empty()).then_some(path).or((tail.max_line == 0).then_some(max_line))
         });
+        let (window, (tail, tail_expected)) = (window.unwrap_or_default(), tail.unwrap_or_default());
         let checks = [
             ("server.listen", server.listen.parse::<SocketAddr>().is_ok(),
                 "a socket address IP:PORT, e.g. \"127.0.0.1:8930\" or \"[::1]:8930\" (host names are not accepted)"),
@@ -324,8 +324,8 @@ impl Config {
             ("delivery.timeout", !delivery.timeout.is_zero(), ABOVE_ZERO),
             ("delivery.async_interval", !delivery.async_interval.is_zero(), ABOVE_ZERO),
             ("cluster.lease", !cluster.lease.is_zero(), ABOVE_ZERO),
-        ].into_iter().map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string()));
-        let more = [
+            (&window, window.is_empty(), WINDOW),
+            (&tail, tail.is_empty(), &tail_expected),
             ("cluster.nats", cluster.nats.is_empty() || cluster.nats.split(',').all(nats),
                 "comma-separated nats://, tls://, ws:// or wss:// URLs, e.g. \"nats://10.0.0.5:4222,nats://10.0.0.6:4222\", or \"\" for a single node"),
             ("cluster.name", !cluster.name.is_empty() && word(&cluster.name),
@@ -336,14 +336,12 @@ impl Config {
             ("sanplex_db.url", db.url.is_empty() || db.url.starts_with("mysql://"),
                 "a mysql:// URL, e.g. \"mysql://reader:pw@127.0.0.1:3306/zentao\", or \"\" to turn the poller off"),
             ("sanplex_db.poll_interval", db.url.is_empty() || !db.poll_interval.is_zero(), ABOVE_ZERO),
-        ].into_iter().map(|(key, ok, expected)| (key.to_string(), ok, expected.to_string()));
-        let Some((key, _, expected)) = checks.chain(windows).chain(tails).chain(more).find(|(_, ok, _)| !ok) else {
-            return Ok(());
-        };
+        ];
+        let Some((key, _, expected)) = checks.into_iter().find(|(_, ok, _)| !ok) else { return Ok(()) };
         // The value as check-config writes it, secrets masked.
         let text = toml::to_string(&self.to_table()).expect("a TOML table renders");
-        let value = span(&text, &key, false).map_or("nothing".into(), |s| crate::mask::text(&text[s]));
-        Err((key, format!("invalid value {value}, expected {expected}")))
+        let value = span(&text, key, false).map_or("nothing".into(), |s| crate::mask::text(&text[s]));
+        Err((key.to_string(), format!("invalid value {value}, expected {expected}")))
     }
 
     /// Whether `server.listen` is a loopback address, where running without a token is safe.
