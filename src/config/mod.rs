@@ -238,7 +238,7 @@ impl Config {
     /// the caller's ([`Config::token_required_error`]): `check-config` still prints the values.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         // A value that is not UTF-8 is an error, not a panic (`std::env::vars`) or a skip.
-        let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v));
+        let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
         let vars = vars
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .map(|(k, v)| {
