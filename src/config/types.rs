@@ -207,13 +207,8 @@ pub(crate) mod duration {
 pub(crate) mod durations {
     use super::*;
 
-    struct Dur(Duration);
-
-    impl<'de> Deserialize<'de> for Dur {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-            duration::deserialize(d).map(Dur)
-        }
-    }
+    #[derive(Deserialize)]
+    struct Dur(#[serde(with = "duration")] Duration);
 
     pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(|d| format_duration(*d)))
