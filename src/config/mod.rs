@@ -438,10 +438,8 @@ impl<'a> Sources<'a> {
         if let Some((_, var)) = self.env.iter().rev().find(|(k, _)| k == key) {
             return (format!(" (from environment variable {var})"), None);
         }
-        let Some((text, path)) = self.file else {
-            return Place::default();
-        };
-        span(text, key, at_name).map_or(Place::default(), |s| place(text, path, s.start))
+        let at = |(text, path)| Some(place(text, path, span(text, key, at_name)?.start));
+        self.file.and_then(at).unwrap_or_default()
     }
 }
 

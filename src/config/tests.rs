@@ -4,9 +4,7 @@
 use super::*;
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/config")
-        .join(rel)
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/config")).join(rel)
 }
 
 fn fixture_files(dir: &str) -> Vec<PathBuf> {
@@ -36,12 +34,9 @@ fn value_of(c: &Config, key: &str) -> String {
 
 #[test]
 fn defaults_are_the_embedded_file() {
-    let defaults = Config::default();
-    assert_eq!(
-        Config::from_toml_str(DEFAULT_TOML).expect("parses"),
-        defaults
-    );
-    assert_eq!(Config::from_toml_str("").expect("parses"), defaults);
+    let (defaults, parse) = (Config::default(), Config::from_toml_str);
+    assert_eq!(parse(DEFAULT_TOML).expect("parses"), defaults);
+    assert_eq!(parse("").expect("parses"), defaults);
     defaults.validate().expect("defaults are valid");
     assert!(defaults.listen_is_loopback() && defaults.token_required_error().is_none());
 }
@@ -137,9 +132,8 @@ fn bad_fixtures_fail_naming_their_key() {
 fn unreadable_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     // An explicit file that does not exist is an error; the implicit ./config.toml may be absent.
-    let err = Config::load_with_env(Some(&dir.path().join("nope.toml")), Vec::new());
-    let err = err.expect_err("missing");
-    let msg = err.to_string();
+    let missing = Config::load_with_env(Some(&dir.path().join("nope.toml")), Vec::new());
+    let msg = missing.expect_err("missing").to_string();
     assert!(msg.contains("nope.toml: No such file"), "{msg}");
     // A directory is not a readable file: reported, not treated as absent.
     let err = Config::load_with_env(Some(dir.path()), Vec::new()).expect_err("a directory");
