@@ -11,7 +11,6 @@ mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -508,7 +507,7 @@ fn merge_env(table: &mut Table, vars: Vec<(String, String)>) -> Result<Vars, Con
 
 /// Where `key` (dotted, with indexes: `delivery.retry_schedule[1]`, `tail[0].path`) is written
 /// in the TOML `text`: its name when `at_name`, else its value. `None` when the text lacks it.
-fn span(text: &str, key: &str, at_name: bool) -> Option<Range<usize>> {
+fn span(text: &str, key: &str, at_name: bool) -> Option<std::ops::Range<usize>> {
     use toml::de::{DeTable, DeValue};
     let doc = DeTable::parse(text).ok()?;
     let mut parts = key.split(['.', '[']);

@@ -81,7 +81,8 @@ fn good_fixtures_load_and_check_config_shows_them() {
     let files = fixture_files("good");
     assert!(files.len() >= 3, "good fixtures present");
     for file in files {
-        let c = Config::load_with_env(Some(&file), Vec::new()).expect(&file.display().to_string());
+        let c = Config::load_with_env(Some(&file), Vec::new());
+        let c = c.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let name = file.file_name().expect("a file name");
         let shown = std::fs::read_to_string(fixture("effective").join(name)).expect("effective/");
         assert_eq!(c.render_effective(), shown, "{}", file.display());
