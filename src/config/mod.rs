@@ -469,7 +469,7 @@ fn merge_env(table: &mut Table, vars: Vec<(String, String)>) -> Result<Vars, Con
             .unwrap_or("");
         let key = &rest[(section.len() + 1).min(rest.len())..];
         if section.is_empty() || key.bytes().any(|b| b.is_ascii_lowercase()) {
-            let known: Vec<_> = sections().map(str::to_ascii_uppercase).collect();
+            let known: Vec<_> = DEFAULTS.0.keys().map(|s| s.to_ascii_uppercase()).collect();
             let known = known.join(", ");
             let why = format!(
                 "overrides are SANHOOK_<SECTION>_<KEY>, upper case, with a section among {known}"
