@@ -1,97 +1,69 @@
-//! The value types of the configuration and how they are written: durations (`"10s"`), sizes
-//! (`"16MiB"`), rate windows (`"20/60s"`), languages and start positions. Each parses from its
-//! config spelling (`FromStr`, whose error says what would have been accepted), renders back to
-//! it (`Display`), and (de)serialises through those two.
+//! The value types of the configuration as written: durations (`"10s"`), sizes (`"16MiB"`),
+//! windows (`"20/60s"`), languages and start positions; parsed (`FromStr`, saying what would be
+//! accepted), rendered back (`Display`) and (de)serialised through those two.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::{self, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub(crate) const EXPECT_DURATION: &str =
+const EXPECT_DURATION: &str =
     "a duration with a unit: ms, s, m, h or d, e.g. \"10s\", \"500ms\", \"1h\"";
 const EXPECT_SIZE: &str =
     "a size in bytes or with a unit KiB, MiB or GiB, e.g. \"16MiB\", \"512KiB\" or 1048576";
+const EXPECT_WINDOW: &str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
 
-/// The largest duration (in milliseconds) and size (in bytes) accepted: `i64::MAX`, so that
-/// every value fits the `i64` millisecond clocks, the `Instant`s and the `usize` buffer bounds it
-/// meets, however large it is written (about 292 million years; 8 EiB).
+/// The largest duration (ms) and size (bytes): every value fits the `i64` millisecond clocks,
+/// `Instant`s and `usize` bounds it meets (about 292 million years; 8 EiB).
 const MAX: u64 = i64::MAX as u64;
 
-/// Language of labels in notification text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Language of labels in notification text: `"en"` or `"zh-cn"` (also `"zh-CN"`, as Sanplex
+/// itself writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum Lang {
-    /// English labels (`"en"`).
     #[default]
+    #[serde(rename = "en")]
     En,
-    /// Simplified Chinese labels, as Sanplex shows them (`"zh-cn"`).
+    #[serde(rename = "zh-cn", alias = "zh-CN")]
     ZhCn,
 }
 
-impl Lang {
-    /// The config spelling: `"en"` or `"zh-cn"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::ZhCn => "zh-cn",
-        }
-    }
-}
-
-impl FromStr for Lang {
-    type Err = String;
-
-    /// Case-insensitive, since Sanplex itself writes both `zh-cn` and `zh-CN`.
-    fn from_str(s: &str) -> Result<Lang, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "en" => Ok(Lang::En),
-            "zh-cn" => Ok(Lang::ZhCn),
-            _ => Err(Lang::EXPECTED.into()),
-        }
-    }
-}
-
-/// Where a source starts in input it has never seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where a source starts in input it has never seen: everything already there (a backfill),
+/// or only what is written from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartAt {
-    /// Read everything already there (a backfill).
     #[default]
     Beginning,
-    /// Only what is written from now on.
     End,
 }
 
-impl StartAt {
-    /// The config spelling: `"beginning"` or `"end"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartAt::Beginning => "beginning",
-            StartAt::End => "end",
+/// `as_str` (the config spelling) and `Display` of a unit-only enum, from its words in order.
+macro_rules! words {
+    ($($ty:ident: $($word:literal),*;)*) => {$(
+        impl $ty {
+            /// The config spelling.
+            pub fn as_str(self) -> &'static str {
+                [$($word),*][self as usize]
+            }
         }
-    }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
 }
 
-impl FromStr for StartAt {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<StartAt, String> {
-        match s.trim() {
-            "beginning" => Ok(StartAt::Beginning),
-            "end" => Ok(StartAt::End),
-            _ => Err(StartAt::EXPECTED.into()),
-        }
-    }
-}
+words!(Lang: "en", "zh-cn"; StartAt: "beginning", "end";);
 
 /// One sliding-window limit, e.g. `20/60s`: at most `count` sends in any `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    /// How many sends the window allows.
     pub count: u32,
-    /// How long the window is.
     pub per: Duration,
 }
 
@@ -100,9 +72,9 @@ impl FromStr for Window {
 
     /// `COUNT/DURATION`, e.g. `"20/60s"`.
     fn from_str(s: &str) -> Result<Window, String> {
-        let (count, per) = s.split_once('/').ok_or(Window::EXPECTED)?;
-        let count = count.trim().parse().map_err(|_| Window::EXPECTED)?;
-        let per = parse_duration(per).map_err(|_| Window::EXPECTED)?;
+        let (count, per) = s.split_once('/').ok_or(EXPECT_WINDOW)?;
+        let count = count.trim().parse().map_err(|_| EXPECT_WINDOW)?;
+        let per = parse_duration(per).map_err(|_| EXPECT_WINDOW)?;
         Ok(Window { count, per })
     }
 }
@@ -112,191 +84,99 @@ impl FromStr for Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 
+#[rustfmt::skip]
+const SIZE_UNITS: &[(&str, u64)] = &[("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("", 1), ("B", 1)];
+#[rustfmt::skip]
+const DURATION_UNITS: &[(&str, u64)] = &[("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+
 impl FromStr for Size {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Size, String> {
-        let (n, unit) = number_and_unit(s).ok_or(EXPECT_SIZE)?;
-        let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kib" => 1 << 10,
-            "mib" => 1 << 20,
-            "gib" => 1 << 30,
-            _ => return Err(EXPECT_SIZE.into()),
-        };
-        match n.checked_mul(factor) {
-            Some(n) if n <= MAX => Ok(Size(n)),
-            _ => Err(format!("{EXPECT_SIZE}, at most {}GiB", MAX >> 30)),
-        }
+        in_units(s, SIZE_UNITS, true, EXPECT_SIZE).map(Size)
     }
 }
 
-/// A duration as the config writes it; [`parse_duration`] and [`format_duration`] as a type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Dur(pub Duration);
-
-impl FromStr for Dur {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Dur, String> {
-        parse_duration(s).map(Dur)
-    }
-}
-
-/// Splits `" 16 MiB "` into `(16, "MiB")`: leading ASCII digits, then the trimmed rest.
-fn number_and_unit(s: &str) -> Option<(u64, &str)> {
+/// Reads `" 16 MiB "` as 16 of the unit `MiB` of `units` (largest first), at most [`MAX`].
+fn in_units(s: &str, units: &[(&str, u64)], any_case: bool, expected: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    Some((s[..digits].parse().ok()?, s[digits..].trim()))
-}
-
-fn needs_unit(n: impl fmt::Display) -> String {
-    format!("a duration with a unit, e.g. \"{n}s\" or \"{n}ms\" (a plain number is ambiguous)")
-}
-
-/// Parses a duration such as `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"30d"`.
-///
-/// A unit is required: `"10"` could mean seconds or milliseconds, and guessing wrong turns a
-/// 10-second timeout into a 10-millisecond one. The error text says what is expected.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (n, unit) = number_and_unit(s).ok_or(EXPECT_DURATION)?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "" => return Err(needs_unit(n)),
-        _ => return Err(EXPECT_DURATION.into()),
-    };
-    match n.checked_mul(unit_ms) {
-        Some(ms) if ms <= MAX => Ok(Duration::from_millis(ms)),
-        _ => Err(format!("{EXPECT_DURATION}, at most {}d", MAX / 86_400_000)),
+    let n: u64 = s[..digits].parse().map_err(|_| expected)?;
+    let unit = s[digits..].trim();
+    if unit.is_empty() && !units.iter().any(|(u, _)| u.is_empty()) {
+        let (s, ms) = (units[3].0, units[4].0);
+        return Err(format!(
+            "{expected}, not a plain number: write \"{n}{s}\" or \"{n}{ms}\""
+        ));
     }
+    let same = |u: &str| u == unit || (any_case && u.eq_ignore_ascii_case(unit));
+    let (_, factor) = units.iter().find(|(u, _)| same(u)).ok_or(expected)?;
+    let (largest, size) = units[0];
+    n.checked_mul(*factor)
+        .filter(|n| *n <= MAX)
+        .ok_or_else(|| format!("{expected}, at most {}{largest}", MAX / size))
+}
+
+/// `n` in the largest of `units` that divides it exactly (`"1h"`, `"16MiB"`).
+fn in_largest_unit(n: u64, units: &[(&str, u64)]) -> String {
+    let exact = |(_, size): &&(&str, u64)| n % size == 0 && (n > 0 || *size == 1);
+    let (unit, size) = units.iter().find(exact).expect("the smallest unit is 1");
+    format!("{}{unit}", n / size)
+}
+
+/// Parses a duration such as `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"30d"`. A unit is required:
+/// guessing wrong would turn a 10-second timeout into a 10-millisecond one.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    in_units(s, DURATION_UNITS, false, EXPECT_DURATION).map(Duration::from_millis)
 }
 
 /// Renders a duration in the largest unit that divides it exactly (`"1h"`, `"90s"`, `"500ms"`),
-/// the inverse of [`parse_duration`]. Sub-millisecond parts, which no config value can carry,
-/// are dropped.
+/// the inverse of [`parse_duration`] (sub-millisecond parts are dropped).
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let units = [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ];
-    match units.iter().find(|(_, size)| ms % size == 0) {
-        _ if ms == 0 => "0s".to_string(),
-        Some((unit, size)) => format!("{}{unit}", ms / size),
-        None => format!("{ms}ms"),
-    }
-}
-
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_duration(self.0))
+    match u64::try_from(d.as_millis()).unwrap_or(u64::MAX) {
+        0 => "0s".into(),
+        ms => in_largest_unit(ms, DURATION_UNITS),
     }
 }
 
 impl fmt::Display for Size {
-    /// The largest binary unit that divides it exactly, else plain bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-        match units
-            .iter()
-            .find(|(_, size)| self.0 != 0 && self.0 % size == 0)
-        {
-            Some((unit, size)) => write!(f, "{}{unit}", self.0 / size),
-            None => write!(f, "{}", self.0),
-        }
+        f.write_str(&in_largest_unit(self.0, SIZE_UNITS))
     }
 }
 
 impl fmt::Display for Window {
-    /// The config spelling, so that rendering and parsing round-trip.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.count, Dur(self.per))
+        write!(f, "{}/{}", self.count, format_duration(self.per))
     }
 }
 
-impl fmt::Display for Lang {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Reads a value written as a string (or a bare integer, taken as its digits) with `.1`;
+/// anything else is refused with what is expected, `.0`.
+struct Spelt<T>(&'static str, fn(&str) -> Result<T, String>);
 
-impl fmt::Display for StartAt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A type written in the config as a string (and, for some, a bare integer).
-trait Written: FromStr<Err = String> + fmt::Display {
-    /// What is accepted, for errors about values of the wrong type.
-    const EXPECTED: &'static str;
-
-    /// The value of a bare integer, or what to write instead.
-    fn from_int(_n: i64) -> Result<Self, String> {
-        Err(Self::EXPECTED.into())
-    }
-}
-
-impl Written for Lang {
-    const EXPECTED: &'static str = "\"en\" or \"zh-cn\"";
-}
-
-impl Written for StartAt {
-    const EXPECTED: &'static str = "\"beginning\" or \"end\"";
-}
-
-impl Written for Window {
-    const EXPECTED: &'static str = "a window \"COUNT/DURATION\", e.g. \"20/60s\"";
-}
-
-impl Written for Size {
-    const EXPECTED: &'static str = EXPECT_SIZE;
-
-    fn from_int(n: i64) -> Result<Size, String> {
-        u64::try_from(n).map(Size).map_err(|_| EXPECT_SIZE.into())
-    }
-}
-
-impl Written for Dur {
-    const EXPECTED: &'static str = EXPECT_DURATION;
-
-    fn from_int(n: i64) -> Result<Dur, String> {
-        Err(needs_unit(n))
-    }
-}
-
-/// Reads a [`Written`] type from a string or an integer; anything else is refused with
-/// [`Written::EXPECTED`].
-struct WrittenVisitor<T>(PhantomData<T>);
-
-impl<T: Written> de::Visitor<'_> for WrittenVisitor<T> {
+impl<T> de::Visitor<'_> for Spelt<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(T::EXPECTED)
+        f.write_str(self.0)
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
-        s.parse()
-            .map_err(|why: String| E::invalid_value(Unexpected::Str(s), &why.as_str()))
+        (self.1)(s).map_err(|why| E::invalid_value(Unexpected::Str(s), &why.as_str()))
     }
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
-        T::from_int(n).map_err(|why| E::invalid_value(Unexpected::Signed(n), &why.as_str()))
+        let why = |why: String| E::invalid_value(Unexpected::Signed(n), &why.as_str());
+        (self.1)(&n.to_string()).map_err(why)
     }
 }
 
-macro_rules! written_serde {
-    ($($ty:ty),*) => {$(
+macro_rules! spelt_serde {
+    ($($ty:ty = $expected:expr),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(WrittenVisitor(PhantomData))
+                d.deserialize_any(Spelt($expected, str::parse))
             }
         }
 
@@ -308,18 +188,18 @@ macro_rules! written_serde {
     )*};
 }
 
-written_serde!(Lang, StartAt, Window, Size, Dur);
+spelt_serde!(Window = EXPECT_WINDOW, Size = EXPECT_SIZE);
 
 /// `#[serde(with = "duration")]` for a `Duration` field written `"10s"`.
 pub(crate) mod duration {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        Dur(*d).serialize(s)
+        s.serialize_str(&format_duration(*d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Dur::deserialize(d).map(|d| d.0)
+        d.deserialize_any(Spelt(EXPECT_DURATION, parse_duration))
     }
 }
 
@@ -327,15 +207,16 @@ pub(crate) mod duration {
 pub(crate) mod durations {
     use super::*;
 
+    #[derive(Deserialize)]
+    struct Dur(#[serde(with = "duration")] Duration);
+
     pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|d| Dur(*d)))
+        s.collect_seq(v.iter().map(|d| format_duration(*d)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        Ok(Vec::<Dur>::deserialize(d)?
-            .into_iter()
-            .map(|d| d.0)
-            .collect())
+        let v = Vec::<Dur>::deserialize(d)?;
+        Ok(v.into_iter().map(|d| d.0).collect())
     }
 }
 
@@ -344,7 +225,7 @@ pub(crate) mod size {
     use super::*;
 
     pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        Size(*n).serialize(s)
+        s.collect_str(&Size(*n))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
