@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod faults;
+mod fuzz_corpus;
 mod hostile;
 mod import;
 mod kill_loop;
