@@ -92,8 +92,10 @@ async fn retention_loop(engine: Weak<Inner>) {
     loop {
         tokio::time::sleep(PRUNE_EVERY).await;
         let Some(inner) = engine.upgrade() else { break };
-        let cutoff =
-            chrono::Utc::now().timestamp_millis() - inner.cfg.storage.retention.as_millis() as i64;
+        let cutoff = retention_cutoff(
+            chrono::Utc::now().timestamp_millis(),
+            inner.cfg.storage.retention,
+        );
         // A pass removes a bounded number of rows per commit; go on until it is done.
         loop {
             match inner.store.prune(cutoff).await {
@@ -185,6 +187,16 @@ pub struct WebhookStats {
 
 /// How often finished deliveries past `storage.retention` are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The creation time (Unix ms) before which finished deliveries are dropped: `now_ms` less
+/// `retention`, saturating. The config file bounds durations, but an embedder's `Config` may hold
+/// any `Duration`: `as_millis() as i64` would wrap a huge one to -1, and a subtraction could
+/// overflow, putting the cutoff in the future and dropping everything. A retention longer
+/// than the clock has run drops nothing.
+fn retention_cutoff(now_ms: i64, retention: Duration) -> i64 {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(retention_ms)
+}
 
 /// How often freed heap is handed back to the kernel ([`crate::trim_allocator`]).
 const TRIM_EVERY: Duration = Duration::from_secs(10);
@@ -817,5 +829,32 @@ impl Engine {
         for a in &self.inner.arbiters {
             a.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_cutoff_saturates_instead_of_wrapping() {
+        let now = 1_767_603_600_000; // 2026-01-05 09:00 UTC
+        assert_eq!(
+            retention_cutoff(now, Duration::from_secs(86_400)),
+            now - 86_400_000
+        );
+        assert_eq!(retention_cutoff(now, Duration::ZERO), now);
+        // The longest retention config accepts (u64::MAX ms, ~585 million years), and longer:
+        // the cutoff is far in the past, never in the future.
+        for retention in [
+            Duration::from_millis(u64::MAX),
+            Duration::from_millis(i64::MAX as u64),
+            Duration::from_millis(i64::MAX as u64 + 1),
+            Duration::MAX,
+        ] {
+            let cutoff = retention_cutoff(now, retention);
+            assert!(cutoff < 0, "{retention:?}: cutoff {cutoff}");
+        }
+        assert_eq!(retention_cutoff(i64::MIN, Duration::MAX), i64::MIN);
     }
 }

@@ -293,8 +293,10 @@ impl EventParser {
     }
 
     /// Bodies longer than `bytes` are parsed one event at a time instead of in one simd-json
-    /// call ([`WHOLE_MAX`] by default). The result is the same either way; the fuzz target
-    /// checks that by parsing every input both ways.
+    /// call ([`WHOLE_MAX`] by default). The result is the same either way, except that a body
+    /// that is not JSON may be refused for a different first fault (simd-json checks a whole
+    /// body's UTF-8 and grammar at once); the fuzz target `event_body` checks that by parsing
+    /// every input both ways.
     pub fn with_whole_max(mut self, bytes: usize) -> Self {
         self.whole_max = bytes;
         self

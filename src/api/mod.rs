@@ -10,6 +10,9 @@ mod settings;
 mod stats;
 mod webhooks;
 
+/// Public for the `webhook_json` fuzz target and its corpus replay (tests/it/fuzz_corpus.rs).
+pub use webhooks::parse_webhook;
+
 use std::net::TcpListener;
 use std::time::Duration;
 use subtle::ConstantTimeEq;

@@ -58,12 +58,70 @@ fn env(escape: Escape) -> &'static Environment<'static> {
                 if value.is_undefined() || value.is_none() {
                     return Ok(());
                 }
-                write(out, &value.to_string())
+                write(out, &bounded_text(value)?)
             }),
-            Escape::Json => env.set_formatter(|out, _state, value| write(out, &json_piece(value))),
+            Escape::Json => env.set_formatter(|out, _state, value| write(out, &json_piece(value)?)),
         }
         env
     })
+}
+
+/// A `fmt::Write`/`io::Write` sink that refuses to grow past [`MAX_OUTPUT`].
+///
+/// Why: a value can be far larger as text than it cost to build. MiniJinja charges fuel for
+/// text only once it is written, after `Display` made all of it, so a list holding one long list
+/// many times (`[r, r, r, ...]`) would otherwise be turned into gigabytes of text first.
+/// Stopping at the first byte past what is kept bounds the work to [`MAX_OUTPUT`].
+#[derive(Default)]
+struct Bounded(Vec<u8>);
+
+impl Bounded {
+    fn take(&mut self, bytes: &[u8]) -> bool {
+        if self.0.len() + bytes.len() > MAX_OUTPUT {
+            return false;
+        }
+        self.0.extend_from_slice(bytes);
+        true
+    }
+}
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.take(s.as_bytes()).then_some(()).ok_or(std::fmt::Error)
+    }
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.take(buf) {
+            true => Ok(buf.len()),
+            false => Err(std::io::ErrorKind::OutOfMemory.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_large() -> Error {
+    Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("a value is over {MAX_OUTPUT} bytes as text; write less of it"),
+    )
+}
+
+/// `value` as text ([`Escape::Text`]), at most [`MAX_OUTPUT`] bytes of it.
+fn bounded_text(value: &Value) -> Result<String, Error> {
+    let mut sink = Bounded::default();
+    std::fmt::write(&mut sink, format_args!("{value}")).map_err(|_| too_large())?;
+    String::from_utf8(sink.0).map_err(|_| too_large())
+}
+
+/// `value` as JSON, at most [`MAX_OUTPUT`] bytes of it.
+fn bounded_json(value: &impl Serialize) -> Result<String, Error> {
+    let mut sink = Bounded::default();
+    serde_json::to_writer(&mut sink, value).map_err(|_| too_large())?;
+    String::from_utf8(sink.0).map_err(|_| too_large())
 }
 
 fn write(out: &mut minijinja::Output<'_>, s: &str) -> Result<(), Error> {
@@ -72,21 +130,20 @@ fn write(out: &mut minijinja::Output<'_>, s: &str) -> Result<(), Error> {
 }
 
 /// A value as written into a JSON body: see the module comment.
-fn json_piece(value: &Value) -> String {
+fn json_piece(value: &Value) -> Result<String, Error> {
     if value.is_safe() {
         // `tojson` and `safe` output: already what the author wants.
-        return value.to_string();
+        return bounded_text(value);
     }
-    match value.kind() {
+    Ok(match value.kind() {
         ValueKind::Undefined | ValueKind::None => String::new(),
         ValueKind::String => {
-            let quoted = serde_json::to_string(value.as_str().unwrap_or_default())
-                .unwrap_or_else(|_| "\"\"".to_string());
+            let quoted = bounded_json(&value.as_str().unwrap_or_default())?;
             quoted[1..quoted.len() - 1].to_string()
         }
         ValueKind::Number | ValueKind::Bool => value.to_string(),
-        _ => serde_json::to_string(value).unwrap_or_default(),
-    }
+        _ => bounded_json(value)?,
+    })
 }
 
 /// One change as templates see it: the event's `{field, old, new}` plus the field's label.
@@ -188,6 +245,7 @@ pub fn render(
     lang: Lang,
 ) -> Result<String, String> {
     let env = env(escape);
+    refuse_repetition(source)?;
     let tmpl = env
         .template_from_str(source)
         .map_err(|e| describe(source, &e))?;
@@ -196,6 +254,42 @@ pub fn render(
         .map_err(|e| describe(source, &e))?;
     crate::cut::truncate(&mut out, MAX_OUTPUT);
     Ok(out)
+}
+
+/// Refuses the `*` operator except to repeat a quoted string (`'-' * 20`, `20 * '='`).
+///
+/// Why: MiniJinja 3.1 repeats a list lazily, so `[1] * 100000000` costs no fuel to build, and
+/// neither does turning it into text, comparing or joining it afterwards: one such expression
+/// in a template ran for minutes and took gigabytes (found by the `template` fuzz target). A
+/// quoted string's repetition is charged before it is built, and multiplying numbers has no
+/// use in a message. Checked on the tokens, so `*` inside a string or a comment is not seen.
+/// Syntax errors are left to the compiler, which names them.
+fn refuse_repetition(source: &str) -> Result<(), String> {
+    use minijinja::machinery::{tokenize, Token};
+    let quoted = |t: &Token<'_>| matches!(t, Token::Str(_) | Token::String(_));
+    let mut prev_quoted = false;
+    // A `*` whose left operand was not a quoted string: its right one must be.
+    let mut pending: Option<u32> = None;
+    for token in tokenize(source, false, Default::default()) {
+        let Ok((token, span)) = token else {
+            break;
+        };
+        let is_quoted = quoted(&token);
+        if let Some(at) = pending.take() {
+            if !is_quoted {
+                let (line, column) = line_column(source, at as usize);
+                return Err(format!(
+                    "line {line}, column {column}: `*` only repeats a quoted string here \
+                     (e.g. '-' * 20); repeating lists and multiplying values are not supported"
+                ));
+            }
+        }
+        if matches!(token, Token::Mul) && !prev_quoted {
+            pending = Some(span.start_offset);
+        }
+        prev_quoted = is_quoted;
+    }
+    Ok(())
 }
 
 /// A template error as users read it: where, then what.
@@ -383,6 +477,52 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("fuel"), "{e}");
+    }
+
+    /// Inputs the `template` fuzz target found stalling a render for seconds (a lazily
+    /// repeated list written out), and their neighbours: refused quickly with a message.
+    #[test]
+    fn list_repetition_is_refused_and_huge_values_are_not_written() {
+        for source in [
+            "{{ range(20) | list * 21001 }}",
+            "{{ [1] * 100000000 }}",
+            "{{ 'a' ~ ([1] * 100000000) }}",
+            "{{ ([1] * 100000000) | tojson }}",
+            "{{ 2 * objectID }}",
+            "{{ ('-' * 2) * 1000 }}",
+        ] {
+            let e = text(source, Lang::En).unwrap_err();
+            assert!(
+                e.contains("`*` only repeats a quoted string"),
+                "{source}: {e}"
+            );
+            assert!(e.starts_with("line 1, column "), "{source}: {e}");
+        }
+        assert_eq!(
+            text("{{ '-' * 3 }}{{ 2 * '=' }}", Lang::En).as_deref(),
+            Ok("---==")
+        );
+        assert_eq!(
+            text("{# a * b #}{{ 'a * b' }}", Lang::En).as_deref(),
+            Ok("a * b")
+        );
+        // One long list many times over: gigabytes as text, refused past MAX_OUTPUT.
+        let many = format!(
+            "{{% set r = range(100000) | list %}}{{% set x = [{}] %}}",
+            vec!["r"; 1000].join(", ")
+        );
+        let e = text(&format!("{many}{{{{ x }}}}"), Lang::En).unwrap_err();
+        assert!(e.contains("bytes as text"), "{e}");
+        let ev = sample_event();
+        let e = render(
+            &format!("{many}{{\"a\": {{{{ x }}}}}}"),
+            Escape::Json,
+            &ev,
+            &built(&ev, Lang::En),
+            Lang::En,
+        )
+        .unwrap_err();
+        assert!(e.contains("bytes as text"), "{e}");
     }
 
     #[test]

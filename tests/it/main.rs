@@ -12,6 +12,7 @@ mod clock;
 mod crash;
 mod delivery;
 mod faults;
+mod fuzz_corpus;
 mod hostile;
 mod import;
 mod kill_loop;

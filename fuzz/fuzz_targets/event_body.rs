@@ -1,0 +1,7 @@
+//! `event_body`: see `fuzz/checks.rs` for what is checked, `fuzz/README.md` for how to run it.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::fuzz_one("event_body", checks::event_body, data));
