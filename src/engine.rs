@@ -247,20 +247,6 @@ impl Engine {
         Engine::start_with(cfg, StartOptions::default()).await
     }
 
-    /// [`Engine::start`] on a store whose writes fail while `faults` say so (tests of storage
-    /// faults).
-    #[doc(hidden)]
-    pub async fn start_with_store_faults(
-        cfg: Config,
-        faults: Arc<crate::store::Faults>,
-    ) -> Result<Engine, Error> {
-        let opts = StartOptions {
-            faults: Some(faults),
-            ..StartOptions::default()
-        };
-        Engine::start_with(cfg, opts).await
-    }
-
     /// [`Engine::start`] with a chosen clock or injected store faults (simulations and tests).
     pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<Engine, Error> {
         Engine::start_inner(cfg, opts).await

@@ -14,7 +14,6 @@ use serde_json::{json, Map, Value};
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
-const LABELS_TSV: &str = include_str!("../../fixtures/labels.tsv");
 
 /// Scripts and styles from this server only: no inline code, no other origin, no framing.
 pub const CSP: &str =
@@ -65,21 +64,12 @@ async fn catalog() -> HttpResponse {
         .json(body)
 }
 
-/// fixtures/labels.tsv (`kind code en zh-cn`) as `{kind: {code: {"en", "zh-cn"}}}`.
+/// The labels notification text uses (`deliver::text`) as `{kind: {code: {"en", "zh-cn"}}}`.
 fn labels() -> Value {
     let mut out: Map<String, Value> = Map::new();
-    for line in LABELS_TSV.lines() {
-        if line.starts_with('#') || line.starts_with("kind\t") {
-            continue;
-        }
-        let cols: Vec<&str> = line.split('\t').collect();
-        if let [kind, code, en, zh, ..] = cols[..] {
-            let entry = out
-                .entry(kind.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(m) = entry {
-                m.insert(code.to_string(), json!({"en": en, "zh-cn": zh}));
-            }
+    for (kind, code, en, zh) in crate::deliver::text::all_labels() {
+        if let Value::Object(m) = out.entry(kind).or_insert_with(|| Value::Object(Map::new())) {
+            m.insert(code.to_string(), json!({"en": en, "zh-cn": zh}));
         }
     }
     Value::Object(out)

@@ -149,6 +149,23 @@ fn labels() -> &'static Labels {
     })
 }
 
+/// Every label of the embedded tables as `(kind, code, en, zh-cn)`, kind `action`, `object` or
+/// `field` (the web admin's catalog shows them).
+pub fn all_labels() -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)>
+{
+    let l = labels();
+    [
+        ("action", &l.actions),
+        ("object", &l.objects),
+        ("field", &l.fields),
+    ]
+    .into_iter()
+    .flat_map(|(kind, map)| {
+        map.iter()
+            .map(move |(code, v)| (kind, *code, v.en, v.zh_cn))
+    })
+}
+
 /// The verb for an action code (`resolved` → "resolved" / "解决了"); an unknown code is shown
 /// as is, because a raw code still tells the reader more than nothing.
 pub fn action_label(code: &str, lang: Lang) -> &str {

@@ -273,7 +273,9 @@ impl<S: Sink> Tailer<S> {
             Ok(r) => r,
             Err(e) => {
                 // A panic while reading: start over from the last commit (`core` stays None).
-                let _ = self.settle().await;
+                if let Err(c) = self.settle().await {
+                    tracing::warn!(glob = %self.glob, error = %c, "the batch before was not committed either");
+                }
                 self.last_sent = self.committed.clone();
                 return Err(Error::Config(format!("reading {} failed: {e}", self.glob)));
             }

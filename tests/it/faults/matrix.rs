@@ -41,6 +41,16 @@ fn is_marker(h: &Hit) -> bool {
     h.json()["comment"] == MARKER
 }
 
+/// What a raw receiver got, the end markers left out.
+fn hits_before_marker(raw: &Option<Raw>) -> Vec<Hit> {
+    raw.as_ref()
+        .map(Raw::hits)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| !is_marker(h))
+        .collect()
+}
+
 /// Where a row's webhook points.
 enum Target {
     /// A [`Raw`] receiver with this script.
@@ -398,13 +408,7 @@ async fn receiver_faults_end_as_contract_5_says() {
     let mut failures = vec![];
     for (i, row) in rows.iter().enumerate() {
         let mut fail = |what: String| failures.push(format!("{}: {what}", row.name));
-        let hits: Vec<Hit> = raws[i]
-            .as_ref()
-            .map(Raw::hits)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|h| !is_marker(h))
-            .collect();
+        let hits = hits_before_marker(&raws[i]);
         if hits.len() != counts[i] {
             fail(format!(
                 "{} more request(s) after the end (before the marker)",
@@ -485,13 +489,7 @@ async fn receiver_faults_end_as_contract_5_says() {
         ));
     }
     // The 10 MB answers: read up to the limit only. The log keeps a few KB of the body.
-    let huge: Vec<Hit> = raws[huge_row]
-        .as_ref()
-        .map(Raw::hits)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|h| !is_marker(h))
-        .collect();
+    let huge = hits_before_marker(&raws[huge_row]);
     let unread = huge.iter().filter(|h| h.written < HUGE).count();
     for d in &logs[huge_row] {
         let body = d["response"]["body"].as_str().unwrap_or("");
