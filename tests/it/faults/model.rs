@@ -260,6 +260,9 @@ async fn run_case(ops: Vec<Op>) {
                     if let Some(e) = m.events.get_mut(&seq) {
                         e.st = St::Open;
                         e.requeued = true;
+                        // A retry by hand is sent at once: the schedule's wait after the
+                        // delivery's last 500 or 429 no longer applies.
+                        e.last = None;
                     }
                 }
                 let (status, v) = s
