@@ -567,7 +567,17 @@ impl Engine {
         id: u64,
         event: Option<ActionEvent>,
     ) -> Result<crate::deliver::Envelope, Error> {
-        let wh = Arc::new(self.webhook(id)?);
+        self.envelope_of(Arc::new(self.webhook(id)?), id, event)
+            .await
+    }
+
+    /// [`Engine::envelope`] for a given webhook, with the bindings of webhook `id`.
+    async fn envelope_of(
+        &self,
+        wh: Arc<Webhook>,
+        id: u64,
+        event: Option<ActionEvent>,
+    ) -> Result<crate::deliver::Envelope, Error> {
         let event = Arc::new(event.unwrap_or_else(crate::deliver::template::sample_event));
         let mut env = crate::deliver::Envelope::new(
             wh.clone(),
@@ -588,6 +598,44 @@ impl Engine {
         event: Option<ActionEvent>,
     ) -> Result<crate::deliver::Preview, Error> {
         let env = self.envelope(id, event).await?;
+        self.inner
+            .deliverer
+            .preview(&env)
+            .await
+            .map_err(Error::BadRequest)
+    }
+
+    /// What a send of `event` to a webhook that is not saved (yet) would be: the web admin's
+    /// live preview. With `base`, the draft is an edit of that webhook: secrets sent back masked
+    /// keep its stored ones, and its bindings give the recipients. Checked as a save would be;
+    /// nothing is stored or sent.
+    pub async fn preview_draft(
+        &self,
+        mut draft: Webhook,
+        base: Option<u64>,
+        event: Option<ActionEvent>,
+    ) -> Result<crate::deliver::Preview, Error> {
+        draft.deleted = false;
+        match base {
+            Some(id) => draft.keep_masked_secrets(&self.webhook(id)?)?,
+            // Nothing stored stands behind a masked value: "******" is not a secret to sign with.
+            None if draft.secret == crate::mask::MASK => {
+                return Err(Error::Invalid(crate::webhook::ValidationError {
+                    field: "secret",
+                    message: format!(
+                        "secret is masked ({}): send the secret, or the id of the webhook it is \
+                         stored in",
+                        crate::mask::MASK
+                    ),
+                }))
+            }
+            None => draft.keep_masked_secrets(&Webhook::default())?,
+        }
+        draft.id = base.unwrap_or(0);
+        draft.validate()?;
+        let env = self
+            .envelope_of(Arc::new(draft), base.unwrap_or(0), event)
+            .await?;
         self.inner
             .deliverer
             .preview(&env)

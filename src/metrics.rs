@@ -3,6 +3,8 @@
 //! which Prometheus scrapes as it is. Every family and every known label value is registered at
 //! start, so a scrape shows them at zero before anything happened. Nothing here holds a secret.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -41,6 +43,12 @@ struct ByOutcome {
     outcome: &'static str,
 }
 
+/// Minutes of per-status counts kept for the dashboard ([`Metrics::minutes`]).
+pub const MINUTES: usize = 60;
+
+/// Deliveries that reached each status (in [`Status::ALL`]'s order) during one minute.
+pub type MinuteCounts = [u64; Status::ALL.len()];
+
 /// Every metric of one engine.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +59,8 @@ pub struct Metrics {
     attempts: Family<ByOutcome, Counter>,
     queue_depth: Gauge,
     latency: Histogram,
+    /// The last [`MINUTES`] minutes of [`Metrics::delivery`], oldest first: (Unix minute, counts).
+    recent: Mutex<VecDeque<(i64, MinuteCounts)>>,
 }
 
 impl Default for Metrics {
@@ -118,6 +128,7 @@ impl Metrics {
             attempts,
             queue_depth,
             latency,
+            recent: Mutex::new(VecDeque::with_capacity(MINUTES + 1)),
         }
     }
 
@@ -146,6 +157,48 @@ impl Metrics {
                 status: status.as_str(),
             })
             .inc_by(n);
+        self.count_minute(crate::clock::now_ms(), status, n);
+    }
+
+    fn count_minute(&self, now_ms: i64, status: Status, n: u64) {
+        let minute = now_ms.div_euclid(60_000);
+        let Some(i) = Status::ALL.iter().position(|s| *s == status) else {
+            return;
+        };
+        let Ok(mut recent) = self.recent.lock() else {
+            return;
+        };
+        match recent.back_mut() {
+            Some((m, counts)) if *m == minute => counts[i] += n,
+            // A clock stepped back: counted in the newest minute rather than reordered.
+            Some((m, counts)) if *m > minute => counts[i] += n,
+            _ => {
+                let mut counts = MinuteCounts::default();
+                counts[i] = n;
+                recent.push_back((minute, counts));
+                while recent.len() > MINUTES {
+                    recent.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Deliveries that reached each status in each of the last [`MINUTES`] minutes up to the
+    /// one holding `now_ms`, oldest first, quiet minutes at zero: (minute start in Unix ms,
+    /// counts in [`Status::ALL`]'s order). Since this process started (kept in memory only).
+    pub fn minutes(&self, now_ms: i64) -> Vec<(i64, MinuteCounts)> {
+        let current = now_ms.div_euclid(60_000);
+        let recent = self.recent.lock().map(|r| r.clone()).unwrap_or_default();
+        (current - MINUTES as i64 + 1..=current)
+            .map(|m| {
+                let counts = recent
+                    .iter()
+                    .find(|(at, _)| *at == m)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default();
+                (m * 60_000, counts)
+            })
+            .collect()
     }
 
     /// One attempt ended with `outcome` (one of [`OUTCOMES`]; others are not counted).
@@ -225,5 +278,33 @@ mod tests {
         assert!(text
             .lines()
             .all(|l| l.starts_with('#') || l.starts_with("sanhook_")));
+    }
+
+    #[test]
+    fn minutes_count_by_status_and_keep_the_last_hour() {
+        let m = Metrics::new();
+        let t0 = 1_767_603_600_000; // 2026-01-05T09:00:00Z, a minute's start
+        m.count_minute(t0 + 1_000, Status::Delivered, 2);
+        m.count_minute(t0 + 59_999, Status::Dead, 1);
+        m.count_minute(t0 + 60_000, Status::Delivered, 1);
+        m.count_minute(t0 + 5 * 60_000, Status::Pending, 7);
+        let mins = m.minutes(t0 + 5 * 60_000 + 10);
+        assert_eq!(mins.len(), MINUTES);
+        let last = mins.len() - 1;
+        assert_eq!(mins[last], (t0 + 5 * 60_000, [7, 0, 0, 0, 0]));
+        // Status::ALL: pending, retrying, delivered, dead, skipped.
+        assert_eq!(mins[last - 5], (t0, [0, 0, 2, 1, 0]));
+        assert_eq!(mins[last - 4], (t0 + 60_000, [0, 0, 1, 0, 0]));
+        assert_eq!(mins[last - 3].1, [0; 5], "a quiet minute is zero");
+        // An hour later the first minutes have gone.
+        m.count_minute(t0 + 64 * 60_000, Status::Skipped, 1);
+        let mins = m.minutes(t0 + 64 * 60_000);
+        assert_eq!(mins[0].0, t0 + 5 * 60_000);
+        assert_eq!(mins[0].1, [7, 0, 0, 0, 0]);
+        assert_eq!(
+            mins.iter().map(|(_, c)| c.iter().sum::<u64>()).sum::<u64>(),
+            8
+        );
+        assert!(m.recent.lock().map(|r| r.len() <= MINUTES).unwrap_or(false));
     }
 }

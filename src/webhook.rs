@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// What a secret looks like in every response: secrets are write-only.
 pub use crate::mask::MASK;
@@ -12,7 +13,7 @@ pub use crate::mask::MASK;
 pub type Triggers = BTreeMap<String, Vec<String>>;
 
 /// The seven webhook types Sanplex knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookType {
     /// Custom JSON to any URL ("Others" in Sanplex).
@@ -83,7 +84,7 @@ impl fmt::Display for WebhookType {
 }
 
 /// When a webhook's deliveries are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SendType {
     /// As soon as the delivery is committed.
@@ -117,13 +118,23 @@ fn is_false(b: &bool) -> bool {
 
 /// One webhook. Secrets are kept in clear here; [`Webhook::masked`] is what the API shows, and
 /// what `Debug` prints.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "name": "ci", "type": "default", "url": "http://127.0.0.1:9/hook", "products": [1],
+    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+}))]
+#[schema(
+    description = "A webhook (field names follow Sanplex's `zt_webhook`). Secrets are \
+    write-only: answers show them as `******`, and a PUT that sends `******` keeps the stored one."
+)]
 pub struct Webhook {
     /// Assigned by the store; ignored on input.
     #[serde(default)]
     pub id: u64,
+    /// Required (not blank).
     #[serde(default)]
+    #[schema(required = true, min_length = 1, pattern = r"\S")]
     pub name: String,
     #[serde(rename = "type", default)]
     pub kind: WebhookType,
@@ -167,8 +178,10 @@ pub struct Webhook {
     /// `default` type only: the Content-Type header; empty = `application/json`.
     #[serde(default)]
     pub content_type: String,
-    /// Per-webhook trigger list; `None` = the global trigger settings; `{}` = nothing fires.
+    /// Per-webhook trigger list `{objectType: [action, ...]}`; absent or null: the global
+    /// trigger settings; `{}`: nothing fires.
     #[serde(default)]
+    #[schema(inline)]
     pub actions: Option<Triggers>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -179,6 +192,7 @@ pub struct Webhook {
     pub sanplex_id: Option<u64>,
     /// Set when a webhook is deleted: kept only so that in-flight deliveries can say why they stop.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[schema(ignore)]
     pub deleted: bool,
     /// MiniJinja templates replacing the built-in title/text (chat types) or body (`default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,7 +221,7 @@ impl fmt::Debug for Webhook {
 
 /// A webhook's own message templates (docs/reference.md §4 `template`): `title`/`text` for chat types,
 /// `body` for `default`; an empty one means the built-in one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -3,6 +3,7 @@
 mod bindings;
 mod deliveries;
 mod events;
+mod openapi;
 mod ops;
 mod preview;
 mod remote_users;
@@ -12,6 +13,9 @@ mod webhooks;
 
 /// Public for the `webhook_json` fuzz target and its corpus replay (tests/it/fuzz_corpus.rs).
 pub use webhooks::parse_webhook;
+
+/// The OpenAPI description served at `/api/v1/openapi.json`.
+pub use openapi::document as openapi_document;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -36,6 +40,14 @@ pub struct AppState {
 /// The `Retry-After` (seconds) of a 503 while the store cannot commit.
 const STORE_RETRY_AFTER: u64 = 5;
 
+/// The body of every error answer: `error` says what went wrong; other keys, when present,
+/// name where (`field`, `key`, `index`, `line`, `column`, `retryAfter`, ...).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in a sentence.
+    pub error: String,
+}
+
 /// An error as the API answers it: `{"error": message, ...details}` with a status.
 #[derive(Debug)]
 pub struct ApiError {
@@ -48,7 +60,9 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a message and extra detail fields.
     pub fn new(status: StatusCode, message: impl Into<String>, details: Value) -> ApiError {
-        let mut body = json!({ "error": message.into() });
+        let mut body = json!(ErrorBody {
+            error: message.into()
+        });
         if let (Some(b), Value::Object(d)) = (body.as_object_mut(), details) {
             b.extend(d);
         }
@@ -338,14 +352,35 @@ async fn browsers(
     next.call(req).await
 }
 
-/// Registers every route on an actix-web app.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(ops::healthz))
-        .route("/metrics", web::get().to(ops::metrics))
-        // The web admin (no token for the page; it calls the API below like any client).
-        .configure(crate::admin::routes)
+/// Path segments that do not parse (`/webhooks/abc`): 404 in the API's error shape.
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|e, _| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no such object: {e}"),
+            Value::Null,
+        )
+        .into()
+    })
+}
+
+/// A query string that does not parse: 400 in the API's error shape.
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::bad(format!("invalid query string: {e}")).into())
+}
+
+/// The described part of the server: `/healthz`, `/metrics`, `/api/v1/openapi.json` and the
+/// API under `/api/v1`. Registering it also collects the OpenAPI description ([`openapi`]).
+fn api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(ops::healthz)
+        .service(ops::metrics)
+        // Before the `/api/v1` scope, so that it needs no token.
+        .service(openapi::openapi_json)
         .service(
-            web::scope("/api/v1")
+            utoipa_actix_web::scope("/api/v1")
+                .app_data(path_config())
+                .app_data(query_config())
                 .wrap(from_fn(auth))
                 // Outermost, so that it runs first: a foreign page gets 403 with or without a
                 // token.
@@ -358,10 +393,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(preview::routes)
                 .configure(deliveries::routes)
                 .configure(stats::routes),
-        )
-        .default_service(web::to(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", Value::Null).error_response()
-        }));
+        );
+}
+
+/// Registers every route on an actix-web app.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    // The web admin (no token for the page; it calls the API like any client).
+    cfg.configure(crate::admin::routes);
+    api(&mut utoipa_actix_web::service_config::ServiceConfig::new(
+        cfg,
+    ));
+    cfg.default_service(web::to(|| async {
+        ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", Value::Null).error_response()
+    }));
 }
 
 /// Starts the HTTP server on `listener` (signals are the caller's business).

@@ -1,16 +1,22 @@
 //! `GET`/`PUT /api/v1/settings/triggers`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, put, web, HttpResponse};
 use serde_json::Value;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{parse_json, read_body, ApiError, AppState};
+use super::{parse_json, read_body, ApiError, AppState, ErrorBody};
 use crate::webhook::Triggers;
 
-pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/settings/triggers", web::get().to(get_triggers))
-        .route("/settings/triggers", web::put().to(put_triggers));
+pub(super) fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(get_triggers).service(put_triggers);
 }
 
+/// The global trigger settings: `{objectType: [action, ...]}`.
+#[utoipa::path(
+    tag = "settings", operation_id = "getTriggers",
+    responses((status = 200, description = "Object type → actions that fire", body = BTreeMap<String, Vec<String>>))
+)]
+#[get("/settings/triggers")]
 async fn get_triggers(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.engine.triggers())
 }
@@ -45,6 +51,16 @@ pub fn parse_triggers(v: &Value, what: &str) -> Result<Triggers, ApiError> {
     Ok(out)
 }
 
+/// Replaces the global trigger settings.
+#[utoipa::path(
+    tag = "settings", operation_id = "putTriggers",
+    request_body(content = BTreeMap<String, Vec<String>>, description = "Object type → actions that fire"),
+    responses(
+        (status = 200, description = "The stored settings", body = BTreeMap<String, Vec<String>>),
+        (status = 400, description = "Not an object of action-name arrays", body = ErrorBody),
+    )
+)]
+#[put("/settings/triggers")]
 async fn put_triggers(
     state: web::Data<AppState>,
     payload: web::Payload,

@@ -1,20 +1,39 @@
 //! Webhook CRUD: `/api/v1/webhooks[/{id}]`. Secrets are write-only.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, post, put, web, HttpResponse};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::settings::parse_triggers;
-use super::{parse_json, read_body, ApiError, AppState};
+use super::{parse_json, read_body, ApiError, AppState, ErrorBody};
 use crate::webhook::{Webhook, WebhookType};
 
-pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks", web::post().to(create))
-        .route("/webhooks", web::get().to(list))
-        .route("/webhooks/{id}", web::get().to(get))
-        .route("/webhooks/{id}", web::put().to(replace))
-        .route("/webhooks/{id}", web::delete().to(delete))
-        .route("/webhooks/{id}/recover", web::post().to(recover));
+pub(super) fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(show)
+        .service(replace)
+        .service(remove)
+        .service(recover);
+}
+
+/// The body of a recover request.
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)] // A description only: `parse_since` reads it, naming what is wrong.
+struct RecoverBody {
+    /// RFC 3339: dead deliveries created since then are re-queued.
+    #[schema(format = DateTime, example = "2026-01-05T09:00:00Z")]
+    since: String,
+}
+
+/// What a recover re-queued.
+#[derive(Serialize, ToSchema)]
+struct Recovered {
+    /// Dead deliveries moved back to `pending`.
+    requeued: u64,
 }
 
 /// Parses a webhook body, with errors that name the field.
@@ -75,6 +94,17 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ApiError> {
     })
 }
 
+/// Creates a webhook (secrets are write-only: answers show them as `******`).
+#[utoipa::path(
+    tag = "webhooks", operation_id = "createWebhook",
+    request_body = Webhook,
+    responses(
+        (status = 201, description = "The stored webhook, with its id", body = Webhook),
+        (status = 400, description = "A field is not valid: `field` names it", body = ErrorBody),
+        (status = 409, description = "Another webhook holds this `sanplexId`", body = ErrorBody),
+    )
+)]
+#[post("/webhooks")]
 async fn create(
     state: web::Data<AppState>,
     payload: web::Payload,
@@ -84,6 +114,12 @@ async fn create(
     Ok(HttpResponse::Created().json(wh.masked()))
 }
 
+/// Every webhook, by id.
+#[utoipa::path(
+    tag = "webhooks", operation_id = "listWebhooks",
+    responses((status = 200, description = "Every webhook, secrets masked", body = Vec<Webhook>))
+)]
+#[get("/webhooks")]
 async fn list(state: web::Data<AppState>) -> HttpResponse {
     let all: Vec<Webhook> = state
         .engine
@@ -94,10 +130,29 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(all)
 }
 
-async fn get(state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+/// One webhook.
+#[utoipa::path(
+    tag = "webhooks", operation_id = "getWebhook",
+    params(("id" = u64, Path, description = "The webhook's id")),
+    responses((status = 200, description = "The webhook, secrets masked", body = Webhook))
+)]
+#[get("/webhooks/{id}")]
+async fn show(state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.engine.webhook(*id)?.masked()))
 }
 
+/// Replaces a webhook whole (a secret sent back as `******` keeps the stored one).
+#[utoipa::path(
+    tag = "webhooks", operation_id = "replaceWebhook",
+    params(("id" = u64, Path, description = "The webhook's id")),
+    request_body = Webhook,
+    responses(
+        (status = 200, description = "The stored webhook", body = Webhook),
+        (status = 400, description = "A field is not valid: `field` names it", body = ErrorBody),
+        (status = 409, description = "Another webhook holds this `sanplexId`", body = ErrorBody),
+    )
+)]
+#[put("/webhooks/{id}")]
 async fn replace(
     state: web::Data<AppState>,
     id: web::Path<u64>,
@@ -111,7 +166,14 @@ async fn replace(
     Ok(HttpResponse::Ok().json(wh.masked()))
 }
 
-async fn delete(state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+/// Deletes a webhook: its pending deliveries end `skipped`.
+#[utoipa::path(
+    tag = "webhooks", operation_id = "deleteWebhook",
+    params(("id" = u64, Path, description = "The webhook's id")),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/webhooks/{id}")]
+async fn remove(state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
     state.engine.delete_webhook(*id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -170,7 +232,17 @@ fn parse_since(body: &[u8]) -> Result<i64, ApiError> {
 }
 
 /// `POST /webhooks/{id}/recover {"since"}`: re-queues the webhook's dead deliveries created
-/// since then; answers once their move to `pending` is committed.
+/// since then, in their original order; answers once their move to `pending` is committed.
+#[utoipa::path(
+    tag = "webhooks", operation_id = "recoverWebhook",
+    params(("id" = u64, Path, description = "The webhook's id")),
+    request_body = RecoverBody,
+    responses(
+        (status = 202, description = "Re-queued and committed", body = Recovered),
+        (status = 400, description = "`since` is missing or not an RFC 3339 time", body = ErrorBody),
+    )
+)]
+#[post("/webhooks/{id}/recover")]
 async fn recover(
     state: web::Data<AppState>,
     id: web::Path<u64>,
@@ -180,7 +252,7 @@ async fn recover(
     let body = read_body(payload, state.engine.config().server.max_body).await?;
     let since = parse_since(&body)?;
     let requeued = state.engine.recover(*id, since).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "requeued": requeued })))
+    Ok(HttpResponse::Accepted().json(Recovered { requeued }))
 }
 
 #[cfg(test)]

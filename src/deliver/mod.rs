@@ -158,7 +158,7 @@ impl UrlCache {
 }
 
 /// One person in a platform's directory, for binding (docs/reference.md §4 "User binding").
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RemoteUser {
     /// The id bindings hold: DingTalk/WeCom `userid`, Lark/Feishu `open_id`.
     pub userid: String,

@@ -18,7 +18,7 @@ use crate::store::{Checkpoint, IngestBatch, QuarantineItem, Status, Store};
 use crate::Error;
 
 /// What one submitted batch came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestSummary {
     /// New events, durably queued.
     pub accepted: usize,

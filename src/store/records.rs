@@ -155,7 +155,7 @@ pub struct DeliveryRecord {
 }
 
 /// A line or row that could not be ingested.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuarantineItem {
     #[serde(default)]
     pub id: u64,

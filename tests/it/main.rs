@@ -17,6 +17,7 @@ mod hostile;
 mod import;
 mod kill_loop;
 mod messages;
+mod openapi;
 mod platforms;
 mod recover_stats;
 mod sanplex_db;

@@ -411,3 +411,73 @@ async fn stats_count_every_status_and_survive_a_restart() {
     s.stop().await;
     r.stop().await;
 }
+
+/// `GET /api/v1/stats/minutes`: 60 minutes, oldest first, the newest holding what just happened
+/// (created, retried, delivered, dead), in the minutes it happened in.
+#[actix_rt::test]
+async fn stats_by_minute_count_what_each_minute_saw() {
+    // The first request of event 1 fails (500, then delivered); event 2 is gone (410: dead).
+    let failed_once = AtomicBool::new(false);
+    let r = Receiver::start(move |req, _| {
+        if req.json()["comment"] == "e2" {
+            (410, vec![], "gone".into())
+        } else if !failed_once.swap(true, Ordering::SeqCst) {
+            (500, vec![], "boom".into())
+        } else {
+            (200, vec![], "ok".into())
+        }
+    });
+    let s = TestServer::start("").await;
+    let wh = s.webhook(json!({"name": "m", "url": r.url})).await;
+    let before = chrono::Utc::now().timestamp_millis();
+    post(&s, vec![ev(1, 1, "edited"), ev(2, 2, "edited")]).await;
+    s.wait_deliveries(wh, WAIT, "both ended", |d| {
+        count(d, "delivered") == 1 && count(d, "dead") == 1
+    })
+    .await;
+    let (status, v) = s.call("GET", "/api/v1/stats/minutes", None).await;
+    assert_eq!(status, 200, "{v}");
+    let rows = v.as_array().expect("rows");
+    assert_eq!(rows.len(), 60, "{v}");
+    let starts: Vec<i64> = rows.iter().map(|m| ms(&m["at"])).collect();
+    assert!(
+        starts.windows(2).all(|w| w[1] - w[0] == 60_000),
+        "consecutive minutes, oldest first: {starts:?}"
+    );
+    // Everything happened in the minute of `before` or the next one (a minute may turn).
+    let recent: Vec<&Value> = rows
+        .iter()
+        .filter(|m| ms(&m["at"]) >= before - before.rem_euclid(60_000))
+        .collect();
+    assert!(!recent.is_empty() && recent.len() <= 2, "{v}");
+    let sum = |k: &str| {
+        recent
+            .iter()
+            .map(|m| m[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (
+            sum("pending"),
+            sum("retrying"),
+            sum("delivered"),
+            sum("dead"),
+            sum("skipped")
+        ),
+        (2, 1, 1, 1, 0),
+        "{v}"
+    );
+    let older: u64 = rows
+        .iter()
+        .filter(|m| ms(&m["at"]) < before - before.rem_euclid(60_000))
+        .map(|m| {
+            ["pending", "retrying", "delivered", "dead", "skipped"]
+                .iter()
+                .map(|k| m[*k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(older, 0, "nothing before the test: {v}");
+    s.stop().await;
+    r.stop().await;
+}
