@@ -75,6 +75,19 @@ pub struct Delivery {
     response: Option<ResponseView>,
     /// Per-recipient progress of app types (recipients already served).
     progress: Option<serde_json::Value>,
+    /// The last attempts (up to 5), oldest first.
+    history: Vec<AttemptView>,
+}
+
+/// One attempt of a delivery.
+#[derive(Serialize, ToSchema)]
+struct AttemptView {
+    #[schema(format = DateTime)]
+    at: Option<String>,
+    /// The answer's HTTP status; none when nothing answered.
+    status: Option<u16>,
+    /// Why it failed (cut to 300 bytes).
+    error: Option<String>,
 }
 
 impl Delivery {
@@ -105,6 +118,15 @@ impl Delivery {
                 body: r.body.clone(),
             }),
             progress: s.progress.clone(),
+            history: s
+                .history
+                .iter()
+                .map(|a| AttemptView {
+                    at: rfc3339(a.at),
+                    status: a.status,
+                    error: a.error.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -24,7 +24,7 @@ use super::{later, DispatchCtx, Flush, Job, ObjectKey, Purge, TakeSlot};
 use crate::config::Window;
 use crate::deliver::{Attempt, Deliverer, Outcome};
 use crate::event::ActionEvent;
-use crate::store::{DeliveryState, StateUpdate, Status};
+use crate::store::{AttemptLog, DeliveryState, StateUpdate, Status, HISTORY, HISTORY_ERROR_BYTES};
 
 /// How long to wait before trying again when the store could not record an outcome (or read
 /// an event back).
@@ -734,6 +734,7 @@ fn next_state(
         request: attempt.request.or_else(|| prev.request.clone()),
         response: attempt.response,
         progress: attempt.progress.or_else(|| prev.progress.clone()),
+        history: prev.history.clone(),
     };
     let mut delay = None;
     match attempt.outcome {
@@ -768,6 +769,18 @@ fn next_state(
                 delay = Some(d);
             }
         }
+    }
+    if attempted {
+        let keep = s.history.len().saturating_sub(HISTORY - 1);
+        s.history.drain(..keep);
+        s.history.push(AttemptLog {
+            at: now,
+            status: s.last_status,
+            error: s
+                .last_error
+                .clone()
+                .map(|e| crate::cut::with_ellipsis(e, HISTORY_ERROR_BYTES)),
+        });
     }
     (s, delay)
 }

@@ -94,6 +94,29 @@ pub struct DeliveryState {
     /// so a retry never sends twice to those already served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<serde_json::Value>,
+    /// The last [`HISTORY`] attempts, oldest first (the delivery log's detail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptLog>,
+}
+
+/// Attempts a delivery's [`DeliveryState::history`] keeps: enough to see a retry schedule at work,
+/// small enough that a retrying delivery stays small.
+pub const HISTORY: usize = 5;
+
+/// The longest error an [`AttemptLog`] keeps (the last one is whole in `last_error`).
+pub const HISTORY_ERROR_BYTES: usize = 300;
+
+/// One attempt as the log's history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLog {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The answer's HTTP status; none when nothing answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it failed (cut to [`HISTORY_ERROR_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One committed intake batch: its events and the (event, webhook) deliveries routing made.

@@ -33,6 +33,67 @@ async fn retries_until_the_receiver_recovers() {
     assert_eq!(d[0]["lastStatus"], 200);
     assert_eq!(d[0]["response"]["body"], "ok");
     assert_eq!(r.received().len(), 3);
+    // The detail's history: each attempt with its time, status and error, oldest first.
+    let h = d[0]["history"].as_array().expect("history");
+    let statuses: Vec<&Value> = h.iter().map(|a| &a["status"]).collect();
+    assert_eq!(
+        statuses,
+        [&json!(500), &json!(500), &json!(200)],
+        "{}",
+        d[0]
+    );
+    assert!(
+        h[0]["error"].as_str().is_some_and(|e| e.contains("500")),
+        "{}",
+        d[0]
+    );
+    assert!(h[2]["error"].is_null(), "{}", d[0]);
+    let times: Vec<&str> = h.iter().filter_map(|a| a["at"].as_str()).collect();
+    assert!(
+        times.len() == 3 && times.windows(2).all(|w| w[0] <= w[1]),
+        "{times:?}"
+    );
+    assert_eq!(h[2]["at"], d[0]["lastAttemptAt"]);
+}
+
+/// The history keeps the last five attempts: a delivery that ended dead after four, retried by
+/// hand and dead again after four more shows attempts 4 to 8.
+#[actix_rt::test]
+async fn the_history_keeps_the_last_five_attempts() {
+    let r = Receiver::start(|_, n| (500 + n as u16, vec![], "boom".into()));
+    let s = TestServer::start("").await;
+    let wh = s.webhook(json!({"name": "down", "url": r.url})).await;
+    s.call("POST", "/api/v1/events", Some(event(1, 1, "opened")))
+        .await;
+    let d = s
+        .wait_deliveries(wh, WAIT, "dead", |d| all(d, 1, "dead"))
+        .await;
+    assert_eq!(
+        d[0]["history"].as_array().map(Vec::len),
+        Some(4),
+        "{}",
+        d[0]
+    );
+    let id = d[0]["id"].as_u64().expect("id");
+    let (status, v) = s
+        .call("POST", &format!("/api/v1/deliveries/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let d = s
+        .wait_deliveries(wh, WAIT, "dead again", |d| {
+            all(d, 1, "dead") && d[0]["attempts"].as_u64() > Some(4)
+        })
+        .await;
+    let statuses: Vec<u64> = d[0]["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|a| a["status"].as_u64())
+        .collect();
+    let attempts = d[0]["attempts"].as_u64().unwrap_or(0);
+    // Request n (0-based) was answered 500 + n: the last five attempts, in order.
+    let want: Vec<u64> = (attempts - 5..attempts).map(|n| 500 + n).collect();
+    assert_eq!(statuses, want, "{}", d[0]);
 }
 
 #[actix_rt::test]
