@@ -1,6 +1,6 @@
 //! DingTalk: the group bot (`dinggroup`) and work messages (`dinguser`), per docs/platforms.md.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -236,6 +236,7 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
     let mut order: Vec<String> = vec![];
     let mut seen = HashSet::from([1i64]);
     let mut queue = VecDeque::from([1i64]);
+    let mut names: HashMap<i64, String> = HashMap::new();
     while let Some(dept) = queue.pop_front() {
         if seen.len() > MAX_PAGES {
             return Err("more than 100000 departments; giving up (is the server looping?)".into());
@@ -253,11 +254,15 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
             .map_err(|e| format!("{e} (listing the sub-departments of {dept})"))?;
         for child in v["result"].as_array().into_iter().flatten() {
             if let Some(id) = child.get("dept_id").and_then(reply::as_i64) {
+                if let Some(name) = child.get("name").and_then(Value::as_str) {
+                    names.insert(id, name.to_string());
+                }
                 if seen.insert(id) {
                     queue.push_back(id);
                 }
             }
         }
+        let dept_name = names.get(&dept).map_or("", String::as_str);
         let mut cursor: i64 = 0;
         for page in 0.. {
             if page >= MAX_PAGES {
@@ -280,7 +285,13 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
                     continue;
                 };
                 let name = u.get("name").and_then(Value::as_str).unwrap_or("");
-                add_user(&mut users, &mut order, userid, name, &dept.to_string());
+                add_user(
+                    &mut users,
+                    &mut order,
+                    userid,
+                    name,
+                    (&dept.to_string(), dept_name),
+                );
             }
             let more = result["has_more"].as_bool().unwrap_or(false);
             let next = result.get("next_cursor").and_then(reply::as_i64);
@@ -301,13 +312,13 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
         .collect())
 }
 
-/// Adds a user found in `dept` (or only the department, if already known).
+/// Adds a user found in department `(id, name)` (or only the department, if already known).
 pub(crate) fn add_user(
     users: &mut BTreeMap<String, RemoteUser>,
     order: &mut Vec<String>,
     userid: &str,
     name: &str,
-    dept: &str,
+    (dept, dept_name): (&str, &str),
 ) {
     let u = users.entry(userid.to_string()).or_insert_with(|| {
         order.push(userid.to_string());
@@ -315,10 +326,12 @@ pub(crate) fn add_user(
             userid: userid.to_string(),
             name: name.to_string(),
             departments: vec![],
+            department_names: vec![],
         }
     });
     if !u.departments.iter().any(|d| d == dept) {
         u.departments.push(dept.to_string());
+        u.department_names.push(dept_name.to_string());
     }
 }
 

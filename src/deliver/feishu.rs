@@ -2,7 +2,7 @@
 //! docs/platforms.md. Lark and Feishu are one API on two hosts: the base comes from `[platforms]`
 //! or the webhook's `apiBase` (app messages) and from the hook URL (bots).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -314,6 +314,7 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
     let mut order = vec![];
     let mut seen = HashSet::from(["0".to_string()]);
     let mut queue = VecDeque::from(["0".to_string()]);
+    let mut names: HashMap<String, String> = HashMap::new();
     while let Some(dept) = queue.pop_front() {
         if seen.len() > MAX_PAGES {
             return Err("more than 100000 departments; giving up (is the server looping?)".into());
@@ -331,6 +332,9 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
                     .and_then(Value::as_str)
                     .or_else(|| item.get("department_id").and_then(Value::as_str));
                 if let Some(id) = id {
+                    if let Some(name) = item.get("name").and_then(Value::as_str) {
+                        names.insert(id.to_string(), name.to_string());
+                    }
                     children.push(id.to_string());
                 }
             },
@@ -341,6 +345,7 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
                 queue.push_back(c);
             }
         }
+        let dept_name = names.get(&dept).cloned().unwrap_or_default();
         paged(
             d,
             app,
@@ -352,7 +357,13 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
                     return;
                 };
                 let name = item.get("name").and_then(Value::as_str).unwrap_or("");
-                super::dingtalk::add_user(&mut users, &mut order, open_id, name, &dept);
+                super::dingtalk::add_user(
+                    &mut users,
+                    &mut order,
+                    open_id,
+                    name,
+                    (&dept, &dept_name),
+                );
             },
         )
         .await?;

@@ -166,6 +166,9 @@ pub struct RemoteUser {
     pub name: String,
     /// The ids of the departments the user was found in (as strings: Lark's are not numbers).
     pub departments: Vec<String>,
+    /// Their names, in the same order (empty where the platform gave none, e.g. the root).
+    #[serde(rename = "departmentNames")]
+    pub department_names: Vec<String>,
 }
 
 /// The `User-Agent` of every outgoing request.

@@ -316,15 +316,19 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
         .directory_call(app, &Call::get(app, "/cgi-bin/department/list"))
         .await
         .map_err(|e| format!("{e} (listing departments)"))?;
-    let depts: Vec<i64> = v["department"]
+    let depts: Vec<(i64, String)> = v["department"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|d| d.get("id").and_then(reply::as_i64))
+        .filter_map(|d| {
+            let id = d.get("id").and_then(reply::as_i64)?;
+            let name = d.get("name").and_then(Value::as_str).unwrap_or("");
+            Some((id, name.to_string()))
+        })
         .collect();
     let mut users: BTreeMap<String, RemoteUser> = BTreeMap::new();
     let mut order = vec![];
-    for dept in depts {
+    for (dept, dept_name) in depts {
         let url = with_query(
             &format!("{}/cgi-bin/user/simplelist", app.base),
             &[("department_id", &dept.to_string())],
@@ -343,7 +347,13 @@ pub(crate) async fn directory(d: &Deliverer, app: &App) -> Result<Vec<RemoteUser
                 continue;
             };
             let name = u.get("name").and_then(Value::as_str).unwrap_or("");
-            super::dingtalk::add_user(&mut users, &mut order, userid, name, &dept.to_string());
+            super::dingtalk::add_user(
+                &mut users,
+                &mut order,
+                userid,
+                name,
+                (&dept.to_string(), &dept_name),
+            );
         }
     }
     Ok(order

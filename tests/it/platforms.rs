@@ -673,6 +673,36 @@ fn listed(v: &Value) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// `(department id, department name)` of one user of a remote-users answer, sorted.
+fn departments_of(v: &Value, userid: &str) -> Vec<(String, String)> {
+    let u = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["userid"] == userid)
+        .cloned()
+        .unwrap_or_default();
+    let strings = |k: &str| -> Vec<String> {
+        u[k].as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(String::from))
+            .collect()
+    };
+    let mut out: Vec<(String, String)> = strings("departments")
+        .into_iter()
+        .zip(strings("departmentNames"))
+        .collect();
+    out.sort();
+    out
+}
+
+fn named(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(i, n)| (i.to_string(), n.to_string()))
+        .collect()
+}
+
 fn pairs(v: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
     v.iter()
         .map(|(u, d)| (u.to_string(), d.iter().map(|x| x.to_string()).collect()))
@@ -713,6 +743,12 @@ async fn dingtalk_directory_across_departments_and_pages() {
         ])
     );
     assert_eq!(v[0]["name"], "Ann");
+    // Departments by name too; the root (1) is not listed with one.
+    assert_eq!(
+        departments_of(&v, "u2"),
+        named(&[("2", "R&D"), ("3", "QA")])
+    );
+    assert_eq!(departments_of(&v, "u1"), named(&[("1", "")]));
     bind(&s, wh, json!({"ann": "u1", "ben": "u2"})).await;
     let (_, v) = s
         .call(
@@ -751,6 +787,10 @@ async fn wecom_directory_across_departments() {
             ("wangwu", &["2"]),
             ("zhangsan", &["1", "2"])
         ])
+    );
+    assert_eq!(
+        departments_of(&v, "zhangsan"),
+        named(&[("1", "Corp"), ("2", "R&D")])
     );
 }
 
@@ -794,6 +834,11 @@ async fn lark_directory_across_departments_and_pages() {
             ("ou_f", &["od-4"]),
         ])
     );
+    assert_eq!(
+        departments_of(&v, "ou_b"),
+        named(&[("od-1", "R&D"), ("od-2", "QA")])
+    );
+    assert_eq!(departments_of(&v, "ou_a"), named(&[("0", "")]));
 }
 
 #[actix_rt::test]
