@@ -73,6 +73,9 @@ const I18N = {
     noneFailing: 'None: every webhook\'s latest outcome is a success.', sampled: 'Counted from the newest {0} deliveries.',
     s_pending: 'pending', s_retrying: 'retrying', s_delivered: 'delivered', s_dead: 'dead', s_skipped: 'skipped',
     minutesAgo: '{0} min ago', now: 'now', error: 'Error', notFound: 'Not found',
+    retryHint: 'Send it again now (the receiver gets the same webhook-id).', sendAgain: 'Send again',
+    following: 'Not finished yet: this page follows it.', eventId: 'event', noResponse: 'No response (the platform was not reached).',
+    bindThem: 'Bind accounts…',
   },
   'zh-cn': {
     language: '语言', forgetToken: '清除令牌', tokenTitle: 'API 令牌',
@@ -136,6 +139,9 @@ const I18N = {
     noneFailing: '无：每个 Webhook 最近一次结果都是成功。', sampled: '统计自最新的 {0} 条发送记录。',
     s_pending: '待发送', s_retrying: '重试中', s_delivered: '已送达', s_dead: '失败', s_skipped: '已跳过',
     minutesAgo: '{0} 分钟前', now: '现在', error: '错误', notFound: '未找到',
+    retryHint: '立即重新发送（接收方收到相同的 webhook-id）。', sendAgain: '再次发送',
+    following: '尚未完成：本页会自动跟进。', eventId: '事件', noResponse: '无响应（未能连接到平台）。',
+    bindThem: '去绑定账号…',
   },
 };
 
@@ -666,8 +672,8 @@ async function pageBindings(id) {
   const unbound = el('input', { type: 'checkbox', id: 'b-unbound', checked: sessionStorage.getItem('sanhook.unbound') === '1' });
   const searchBox = el('input', { type: 'search', id: 'b-search', placeholder: t('search') });
   const status = el('div', { role: 'status' });
-  const boundBox = el('div');
-  const dirBox = el('div', {}, el('p', { class: 'muted' }, t('loading')));
+  const boundBox = el('section', { id: 'b-bound' });
+  const dirBox = el('section', { id: 'b-directory' }, el('p', { class: 'muted' }, t('loading')));
   let bindings = [];
   let users = [];
 
@@ -740,7 +746,7 @@ function hashQuery() {
 async function pageDeliveries() {
   const q = hashQuery();
   show(el('h1', {}, t('deliveriesTitle')), el('p', { class: 'muted' }, t('loading')));
-  const hooks = await api('GET', '/api/v1/webhooks');
+  const [hooks, cat] = await Promise.all([api('GET', '/api/v1/webhooks'), catalog().catch(() => null)]);
   const names = new Map(hooks.map((w) => [w.id, w.name]));
   const params = new URLSearchParams();
   for (const k of ['webhook', 'status', 'before']) if (q.get(k)) params.set(k, q.get(k));
@@ -774,11 +780,11 @@ async function pageDeliveries() {
       el('td', {}, el('a', { href: '#/deliveries/' + d.id }, String(d.id))),
       el('td', {}, fmtTime(d.createdAt)),
       el('td', {}, names.get(d.webhookId) || '#' + d.webhookId),
-      el('td', { class: 'mono' }, `${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}`),
+      el('td', { title: `${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}` }, eventText(cat, d)),
       el('td', {}, statusBadge(d.status)),
       el('td', { class: 'num' }, String(d.attempts)),
       el('td', { class: 'num' }, d.lastStatus ? String(d.lastStatus) : ''),
-      el('td', { class: 'err' }, d.lastError ? clamp(d.lastError) : ''))))));
+      el('td', { class: 'err' }, d.lastError ? [clamp(d.lastError), bindingLink(d)] : ''))))));
 
   // Recover: dead since a time.
   const recWh = el('select', { id: 'r-webhook' }, el('option', { value: '' }, '—'), hooks.map((w) => el('option', { value: w.id, selected: String(w.id) === q.get('webhook') }, `${w.name} (#${w.id})`)));
@@ -809,37 +815,59 @@ async function pageDeliveries() {
     rows.length === limit ? el('div', { class: 'row end' }, newerBtn(), olderBtn()) : null);
 }
 
-async function pageDelivery(id) {
-  show(el('h1', {}, t('delivery', id)), el('p', { class: 'muted' }, t('loading')));
-  const d = await api('GET', '/api/v1/deliveries/' + id);
+// While a delivery is pending or retrying its page follows it (every DETAIL_REFRESH_S seconds)
+// until it is delivered, dead or skipped, so a Retry shows its outcome without a reload.
+const DETAIL_REFRESH_S = 2;
+async function pageDelivery(id, again) {
+  if (!again) show(el('h1', {}, t('delivery', id)), el('p', { class: 'muted' }, t('loading')));
+  const [d, cat] = await Promise.all([api('GET', '/api/v1/deliveries/' + id), catalog().catch(() => null)]);
   let hookName = '#' + d.webhookId;
   try { hookName = (await api('GET', '/api/v1/webhooks/' + d.webhookId)).name + ' (#' + d.webhookId + ')'; } catch (_) { /* deleted */ }
   const out = el('div', { role: 'status' });
-  const retryBtn = el('button', {
-    type: 'button', class: 'primary', disabled: !['dead', 'skipped', 'delivered'].includes(d.status), onclick: async () => {
+  // Dead or skipped: Retry is the point of the page. Delivered: it can be sent again, but that is
+  // a second message to the receiver, so it is not the primary button.
+  const finished = ['dead', 'skipped', 'delivered'].includes(d.status);
+  const retryBtn = finished ? el('button', {
+    type: 'button', class: d.status === 'delivered' ? '' : 'primary', title: t('retryHint'), onclick: async () => {
       try { await api('POST', `/api/v1/deliveries/${id}/retry`); toast(t('retried')); route(); } catch (e) { fill(out, errorBox(e)); }
     },
-  }, t('retry'));
+  }, d.status === 'delivered' ? t('sendAgain') : t('retry')) : el('span', { class: 'muted' }, t('following'));
   const kv = (pairs) => el('dl', { class: 'kv' }, pairs.filter(Boolean).map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
   const p = d.progress || {};
-  show(el('div', { class: 'row' }, el('a', { class: 'button', href: '#/deliveries?webhook=' + d.webhookId }, t('back')), el('h1', {}, t('delivery', id)),
+  show(el('div', { class: 'row head' }, el('a', { class: 'button', href: '#/deliveries?webhook=' + d.webhookId }, t('back')), el('h1', {}, t('delivery', id)),
     el('span', { class: 'spacer' }), retryBtn),
   out,
   el('section', { class: 'panel' }, kv([
     [t('status'), statusBadge(d.status)], [t('webhook'), el('a', { href: '#/webhooks/' + d.webhookId }, hookName)],
-    [t('event'), el('span', { class: 'mono' }, `#${d.eventId} ${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}`)],
+    [t('event'), [eventText(cat, d), ' ', el('span', { class: 'muted mono' }, `(${t('eventId')} ${d.eventId})`)]],
     [t('created'), fmtTime(d.createdAt)], [t('attempts'), String(d.attempts)],
     [t('lastAttempt'), d.lastAttemptAt ? fmtTime(d.lastAttemptAt) : '—'], [t('nextAttempt'), d.nextAttemptAt ? fmtTime(d.nextAttemptAt) : '—'],
-    [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError)] : null,
+    [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError, bindingLink(d))] : null,
   ]), el('p', { class: 'muted' }, t('attemptsNote'))),
   (p.served || p.rejected) ? el('section', { class: 'panel' }, el('h2', {}, t('progress')), kv([
     [t('served'), (p.served || []).join(', ') || '—'],
     [t('rejected'), (p.rejected || []).map((r) => `${r.userid} (${r.code}: ${r.error})`).join('; ') || '—'],
   ])) : null,
   el('div', { class: 'two' },
-    el('section', { class: 'panel' }, el('h2', {}, t('request')), d.request ? [el('div', { class: 'mono' }, d.request.url),
+    el('section', { class: 'panel' }, el('h2', {}, t('request')), d.request ? [el('div', { class: 'mono' }, (d.request.method || 'POST') + ' ' + d.request.url),
       el('pre', {}, Object.entries(d.request.headers || {}).map(([k, v]) => k + ': ' + v).join('\n')), el('pre', {}, pretty(d.request.body))] : el('p', { class: 'muted' }, t('noRequest'))),
-    el('section', { class: 'panel' }, el('h2', {}, t('response')), d.response ? [el('div', {}, 'HTTP ', String(d.response.status)), el('pre', {}, pretty(d.response.body))] : el('p', { class: 'muted' }, '—'))));
+    el('section', { class: 'panel' }, el('h2', {}, t('response')), d.response ? [el('div', {}, 'HTTP ', String(d.response.status)), el('pre', {}, pretty(d.response.body))] : el('p', { class: 'muted' }, d.request ? t('noResponse') : '—'))));
+  if (!finished) {
+    refreshTimer = setTimeout(() => {
+      if (location.hash.replace(/^#\/?/, '') === 'deliveries/' + id) pageDelivery(id, true).catch(showFailure);
+    }, DETAIL_REFRESH_S * 1000);
+  }
+}
+// "Bug #12 resolved" in the page's language (the catalog's labels; the codes when it has none).
+function eventText(cat, d) {
+  const ty = label(cat, 'object', d.objectType || '');
+  const act = label(cat, 'action', d.action || '').trim();
+  return `${ty} #${d.objectID === undefined ? '' : d.objectID} ${act}`.trim();
+}
+// "no bound recipients" (an app webhook without bindings for the event's toList): where to fix it.
+function bindingLink(d) {
+  if (!/^no bound recipients/.test(d.lastError || '')) return null;
+  return [' ', el('a', { href: '#/bindings/' + d.webhookId }, t('bindThem'))];
 }
 
 // --- quarantine ---
