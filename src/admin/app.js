@@ -76,6 +76,15 @@ const I18N = {
     retryHint: 'Send it again now (the receiver gets the same webhook-id).', sendAgain: 'Send again',
     following: 'Not finished yet: this page follows it.', eventId: 'event', noResponse: 'No response (the platform was not reached).',
     bindThem: 'Bind accounts…',
+    errorBefore: 'A later delivery succeeded.',
+    noWebhooks: 'No webhooks yet.', noWebhooksHint: 'Create one with “New webhook”: a generic JSON endpoint, or a DingTalk, WeCom or Feishu / Lark bot or app.',
+    f_enabledHint: 'Events fire this webhook', f_sendHint: 'async: queued and sent at the next flush (delivery.async_interval).',
+    notSaved: 'Not saved: correct the field “{0}” above.', notSentYet: 'Nothing sent yet.', testResult: 'Test result',
+    noneBound: 'No account is bound yet: type a Sanplex account beside a platform user below, then Bind.',
+    noneFound: 'Nobody in the directory matches “{0}”.', noneUnbound: 'Everyone in the directory is bound.',
+    noneInDirectory: 'The platform\'s directory lists nobody (check the app\'s visible range).', departmentIds: 'Department IDs',
+    noDeliveries: 'No deliveries yet: they appear here once an event fires a webhook.', noDeliveriesFiltered: 'No delivery matches these filters.',
+    noQuarantine: 'Nothing quarantined: every line and row was ingested.', src_tail: 'file (tail)', src_db: 'database',
   },
   'zh-cn': {
     language: '语言', forgetToken: '清除令牌', tokenTitle: 'API 令牌',
@@ -142,6 +151,15 @@ const I18N = {
     retryHint: '立即重新发送（接收方收到相同的 webhook-id）。', sendAgain: '再次发送',
     following: '尚未完成：本页会自动跟进。', eventId: '事件', noResponse: '无响应（未能连接到平台）。',
     bindThem: '去绑定账号…',
+    errorBefore: '之后已有发送成功。',
+    noWebhooks: '还没有 Webhook。', noWebhooksHint: '点击“新建 Webhook”创建：通用 JSON 接口，或钉钉、企业微信、飞书 / Lark 的机器人或应用。',
+    f_enabledHint: '事件触发此 Webhook', f_sendHint: '异步：先排队，在下次定时发送时发出（delivery.async_interval）。',
+    notSaved: '未保存：请修改上方的“{0}”。', notSentYet: '尚未发送。', testResult: '测试结果',
+    noneBound: '还没有绑定账号：在下方平台用户旁填写禅道账号，再点击绑定。',
+    noneFound: '通讯录中没有匹配“{0}”的用户。', noneUnbound: '通讯录中的用户都已绑定。',
+    noneInDirectory: '平台通讯录中没有用户（请检查应用的可见范围）。', departmentIds: '部门 ID',
+    noDeliveries: '还没有发送记录：事件触发 Webhook 后会显示在这里。', noDeliveriesFiltered: '没有符合筛选条件的发送记录。',
+    noQuarantine: '隔离区为空：所有行都已导入。', src_tail: '文件（tail）', src_db: '数据库',
   },
 };
 
@@ -172,7 +190,7 @@ function el(tag, attrs, ...kids) {
     else e.setAttribute(k, v === true ? '' : v);
   }
   for (const kid of kids.flat(Infinity)) {
-    if (kid === undefined || kid === null || kid === false) continue;
+    if (kid === undefined || kid === null || kid === false || kid === '') continue;
     e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
   return e;
@@ -217,6 +235,10 @@ function fmtTime(s) {
   const p = (n) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
+function fmtClock(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
 function clamp(text) { return el('div', { class: 'clamp', title: text }, text); }
 // The platform's verdict in Chinese for the codes admins meet most; the API's own words (English)
 // stay beside it. Keys: platform name as the API writes it (DingTalk, WeCom, Feishu) + code.
@@ -240,6 +262,9 @@ const VERDICT_ZH = {
 };
 function verdictWords(error) {
   if (lang !== 'zh-cn' || !error) return null;
+  if (/^no bound recipients: the event has no toList/.test(error)) return el('div', { class: 'verdict-zh' }, '没有接收人：事件没有 toList。');
+  const nb = /^no bound recipients: (.+?) not bound/.exec(error);
+  if (nb) return el('div', { class: 'verdict-zh' }, `没有已绑定的接收人：${nb[1]} 未绑定到平台用户。`);
   const m = /\b(DingTalk|WeCom|Feishu|Lark)\b\D{0,20}?(-?\d{3,})/.exec(error);
   const zh = m && VERDICT_ZH[(m[1] === 'Lark' ? 'Feishu' : m[1]) + ' ' + m[2]];
   return zh ? el('div', { class: 'verdict-zh' }, zh) : null;
@@ -320,6 +345,9 @@ function catalog() {
   if (!catalogP) catalogP = api('GET', '/admin/catalog.json').catch((e) => { catalogP = null; throw e; });
   return catalogP;
 }
+// Sanplex's English labels are mostly lower case ("opened") with a few capitalised ("Archived"):
+// in a list of checkboxes they all start with a capital.
+function capital(s) { return lang === 'en' && s ? s[0].toUpperCase() + s.slice(1) : s; }
 function label(cat, kind, code) {
   const l = cat && cat.labels && cat.labels[kind] && cat.labels[kind][code];
   return l ? (l[lang] || l.en || code) : code;
@@ -360,6 +388,8 @@ async function pageWebhooks() {
   const byId = new Map(stats.map((s) => [s.webhookId, s]));
   const rows = hooks.map((w) => {
     const s = byId.get(w.id) || {};
+    // The last error is red while it is the latest outcome; after a later success it is history.
+    const failingNow = s.lastFailureAt && (!s.lastSuccessAt || s.lastFailureAt > s.lastSuccessAt);
     const sw = el('input', {
       type: 'checkbox', checked: w.enabled, 'aria-label': t('enabled') + ': ' + w.name,
       onchange: async (ev) => {
@@ -375,25 +405,25 @@ async function pageWebhooks() {
       },
     });
     return el('tr', {},
-      el('td', {}, el('a', { href: '#/webhooks/' + w.id }, w.name), w.disabledReason ? el('div', { class: 'muted' }, t('disabledReason', w.disabledReason)) : null),
-      el('td', {}, el('span', { class: 'badge type', title: t('t_' + w.type) }, w.type)),
-      el('td', { class: 'mono' }, target(w)),
+      el('td', { class: 'name' }, el('a', { href: '#/webhooks/' + w.id, title: t('edit') }, w.name),
+        w.sendType === 'async' ? el('div', { class: 'muted small' }, t('f_sendAsync')) : null,
+        w.disabledReason ? el('div', { class: 'muted' }, t('disabledReason', w.disabledReason)) : null),
+      el('td', { class: 'typename', title: w.type }, t('t_' + w.type)),
+      el('td', { class: 'mono target' }, target(w)),
       el('td', {}, el('label', { class: 'switch' }, sw)),
-      el('td', {}, w.sendType || 'sync'),
       el('td', { class: 'num' }, `${(s.pending || 0) + (s.retrying || 0)} / `, el('span', { class: s.dead ? 'dead-count' : '' }, String(s.dead || 0))),
       el('td', {}, fmtTime(s.lastSuccessAt)),
-      el('td', { class: 'err' }, s.lastError ? clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError) : ''),
+      el('td', { class: failingNow ? 'err' : 'muted', title: failingNow ? null : t('errorBefore') }, s.lastError ? clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError) : ''),
       el('td', {}, el('div', { class: 'row tight' },
-        el('a', { class: 'button small', href: '#/webhooks/' + w.id, 'aria-label': t('edit') + ': ' + w.name }, t('edit')),
-        el('a', { class: 'button small', href: '#/deliveries?webhook=' + w.id }, t('deliveries')),
-        APP_TYPES.includes(w.type) ? el('a', { class: 'button small', href: '#/bindings/' + w.id }, t('bindings')) : null,
+        el('a', { class: 'button small', href: '#/deliveries?webhook=' + w.id, 'aria-label': t('deliveries') + ': ' + w.name }, t('deliveries')),
+        APP_TYPES.includes(w.type) ? el('a', { class: 'button small', href: '#/bindings/' + w.id, 'aria-label': t('bindings') + ': ' + w.name }, t('bindings')) : null,
         el('button', { type: 'button', class: 'danger small', onclick: () => deleteWebhook(w), 'aria-label': t('delete') + ': ' + w.name }, t('delete')))));
   });
   show(
     el('div', { class: 'row' }, el('h1', {}, t('navWebhooks')), el('span', { class: 'spacer' }),
       el('a', { class: 'button primary', href: '#/webhooks/new' }, t('create'))),
-    hooks.length === 0 ? el('p', { class: 'muted' }, t('none')) : el('div', { class: 'table-wrap' }, el('table', {},
-      el('thead', {}, el('tr', {}, ['name', 'type', 'target', 'enabled', 'sendType', 'pendingDead', 'lastSuccess', 'lastError', 'actions'].map((k) => el('th', { scope: 'col' }, t(k))))),
+    hooks.length === 0 ? el('div', { class: 'panel empty' }, el('p', {}, t('noWebhooks')), el('p', { class: 'muted' }, t('noWebhooksHint'))) : el('div', { class: 'table-wrap' }, el('table', {},
+      el('thead', {}, el('tr', {}, ['name', 'type', 'target', 'enabled', 'pendingDead', 'lastSuccess', 'lastError', 'actions'].map((k) => el('th', { scope: 'col' }, t(k))))),
       el('tbody', {}, rows))));
 }
 
@@ -417,14 +447,16 @@ function triggerMatrix(cat, selected) {
   }
   const boxes = [];
   const cells = [];
-  for (const ty of Object.keys(all).sort((a, b) => label(cat, 'object', a).localeCompare(label(cat, 'object', b)))) {
+  const collator = new Intl.Collator(lang === 'zh-cn' ? 'zh-Hans-CN' : 'en');
+  for (const ty of Object.keys(all).sort((a, b) => collator.compare(label(cat, 'object', a), label(cat, 'object', b)))) {
     const mine = new Set((selected && selected[ty]) || []);
     const known = new Set(cat.triggers[ty] || []);
     const row = all[ty].map((a) => {
       const box = el('input', { type: 'checkbox', checked: mine.has(a) });
       box.dataset.type = ty; box.dataset.action = a;
       boxes.push(box);
-      return el('label', { title: ty + '.' + a + (known.has(a) ? '' : ' (' + t('extra') + ')') }, box, ' ', label(cat, 'action', a).trim(), label(cat, 'action', a).trim() === a ? null : [' ', el('span', { class: 'code' }, a)]);
+      const words = label(cat, 'action', a).trim();
+      return el('label', { title: ty + '.' + a + (known.has(a) ? '' : ' (' + t('extra') + ')') }, box, ' ', capital(words), words === a ? null : [' ', el('span', { class: 'code' }, a)]);
     });
     const setAll = (v) => () => row.forEach((l) => { l.querySelector('input').checked = v; });
     cells.push(el('div', { class: 'otype' }, label(cat, 'object', ty), el('span', { class: 'code muted mono' }, ty),
@@ -518,6 +550,7 @@ async function pageWebhook(id) {
     for (const [k, v] of Object.entries(kept)) if (inputs[k]) inputs[k].value = v;
     sendSel.disabled = ty === 'dinggroup';
     sendSel.title = ty === 'dinggroup' ? t('f_dingSync') : '';
+    sendHint.textContent = ty === 'dinggroup' ? t('f_dingSync') : t('f_sendHint');
     if (ty === 'dinggroup') sendSel.value = 'sync';
     const chat = ty !== 'default';
     fill(chatBox, ...(chat ? fieldRow('details', t('f_details'), el('label', { class: 'switch' }, details, t('f_detailsHint'))) : []));
@@ -526,20 +559,22 @@ async function pageWebhook(id) {
       : fieldRow('template.body', t('f_tplBody'), tplBody, { hint: t('f_tplHint') })));
   }
   typeSel.addEventListener('change', layout);
+  let sendHint = null;
   const syncTrig = () => { matrixWrap.hidden = !trigOwn.checked; };
   trigGlobal.addEventListener('change', syncTrig); trigOwn.addEventListener('change', syncTrig);
 
   const common = el('div', { class: 'form' },
     fieldRow('name', t('f_name'), text('name'), { required: true }),
     fieldRow('type', t('f_type'), typeSel),
-    fieldRow('enabled', t('f_enabled'), el('label', { class: 'switch' }, enabled, t('enabled'))));
+    fieldRow('enabled', t('f_enabled'), el('label', { class: 'switch' }, enabled, t('f_enabledHint'))));
   const scope = el('div', { class: 'form' },
-    fieldRow('sendType', t('f_sendType'), sendSel),
+    fieldRow('sendType', t('f_sendType'), sendSel, { hint: ' ' }),
     fieldRow('domain', t('f_domain'), text('domain'), { hint: t('f_domainHint') }),
     fieldRow('products', t('f_products'), el('input', { type: 'text', id: 'f-products', value: (w.products || []).join(', ') }), { hint: t('f_idsHint') }),
     fieldRow('executions', t('f_executions'), el('input', { type: 'text', id: 'f-executions', value: (w.executions || []).join(', ') }), { hint: t('f_idsHint') }),
     fieldRow('ignoreActors', t('f_ignoreActors'), el('input', { type: 'text', id: 'f-ignoreActors', value: (w.ignoreActors || []).join(', ') }), { hint: t('f_ignoreHint') }),
     fieldRow('desc', t('f_desc'), text('desc')));
+  sendHint = scope.querySelector('.field[data-field="sendType"] .hint');
   const trig = el('div', { class: 'form' }, fieldRow('actions', t('f_triggers'), el('div', { role: 'radiogroup', class: 'checks' },
     el('label', {}, trigGlobal, ' ', t('f_global')), el('label', {}, trigOwn, ' ', t('f_own')))));
 
@@ -578,7 +613,8 @@ async function pageWebhook(id) {
       box.querySelector('.ferr').textContent = e.body.error;
       const ctl = box.querySelector('input, select, textarea');
       if (ctl) { ctl.classList.add('invalid'); ctl.focus(); }
-      formErr.append(el('div', { class: 'error-box' }, t('fieldErrors'), ' ', field, ': ', e.body.error));
+      const name = main().querySelector(`label[for="${CSS.escape(ctl ? ctl.id : '')}"]`);
+      formErr.append(el('div', { class: 'error-box' }, t('notSaved', name ? name.textContent : field)));
     } else formErr.append(errorBox(e));
   }
   const saveBtn = el('button', { type: 'submit', class: 'primary' }, t('save'));
@@ -608,7 +644,7 @@ async function pageWebhook(id) {
   // Preview and test: both act on the saved webhook (the API previews a stored webhook by id).
   const eventBox = el('textarea', { rows: 4, spellcheck: 'false', id: 'f-event', placeholder: '{"objectType": "bug", "objectID": 12, "action": "resolved", "actor": "alice", "toList": ["bob"]}' });
   const previewOut = el('div', { 'aria-live': 'polite' });
-  const testOut = el('div', { 'aria-live': 'polite' });
+  const testOut = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, t('notSentYet')));
   function eventBody() {
     const s = eventBox.value.trim();
     if (!s) return undefined;
@@ -648,7 +684,7 @@ async function pageWebhook(id) {
       el('p', { class: 'muted' }, t('previewSaved')),
       el('label', { for: 'f-event' }, t('eventJson')), eventBox, el('p', { class: 'hint muted' }, t('eventHint')),
       el('div', { class: 'row' }, el('button', { type: 'button', onclick: refreshPreview }, t('preview')), testBtn),
-      el('div', { class: 'two' }, el('div', {}, el('h3', {}, t('request')), previewOut), el('div', {}, el('h3', {}, t('sendTest')), testOut)),
+      el('div', { class: 'two' }, el('div', {}, el('h3', {}, t('request')), previewOut), el('div', {}, el('h3', {}, t('testResult')), testOut)),
     ]);
 
   show(el('div', { class: 'row' }, el('h1', {}, isNew ? t('newWebhook') : t('editWebhook', id) + ' · ' + w.name), el('span', { class: 'spacer' }),
@@ -668,7 +704,7 @@ async function pageBindings(id) {
   if (hooks.length === 0) { show(el('h1', {}, t('bindingsTitle')), el('p', { class: 'muted' }, t('noAppWebhooks'))); return; }
   const current = hooks.find((w) => String(w.id) === String(id)) || hooks[0];
   const sel = el('select', { id: 'b-webhook', onchange: () => { location.hash = '#/bindings/' + sel.value; } },
-    hooks.map((w) => el('option', { value: w.id, selected: w.id === current.id }, `${w.name} (${w.type}, #${w.id})`)));
+    hooks.map((w) => el('option', { value: w.id, selected: w.id === current.id }, `${w.name} (${t('t_' + w.type)}, #${w.id})`)));
   const unbound = el('input', { type: 'checkbox', id: 'b-unbound', checked: sessionStorage.getItem('sanhook.unbound') === '1' });
   const searchBox = el('input', { type: 'search', id: 'b-search', placeholder: t('search') });
   const status = el('div', { role: 'status' });
@@ -697,7 +733,7 @@ async function pageBindings(id) {
     try { await api('DELETE', `/api/v1/webhooks/${current.id}/bindings/${encodeURIComponent(account)}`); toast(t('saved')); await reload(); } catch (e) { fill(status, errorBox(e)); }
   }
   function renderBound() {
-    fill(boundBox, el('h2', {}, t('bound'), ` (${bindings.length})`), bindings.length === 0 ? el('p', { class: 'muted' }, t('none')) :
+    fill(boundBox, el('h2', {}, t('bound'), ` (${bindings.length})`), bindings.length === 0 ? el('p', { class: 'muted' }, t('noneBound')) :
       el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, t('account')), el('th', {}, t('userid')), el('th', {}, t('actions')))),
         el('tbody', {}, bindings.map((b) => el('tr', {}, el('td', {}, b.account), el('td', { class: 'mono' }, b.userid),
           el('td', {}, el('button', { type: 'button', class: 'danger', onclick: () => unbind(b.account) }, t('unbind')))))))));
@@ -706,8 +742,8 @@ async function pageBindings(id) {
     const owner = new Map(bindings.map((b) => [b.userid, b.account]));
     const q = searchBox.value.trim().toLowerCase();
     const shown = users.filter((u) => !q || [u.userid, u.name, ...(u.departments || [])].join(' ').toLowerCase().includes(q));
-    fill(dirBox, el('h2', {}, t('directory'), ` (${shown.length})`), shown.length === 0 ? el('p', { class: 'muted' }, t('none')) :
-      el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['userid', 'name', 'departments', 'account', 'actions'].map((k) => el('th', {}, t(k))))),
+    fill(dirBox, el('h2', {}, t('directory'), ` (${shown.length})`), shown.length === 0 ? el('p', { class: 'muted' }, q ? t('noneFound', searchBox.value.trim()) : unbound.checked ? t('noneUnbound') : t('noneInDirectory')) :
+      el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['userid', 'name', 'departmentIds', 'account', 'actions'].map((k) => el('th', {}, t(k))))),
         el('tbody', {}, shown.map((u) => {
           const acc = owner.get(u.userid);
           const input = el('input', { type: 'text', value: acc || '', 'aria-label': t('account') + ' — ' + (u.name || u.userid), size: 14 });
@@ -731,8 +767,8 @@ async function pageBindings(id) {
   unbound.addEventListener('change', () => { sessionStorage.setItem('sanhook.unbound', unbound.checked ? '1' : '0'); reload(); });
   searchBox.addEventListener('input', renderDir);
   show(el('h1', {}, t('bindingsTitle')), el('p', { class: 'muted' }, t('bindingsIntro')),
-    el('div', { class: 'panel row' }, el('label', { for: 'b-webhook' }, t('webhook')), sel,
-      el('label', {}, unbound, ' ', t('onlyUnbound')), searchBox,
+    el('div', { class: 'panel row' }, el('span', { class: 'group' }, el('label', { for: 'b-webhook' }, t('webhook')), sel),
+      el('label', {}, unbound, ' ', t('onlyUnbound')), el('label', { class: 'sr', for: 'b-search' }, t('search')), searchBox,
       el('button', { type: 'button', onclick: reload }, t('refresh'))),
     status, boundBox, dirBox);
   await reload();
@@ -774,7 +810,7 @@ async function pageDeliveries() {
     },
   }, t('newer'));
 
-  const table = rows.length === 0 ? el('p', { class: 'muted' }, t('none')) : el('div', { class: 'table-wrap' }, el('table', {},
+  const table = rows.length === 0 ? el('p', { class: 'muted empty' }, q.get('webhook') || q.get('status') ? t('noDeliveriesFiltered') : t('noDeliveries')) : el('div', { class: 'table-wrap' }, el('table', {},
     el('thead', {}, el('tr', {}, ['#', t('created'), t('webhook'), t('event'), t('status'), t('attempts'), t('lastStatus'), t('lastError')].map((h) => el('th', {}, h)))),
     el('tbody', {}, rows.map((d) => el('tr', {},
       el('td', {}, el('a', { href: '#/deliveries/' + d.id }, String(d.id))),
@@ -784,7 +820,7 @@ async function pageDeliveries() {
       el('td', {}, statusBadge(d.status)),
       el('td', { class: 'num' }, String(d.attempts)),
       el('td', { class: 'num' }, d.lastStatus ? String(d.lastStatus) : ''),
-      el('td', { class: 'err' }, d.lastError ? [clamp(d.lastError), bindingLink(d)] : ''))))));
+      el('td', { class: 'err' }, d.lastError ? el('div', {}, clamp(d.lastError), bindingLink(d)) : ''))))));
 
   // Recover: dead since a time.
   const recWh = el('select', { id: 'r-webhook' }, el('option', { value: '' }, '—'), hooks.map((w) => el('option', { value: w.id, selected: String(w.id) === q.get('webhook') }, `${w.name} (#${w.id})`)));
@@ -806,11 +842,11 @@ async function pageDeliveries() {
   }, t('recover'));
 
   show(el('h1', {}, t('deliveriesTitle')),
-    el('div', { class: 'panel row', role: 'search' }, el('label', { for: 'd-webhook' }, t('webhook')), whSel,
-      el('label', { for: 'd-status' }, t('status')), stSel, el('span', { class: 'spacer' }),
+    el('div', { class: 'panel row', role: 'search' }, el('span', { class: 'group' }, el('label', { for: 'd-webhook' }, t('webhook')), whSel),
+      el('span', { class: 'group' }, el('label', { for: 'd-status' }, t('status')), stSel), el('span', { class: 'spacer' }),
       el('button', { type: 'button', onclick: () => go() }, t('newest')), newerBtn(), olderBtn()),
     el('details', { class: 'panel recover', open: q.get('status') === 'dead' }, el('summary', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
-      el('div', { class: 'row' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh, el('label', { for: 'r-since' }, t('since')), recSince, recBtn), recOut),
+      el('div', { class: 'row' }, el('span', { class: 'group' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh), el('span', { class: 'group' }, el('label', { for: 'r-since' }, t('since')), recSince), recBtn), recOut),
     table,
     rows.length === limit ? el('div', { class: 'row end' }, newerBtn(), olderBtn()) : null);
 }
@@ -834,6 +870,12 @@ async function pageDelivery(id, again) {
   }, d.status === 'delivered' ? t('sendAgain') : t('retry')) : el('span', { class: 'muted' }, t('following'));
   const kv = (pairs) => el('dl', { class: 'kv' }, pairs.filter(Boolean).map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
   const p = d.progress || {};
+  // Served / refused platform users, each with the account bound to it (when still bound).
+  let accountOf = new Map();
+  if (p.served || p.rejected) {
+    try { accountOf = new Map((await api('GET', `/api/v1/webhooks/${d.webhookId}/bindings`)).map((b) => [b.userid, b.account])); } catch (_) { /* deleted */ }
+  }
+  const who = (u) => (accountOf.has(u) ? `${u} (${accountOf.get(u)})` : u);
   show(el('div', { class: 'row head' }, el('a', { class: 'button', href: '#/deliveries?webhook=' + d.webhookId }, t('back')), el('h1', {}, t('delivery', id)),
     el('span', { class: 'spacer' }), retryBtn),
   out,
@@ -845,8 +887,8 @@ async function pageDelivery(id, again) {
     [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError, bindingLink(d))] : null,
   ]), el('p', { class: 'muted' }, t('attemptsNote'))),
   (p.served || p.rejected) ? el('section', { class: 'panel' }, el('h2', {}, t('progress')), kv([
-    [t('served'), (p.served || []).join(', ') || '—'],
-    [t('rejected'), (p.rejected || []).map((r) => `${r.userid} (${r.code}: ${r.error})`).join('; ') || '—'],
+    [t('served'), (p.served || []).map(who).join(', ') || '—'],
+    [t('rejected'), (p.rejected || []).map((r) => `${who(r.userid)}: ${r.code} ${r.error}`).join('; ') || '—'],
   ])) : null,
   el('div', { class: 'two' },
     el('section', { class: 'panel' }, el('h2', {}, t('request')), d.request ? [el('div', { class: 'mono' }, (d.request.method || 'POST') + ' ' + d.request.url),
@@ -866,8 +908,8 @@ function eventText(cat, d) {
 }
 // "no bound recipients" (an app webhook without bindings for the event's toList): where to fix it.
 function bindingLink(d) {
-  if (!/^no bound recipients/.test(d.lastError || '')) return null;
-  return [' ', el('a', { href: '#/bindings/' + d.webhookId }, t('bindThem'))];
+  if (!/^no bound recipients: .* not bound/.test(d.lastError || '')) return null;
+  return el('div', {}, el('a', { href: '#/bindings/' + d.webhookId }, t('bindThem')));
 }
 
 // --- quarantine ---
@@ -875,9 +917,9 @@ async function pageQuarantine() {
   show(el('h1', {}, t('quarantineTitle')), el('p', { class: 'muted' }, t('loading')));
   const items = await api('GET', '/api/v1/quarantine?limit=200');
   show(el('h1', {}, t('quarantineTitle')), el('p', { class: 'muted' }, t('quarantineIntro')),
-    items.length === 0 ? el('p', { class: 'muted' }, t('none')) : el('div', { class: 'table-wrap' }, el('table', {},
+    items.length === 0 ? el('p', { class: 'muted empty' }, t('noQuarantine')) : el('div', { class: 'table-wrap' }, el('table', {},
       el('thead', {}, el('tr', {}, ['#', t('source'), t('file'), t('offset'), t('reason'), t('raw')].map((h) => el('th', {}, h)))),
-      el('tbody', {}, items.map((q) => el('tr', {}, el('td', {}, String(q.id)), el('td', {}, q.source || ''), el('td', { class: 'mono' }, q.file || ''),
+      el('tbody', {}, items.map((q) => el('tr', {}, el('td', {}, String(q.id)), el('td', { title: q.source }, t('src_' + q.source) === 'src_' + q.source ? q.source : t('src_' + q.source)), el('td', { class: 'mono' }, q.file || ''),
         el('td', { class: 'num' }, q.offset === undefined || q.offset === null ? '' : String(q.offset)), el('td', { class: 'err' }, q.reason || ''),
         el('td', {}, el('details', {}, el('summary', {}, t('raw')), el('pre', {}, q.raw || '')))))))));
 }
@@ -899,7 +941,8 @@ function parseMetrics(text) {
 }
 function fmtSecs(s) {
   if (!isFinite(s)) return '—';
-  return s < 1 ? Math.round(s * 1000) + ' ms' : s.toFixed(2) + ' s';
+  if (s < 1) return Math.round(s * 1000) + ' ms';
+  return (Number.isInteger(s) ? String(s) : s.toFixed(2)) + ' s';
 }
 function histQuantile(m, name, q) {
   const buckets = Object.entries(m).filter(([k]) => k.startsWith(name + '_bucket{'))
@@ -909,8 +952,9 @@ function histQuantile(m, name, q) {
   for (const [le, c] of buckets) if (c >= q * total) return le;
   return NaN;
 }
-function chart(buckets) {
-  const W = 960, H = 240, L = 40, R = 10, T = 10, B = 28;
+function chart(buckets, width) {
+  const W = Math.max(320, Math.min(960, Math.round(width || 960))), H = W < 600 ? 200 : 240, L = 32, R = 10, T = 10, B = 28;
+  const every = W < 600 ? 20 : 10;
   const max = Math.max(1, ...buckets.map((b) => STATUSES.reduce((s, k) => s + b[k], 0)));
   const nice = max <= 5 ? max : Math.ceil(max / 5) * 5;
   const bw = (W - L - R) / buckets.length;
@@ -925,12 +969,12 @@ function chart(buckets) {
     for (const s of STATUSES) {
       if (!b[s]) continue;
       const r = svg('rect', { class: s, x: L + i * bw + 1, width: Math.max(1, bw - 2), y: y(acc + b[s]), height: y(acc) - y(acc + b[s]) });
-      r.append(svg('title', {}, `${new Date(b.t).toLocaleTimeString()} ${t('s_' + s)}: ${b[s]}`));
+      r.append(svg('title', {}, `${fmtClock(new Date(b.t)).slice(0, 5)} ${t('s_' + s)}: ${b[s]}`));
       g.append(r);
       acc += b[s];
     }
     const ago = buckets.length - 1 - i;
-    if (ago % 10 === 0) g.append(svg('text', { x: L + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, ago === 0 ? t('now') : t('minutesAgo', ago)));
+    if (ago % every === 0) g.append(svg('text', { x: L + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, ago === 0 ? t('now') : t('minutesAgo', ago)));
   });
   g.append(svg('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
   return g;
@@ -965,13 +1009,13 @@ async function pageDashboard() {
   const failing = stats.filter((s) => s.lastFailureAt && (!s.lastSuccessAt || s.lastFailureAt > s.lastSuccessAt) && names.get(s.webhookId) && names.get(s.webhookId).enabled !== false);
   const depth = m.sanhook_queue_depth || 0;
   show(el('div', { class: 'row' }, el('h1', {}, t('dashTitle')), el('span', { class: 'spacer' }),
-    el('span', { class: 'muted' }, t('autoRefresh', DASH_REFRESH_S), ' · ', t('updated', new Date(now).toLocaleTimeString()))),
+    el('span', { class: 'muted' }, t('autoRefresh', DASH_REFRESH_S), ' · ', t('updated', fmtClock(new Date(now))))),
   el('div', { class: 'cards' },
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('health')), el('div', { class: 'big ' + (health.status === 'ok' ? 'ok' : 'bad') }, health.status === 'ok' ? t('healthOk') : String(health.status)), health.reason ? el('div', { class: 'err' }, health.reason) : null),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('queueDepth')), el('div', { class: 'big' }, String(depth))),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('latency')), el('div', { class: 'big' }, 'p95 ≤ ' + fmtSecs(p95)), el('div', { class: 'muted' }, t('latencyMean', fmtSecs(mean)))),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('failingNow')), el('div', { class: 'big ' + (failing.length ? 'bad' : 'ok') }, String(failing.length)))),
-  el('section', { class: 'panel chart' }, el('h2', {}, t('perMinute')), chart(buckets),
+  el('section', { class: 'panel chart' }, el('h2', {}, t('perMinute')), chart(buckets, main().clientWidth - 60),
     el('div', { class: 'legend' }, STATUSES.map((s) => el('span', {}, el('i', { class: s }), t('s_' + s)))),
     el('p', { class: 'muted' }, t('sampled', rows.length))),
   el('section', {}, el('h2', {}, t('failingNow')), failing.length === 0 ? el('p', { class: 'muted' }, t('noneFailing')) :
