@@ -46,7 +46,7 @@ const I18N = {
     preview: 'Preview', previewSaved: 'Preview of the saved webhook (sample event unless you give one)',
     previewNeedsSave: 'Save the webhook first: the preview and the test use the saved version.',
     eventJson: 'Event (JSON, optional)', eventHint: 'Empty: the sample event (Alice resolving bug 12). App types need a toList of bound accounts.',
-    sendTest: 'Send test', testing: 'Sending…', testOk: 'Delivered: the platform accepted the message.',
+    sendTest: 'Send test', testing: 'Sending…', testOk: 'Delivered: the receiver accepted the message.',
     testFail: 'Not delivered ({0}).', response: 'Response', request: 'Request', rateLimited: 'Rate-limited: try again in {0} s.',
     invalidJson: 'Not valid JSON: {0}', fieldErrors: 'The API refused it:',
     triggersTitle: 'Trigger settings', triggersIntro: 'Which actions of which objects fire webhooks that have no trigger list of their own (Sanplex: Admin > Notification Settings > Settings).',
@@ -76,7 +76,8 @@ const I18N = {
     retryHint: 'Send it again now (the receiver gets the same webhook-id).', sendAgain: 'Send again',
     following: 'Not finished yet: this page follows it.', eventId: 'event', noResponse: 'No response (the platform was not reached).',
     bindThem: 'Bind accounts…',
-    errorBefore: 'A later delivery succeeded.',
+    errorBefore: 'A later delivery succeeded.', showRaw: 'Show',
+    f_secretBotHint: 'Optional: the bot\'s signing secret (its security setting “sign”); the message is signed with it.',
     noWebhooks: 'No webhooks yet.', noWebhooksHint: 'Create one with “New webhook”: a generic JSON endpoint, or a DingTalk, WeCom or Feishu / Lark bot or app.',
     f_enabledHint: 'Events fire this webhook', f_sendHint: 'async: queued and sent at the next flush (delivery.async_interval).',
     notSaved: 'Not saved: correct the field “{0}” above.', notSentYet: 'Nothing sent yet.', testResult: 'Test result',
@@ -121,7 +122,7 @@ const I18N = {
     preview: '预览', previewSaved: '已保存版本的预览（未填写事件时使用示例事件）',
     previewNeedsSave: '请先保存：预览和测试使用已保存的版本。',
     eventJson: '事件（JSON，可选）', eventHint: '留空：示例事件（Alice 解决了 Bug 12）。应用消息类型需要包含已绑定账号的 toList。',
-    sendTest: '发送测试', testing: '发送中…', testOk: '发送成功：平台已接收消息。',
+    sendTest: '发送测试', testing: '发送中…', testOk: '发送成功：接收方已接收消息。',
     testFail: '发送失败（{0}）。', response: '响应', request: '请求', rateLimited: '已达发送频率上限：请 {0} 秒后再试。',
     invalidJson: 'JSON 格式错误：{0}', fieldErrors: 'API 拒绝了请求：',
     triggersTitle: '触发设置', triggersIntro: '没有单独设置触发动作的 Webhook，在这些对象的这些动作发生时发送（对应禅道：后台 > 通知设置 > 设置）。',
@@ -151,7 +152,8 @@ const I18N = {
     retryHint: '立即重新发送（接收方收到相同的 webhook-id）。', sendAgain: '再次发送',
     following: '尚未完成：本页会自动跟进。', eventId: '事件', noResponse: '无响应（未能连接到平台）。',
     bindThem: '去绑定账号…',
-    errorBefore: '之后已有发送成功。',
+    errorBefore: '之后已有发送成功。', showRaw: '展开',
+    f_secretBotHint: '可选：机器人安全设置中的“加签”密钥，用于为消息签名。',
     noWebhooks: '还没有 Webhook。', noWebhooksHint: '点击“新建 Webhook”创建：通用 JSON 接口，或钉钉、企业微信、飞书 / Lark 的机器人或应用。',
     f_enabledHint: '事件触发此 Webhook', f_sendHint: '异步：先排队，在下次定时发送时发出（delivery.async_interval）。',
     notSaved: '未保存：请修改上方的“{0}”。', notSentYet: '尚未发送。', testResult: '测试结果',
@@ -214,10 +216,14 @@ function show(...nodes) {
   fill(m, nodes);
 }
 // Each cell names its column (data-label), for the stacked layout of tables on a phone.
+// A column whose cells are all numbers (td.num) has its heading aligned with them, on the right.
 function labelCells(root) {
   root.querySelectorAll('table').forEach((tb) => {
-    const heads = [...tb.querySelectorAll('thead th')].map((th) => th.textContent);
-    tb.querySelectorAll('tbody tr').forEach((tr) => [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ''; }));
+    const ths = [...tb.querySelectorAll('thead th')];
+    const heads = ths.map((th) => th.textContent);
+    const rows = [...tb.querySelectorAll('tbody tr')];
+    rows.forEach((tr) => [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ''; }));
+    ths.forEach((th, i) => { if (rows.length && rows.every((tr) => tr.children[i] && tr.children[i].classList.contains('num'))) th.classList.add('num'); });
   });
 }
 let toastTimer;
@@ -412,7 +418,7 @@ async function pageWebhooks() {
       el('td', { class: 'mono target' }, target(w)),
       el('td', {}, el('label', { class: 'switch' }, sw)),
       el('td', { class: 'num' }, `${(s.pending || 0) + (s.retrying || 0)} / `, el('span', { class: s.dead ? 'dead-count' : '' }, String(s.dead || 0))),
-      el('td', {}, fmtTime(s.lastSuccessAt)),
+      el('td', { class: 'time' }, fmtTime(s.lastSuccessAt)),
       el('td', { class: failingNow ? 'err' : 'muted', title: failingNow ? null : t('errorBefore') }, s.lastError ? clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError) : ''),
       el('td', {}, el('div', { class: 'row tight' },
         el('a', { class: 'button small', href: '#/deliveries?webhook=' + w.id, 'aria-label': t('deliveries') + ': ' + w.name }, t('deliveries')),
@@ -456,7 +462,7 @@ function triggerMatrix(cat, selected) {
       box.dataset.type = ty; box.dataset.action = a;
       boxes.push(box);
       const words = label(cat, 'action', a).trim();
-      return el('label', { title: ty + '.' + a + (known.has(a) ? '' : ' (' + t('extra') + ')') }, box, ' ', capital(words), words === a ? null : [' ', el('span', { class: 'code' }, a)]);
+      return el('label', { title: ty + '.' + a + (known.has(a) ? '' : ' (' + t('extra') + ')') }, box, ' ', capital(words), words.toLowerCase() === a ? null : [' ', el('span', { class: 'code' }, a)]);
     });
     const setAll = (v) => () => row.forEach((l) => { l.querySelector('input').checked = v; });
     cells.push(el('div', { class: 'otype' }, label(cat, 'object', ty), el('span', { class: 'code muted mono' }, ty),
@@ -535,6 +541,7 @@ async function pageWebhook(id) {
     let hint = null;
     if (secret && !isNew) hint = t('f_secretHint');
     if (k === 'secret' && typeSel.value === 'default') hint = t('f_secretDefaultHint') + (isNew ? '' : ' ' + t('f_secretHint'));
+    if (k === 'secret' && typeSel.value !== 'default') hint = t('f_secretBotHint') + (isNew ? '' : ' ' + t('f_secretHint'));
     if (k === 'apiBase') hint = t('f_apiBaseHint');
     if (k === 'contentType') input.placeholder = 'application/json';
     return fieldRow(k, t('f_' + k), input, { required, hint });
@@ -814,7 +821,7 @@ async function pageDeliveries() {
     el('thead', {}, el('tr', {}, ['#', t('created'), t('webhook'), t('event'), t('status'), t('attempts'), t('lastStatus'), t('lastError')].map((h) => el('th', {}, h)))),
     el('tbody', {}, rows.map((d) => el('tr', {},
       el('td', {}, el('a', { href: '#/deliveries/' + d.id }, String(d.id))),
-      el('td', {}, fmtTime(d.createdAt)),
+      el('td', { class: 'time' }, fmtTime(d.createdAt)),
       el('td', {}, names.get(d.webhookId) || '#' + d.webhookId),
       el('td', { title: `${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}` }, eventText(cat, d)),
       el('td', {}, statusBadge(d.status)),
@@ -921,7 +928,7 @@ async function pageQuarantine() {
       el('thead', {}, el('tr', {}, ['#', t('source'), t('file'), t('offset'), t('reason'), t('raw')].map((h) => el('th', {}, h)))),
       el('tbody', {}, items.map((q) => el('tr', {}, el('td', {}, String(q.id)), el('td', { title: q.source }, t('src_' + q.source) === 'src_' + q.source ? q.source : t('src_' + q.source)), el('td', { class: 'mono' }, q.file || ''),
         el('td', { class: 'num' }, q.offset === undefined || q.offset === null ? '' : String(q.offset)), el('td', { class: 'err' }, q.reason || ''),
-        el('td', {}, el('details', {}, el('summary', {}, t('raw')), el('pre', {}, q.raw || '')))))))));
+        el('td', {}, el('details', {}, el('summary', {}, t('showRaw')), el('pre', {}, q.raw || '')))))))));
 }
 
 // --- dashboard ---
@@ -1021,7 +1028,7 @@ async function pageDashboard() {
   el('section', {}, el('h2', {}, t('failingNow')), failing.length === 0 ? el('p', { class: 'muted' }, t('noneFailing')) :
     el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, [t('name'), t('pendingDead'), t('lastSuccess'), t('lastError')].map((h) => el('th', {}, h)))),
       el('tbody', {}, failing.map((s) => el('tr', {}, el('td', {}, el('a', { href: '#/deliveries?webhook=' + s.webhookId }, s.name)),
-        el('td', { class: 'num' }, `${s.pending + s.retrying} / ${s.dead}`), el('td', {}, fmtTime(s.lastSuccessAt)),
+        el('td', { class: 'num' }, `${s.pending + s.retrying} / ${s.dead}`), el('td', { class: 'time' }, fmtTime(s.lastSuccessAt)),
         el('td', { class: 'err' }, fmtTime(s.lastFailureAt), ': ', s.lastError || ''))))))));
   refreshTimer = setTimeout(() => { if (currentPage() === 'dashboard') pageDashboard().catch(showFailure); }, DASH_REFRESH_S * 1000);
 }

@@ -57,7 +57,14 @@ async function cleanup() {
   cleaning = true;
   for (const f of cleanups.reverse()) { try { await f(); } catch (_) { /* best effort */ } }
 }
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { cleanup().finally(() => process.exit(130)); });
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    interrupted = true;
+    console.error(`\nbrowser test interrupted (${sig}) at step "${stepName}"`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -296,6 +303,8 @@ async function main() {
   await tabTo('#f-secret');
   await page.keyboard.type('SEC0123456789abcdef0123456789abcdef');
   expect(await page.locator('#f-sendType').isDisabled(), 'a dinggroup webhook offers async');
+  await focusVisible('the secret field');
+  await shot('webhook-new-dinggroup-keyboard', false);
   await page.keyboard.press('Enter');
   await page.waitForURL(/#\/webhooks\/\d+$/);
   const dingId = Number(/#\/webhooks\/(\d+)$/.exec(page.url())[1]);
@@ -419,9 +428,14 @@ async function main() {
   await page.locator('main tbody tr details summary').first().click();
   await shot('quarantine');
 
-  step('Dashboard');
+  step('Dashboard, with a webhook failing now (the receiver answers 500)');
+  receiver.state.mode = 500;
+  await api('POST', '/api/v1/events', event(1004, 104));
+  const failed = await until(async () => (await api('GET', `/api/v1/deliveries?webhook=${ciId}&status=dead`))[0], 'the 500s to end dead (retry_schedule 1s, 1s)', 15000);
+  expect(failed.attempts === 3 && /500/.test(failed.lastError), `the failing delivery: ${JSON.stringify(failed)}`);
   await goto('#/dashboard', '.cards');
   await page.locator('.chart svg rect.delivered').first().waitFor();
+  await page.locator('main section table a', { hasText: 'CI receiver' }).waitFor();
   await shot('dashboard');
 
   // ---- phone width ----------------------------------------------------------------------------
@@ -485,6 +499,7 @@ main().then(async (shots) => {
   for (const s of shots) console.log('  ' + path.basename(s));
   process.exit(0);
 }, async (e) => {
+  if (interrupted) return; // the signal handler ends the run
   console.error(`\nbrowser test FAILED at step "${stepName}": ${e instanceof Failure ? e.message : e.stack || e}`);
   if (failure.page) {
     const file = path.join(SHOTS, 'FAILED.png');

@@ -98,7 +98,8 @@ async function dingtalk() {
       if (!ts || !rawSign) return [200, { errcode: 310000, errmsg: 'sign not match (missing timestamp or sign)' }];
       if (Math.abs(Date.now() - Number(ts)) > 3600e3) return [200, { errcode: 310000, errmsg: 'invalid timestamp' }];
       const want = crypto.createHmac('sha256', secret).update(`${ts}\n${secret}`).digest('base64');
-      if (decodeURIComponent(rawSign[1]) !== want) return [200, { errcode: 310000, errmsg: 'sign not match' }];
+      // Encoded once: no raw + / = (a + would read as a space), and one decoding gives the Base64.
+      if (/[+/=]/.test(rawSign[1]) || decodeURIComponent(rawSign[1]) !== want) return [200, { errcode: 310000, errmsg: 'sign not match' }];
     }
     if (!json || json.msgtype !== 'markdown' || !json.markdown || !json.markdown.title || !json.markdown.text) {
       return [200, { errcode: 40035, errmsg: 'missing markdown title or text' }];
