@@ -271,6 +271,9 @@ function verdictWords(error) {
   if (/^no bound recipients: the event has no toList/.test(error)) return el('div', { class: 'verdict-zh' }, '没有接收人：事件没有 toList。');
   const nb = /^no bound recipients: (.+?) not bound/.exec(error);
   if (nb) return el('div', { class: 'verdict-zh' }, `没有已绑定的接收人：${nb[1]} 未绑定到平台用户。`);
+  if (/^HTTP 410\b/.test(error)) return el('div', { class: 'verdict-zh' }, '接收方返回 410：该地址已不存在，不再重试。');
+  const gu = /^gave up after (\d+) attempts/.exec(error);
+  if (gu) return el('div', { class: 'verdict-zh' }, `重试 ${gu[1]} 次后仍失败，已放弃。`);
   const m = /\b(DingTalk|WeCom|Feishu|Lark)\b\D{0,20}?(-?\d{3,})/.exec(error);
   const zh = m && VERDICT_ZH[(m[1] === 'Lark' ? 'Feishu' : m[1]) + ' ' + m[2]];
   return zh ? el('div', { class: 'verdict-zh' }, zh) : null;
@@ -419,7 +422,7 @@ async function pageWebhooks() {
       el('td', {}, el('label', { class: 'switch' }, sw)),
       el('td', { class: 'num' }, `${(s.pending || 0) + (s.retrying || 0)} / `, el('span', { class: s.dead ? 'dead-count' : '' }, String(s.dead || 0))),
       el('td', { class: 'time' }, fmtTime(s.lastSuccessAt)),
-      el('td', { class: failingNow ? 'err' : 'muted', title: failingNow ? null : t('errorBefore') }, s.lastError ? clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError) : ''),
+      el('td', { class: failingNow ? 'err' : 'muted', title: failingNow ? null : t('errorBefore') }, s.lastError ? [failingNow ? verdictWords(s.lastError) : null, clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError)] : ''),
       el('td', {}, el('div', { class: 'row tight' },
         el('a', { class: 'button small', href: '#/deliveries?webhook=' + w.id, 'aria-label': t('deliveries') + ': ' + w.name }, t('deliveries')),
         APP_TYPES.includes(w.type) ? el('a', { class: 'button small', href: '#/bindings/' + w.id, 'aria-label': t('bindings') + ': ' + w.name }, t('bindings')) : null,
@@ -827,7 +830,7 @@ async function pageDeliveries() {
       el('td', {}, statusBadge(d.status)),
       el('td', { class: 'num' }, String(d.attempts)),
       el('td', { class: 'num' }, d.lastStatus ? String(d.lastStatus) : ''),
-      el('td', { class: 'err' }, d.lastError ? el('div', {}, clamp(d.lastError), bindingLink(d)) : ''))))));
+      el('td', { class: 'err' }, d.lastError ? el('div', {}, verdictWords(d.lastError), clamp(d.lastError), bindingLink(d)) : ''))))));
 
   // Recover: dead since a time.
   const recWh = el('select', { id: 'r-webhook' }, el('option', { value: '' }, '—'), hooks.map((w) => el('option', { value: w.id, selected: String(w.id) === q.get('webhook') }, `${w.name} (#${w.id})`)));
