@@ -15,6 +15,7 @@ const I18N = {
     language: 'Language', forgetToken: 'Forget token', tokenTitle: 'API token',
     tokenAsk: 'This server needs its API token (server.token in config.toml).', token: 'Token',
     tokenKept: 'Kept for this browser tab only.', ok: 'OK', tokenForgotten: 'Token forgotten',
+    tokenRefused: 'The server refused that token: check server.token and type it again.',
     navDashboard: 'Dashboard', navWebhooks: 'Webhooks', navTriggers: 'Trigger settings',
     navBindings: 'Binding', navDeliveries: 'Delivery log', navQuarantine: 'Quarantine',
     loading: 'Loading…', none: 'Nothing here yet.', save: 'Save', saved: 'Saved', cancel: 'Cancel',
@@ -91,6 +92,7 @@ const I18N = {
     language: '语言', forgetToken: '清除令牌', tokenTitle: 'API 令牌',
     tokenAsk: '此服务器需要 API 令牌（config.toml 中的 server.token）。', token: '令牌',
     tokenKept: '仅保存在当前浏览器标签页。', ok: '确定', tokenForgotten: '已清除令牌',
+    tokenRefused: '服务器拒绝了该令牌：请核对 server.token 后重新输入。',
     navDashboard: '概览', navWebhooks: 'Webhook', navTriggers: '触发设置',
     navBindings: '用户绑定', navDeliveries: '发送日志', navQuarantine: '隔离区',
     loading: '加载中…', none: '暂无数据。', save: '保存', saved: '已保存', cancel: '取消',
@@ -300,11 +302,13 @@ class ApiError extends Error {
 }
 const TOKEN_KEY = 'sanhook.token';
 let tokenPrompt = null;
-function askToken() {
+// `refused`: a token was sent and the API answered 401 all the same: the dialog says so.
+function askToken(refused) {
   if (tokenPrompt) return tokenPrompt;
   tokenPrompt = new Promise((resolve) => {
     const dlg = document.getElementById('token-dialog');
     const input = document.getElementById('token-input');
+    document.getElementById('token-refused').hidden = !refused;
     input.value = '';
     const done = () => {
       const v = input.value.trim();
@@ -337,7 +341,8 @@ async function api(method, path, body, raw) {
     const r = await fetch(path, opts);
     if (r.status === 401 && path.startsWith('/api/')) {
       sessionStorage.removeItem(TOKEN_KEY);
-      if (await askToken()) continue;
+      updateTokenButton();
+      if (await askToken(Boolean(token))) continue;
     }
     const text = await r.text();
     if (raw && r.ok) return text;

@@ -25,6 +25,8 @@ const SHOTS = path.resolve(process.env.SHOTS_DIR || path.join(REPO, 'target/brow
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const STEP_MS = 10000;
+// server.token: the page asks for it (the API answers 401 without it).
+const TOKEN = 'browser-test-token-0123456789';
 
 // ---------------------------------------------------------------------------------------------
 // Expectations and waiting (conditions, never fixed sleeps).
@@ -79,7 +81,7 @@ async function startSanhook(dir, fk) {
   const config = path.join(dir, 'config.toml');
   const q = (s) => JSON.stringify(s);
   fs.writeFileSync(config, [
-    '[server]', `listen = ${q('127.0.0.1:' + port)}`,
+    '[server]', `listen = ${q('127.0.0.1:' + port)}`, `token = ${q(TOKEN)}`,
     '[storage]', `path = ${q(path.join(dir, 'data/sanhook.redb'))}`,
     '[sanplex]', 'base_url = "http://127.0.0.1:9/zentao"',
     '[delivery]', 'retry_schedule = ["1s", "1s"]', 'timeout = "5s"', 'workers = 1',
@@ -109,7 +111,7 @@ async function startSanhook(dir, fk) {
 function apiOf(base) {
   return async (method, p, body) => {
     const r = await fetch(base + p, {
-      method, headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      method, headers: Object.assign({ authorization: `Bearer ${TOKEN}` }, body === undefined ? {} : { 'content-type': 'application/json' }),
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await r.text();
@@ -180,17 +182,18 @@ async function main() {
   // confirm() for unbind / delete: accepted.
   page.on('dialog', (d) => d.accept());
   const noProblems = () => {
-    // A 4xx the test provokes on purpose logs "Failed to load resource"; those are expected.
-    const real = problems.filter((p) => !/Failed to load resource: the server responded with a status of (400|409)/.test(p));
+    // A 4xx the test provokes on purpose (a bad URL, no token yet, a conflict) logs "Failed to
+    // load resource"; those are expected.
+    const real = problems.filter((p) => !/Failed to load resource: the server responded with a status of (400|401|409)/.test(p));
     expect(real.length === 0, 'the page had problems:\n  ' + real.join('\n  '));
   };
 
   const shots = [];
-  async function shot(name, full = true) {
+  async function shot(name, full = true, settled = true) {
     // Let fonts and the last render settle: the toast fades, nothing is loading.
     // Nothing is loading any more; the toast (it fades by itself after 3 s) is taken away rather
     // than waited for, and the page is scrolled to its top (the header is sticky).
-    await page.waitForFunction(() => ![...document.querySelectorAll('main p.muted')].some((p) => /Loading|加载中/.test(p.textContent)));
+    if (settled) await page.waitForFunction(() => ![...document.querySelectorAll('main p.muted')].some((p) => /Loading|加载中/.test(p.textContent)));
     await page.evaluate(() => { document.getElementById("toast").classList.remove("show"); window.scrollTo(0, 0); });
     const file = path.join(SHOTS, `${String(shots.length + 1).padStart(2, '0')}-${name}.png`);
     await page.screenshot({ path: file, fullPage: full, animations: 'disabled' });
@@ -238,6 +241,21 @@ async function main() {
   const fieldError = (field) => page.locator(`.field[data-field="${field}"] .ferr`);
 
   // ---- Webhooks: empty list -------------------------------------------------------------------
+  step('The token dialog (server.token is set), answered with the keyboard');
+  await goto('#/webhooks', '#token-dialog[open]');
+  expect(await page.evaluate(() => document.activeElement.id) === 'token-input', 'the token dialog does not focus its input');
+  await shot('token-dialog', false, false);
+  // A wrong token first: the dialog comes back and says it was refused.
+  await page.keyboard.type('not-the-token');
+  await page.keyboard.press('Enter');
+  await page.locator('#token-refused').waitFor();
+  await page.locator('#token-dialog[open]').waitFor();
+  await shot('token-dialog-refused', false, false);
+  await page.keyboard.type(TOKEN);
+  await page.keyboard.press('Enter');
+  await until(async () => !(await page.locator('#token-dialog').evaluate((d) => d.open)), 'the token dialog to close');
+  await page.locator('#forget').waitFor();
+
   step('Webhooks: the empty list');
   await goto('#/webhooks', 'main h1');
   await page.getByRole('link', { name: 'New webhook' }).first().waitFor();
@@ -488,6 +506,11 @@ async function main() {
   expect(await page.evaluate(() => localStorage.getItem('sanhook.lang')) === 'zh-cn', 'the language is not kept');
   await page.locator('#lang').selectOption('en');
   await page.locator('#nav a', { hasText: 'Delivery log' }).waitFor();
+
+  step('Forget token: the next API call asks again');
+  await page.locator('#forget').click();
+  await page.locator('#forget').waitFor({ state: 'hidden' });
+  await goto('#/webhooks', '#token-dialog[open]');
 
   noProblems();
   return shots;
