@@ -74,8 +74,10 @@ fi
 
 echo "== browser: $bin in network namespace $ns (lo only), chromium $(/usr/bin/chromium --version 2>/dev/null | awk '{print $2}')"
 start=$(date +%s)
-# setsid: the test, sanhook, chromium and its children form one process group, killed above.
-setsid ip netns exec "$ns" env SANHOOK_BIN="$bin" node tests/browser/admin.test.js &
+# setsid: the test, sanhook, chromium and its children form one process group, killed above
+# (and, whatever group they end up in, every process inside the namespace). --wait: the exit
+# status is the test's even if setsid had to fork.
+setsid --wait ip netns exec "$ns" env SANHOOK_BIN="$bin" node tests/browser/admin.test.js &
 pgid=$!
 set +e
 wait "$pgid"
