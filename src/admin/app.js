@@ -63,7 +63,7 @@ const I18N = {
     created: 'Created', event: 'Event', attempts: 'Attempts', lastStatus: 'HTTP', newer: '← Newer', older: 'Older →',
     newest: 'Newest', retry: 'Retry', retried: 'Re-queued', recover: 'Recover',
     recoverIntro: 'Re-queue every dead delivery of a webhook created since a time, in their original order.',
-    since: 'Dead since', requeued: '{0} deliveries re-queued.', pickWebhook: 'Pick a webhook.',
+    since: 'Dead since', requeued: '{0} deliveries re-queued.', requeuedOne: '1 delivery re-queued.', sinceNeeded: 'Pick the time from which dead deliveries are re-queued.', requeuedNone: 'No dead delivery of that webhook since then: nothing re-queued.', pickWebhook: 'Pick a webhook.',
     delivery: 'Delivery {0}', lastAttempt: 'Last attempt', nextAttempt: 'Next attempt', progress: 'Recipients',
     served: 'Served', rejected: 'Refused by the platform', noRequest: 'Not sent yet.', attemptsNote: 'The log keeps the last attempt\'s request and response.',
     quarantineTitle: 'Quarantine', quarantineIntro: 'Input from files or the database that could not be ingested, newest first.',
@@ -140,7 +140,7 @@ const I18N = {
     created: '创建时间', event: '事件', attempts: '尝试次数', lastStatus: 'HTTP', newer: '← 较新', older: '较早 →',
     newest: '最新', retry: '重发', retried: '已重新排队', recover: '恢复',
     recoverIntro: '将某个 Webhook 自某时间以来创建的所有失败消息按原顺序重新排队。',
-    since: '失败起始时间', requeued: '已重新排队 {0} 条。', pickWebhook: '请选择 Webhook。',
+    since: '失败起始时间', requeued: '已重新排队 {0} 条。', requeuedOne: '已重新排队 1 条。', sinceNeeded: '请选择从哪个时间起重新排队失败的发送记录。', requeuedNone: '该 Webhook 在此时间之后没有失败的发送记录：未重新排队。', pickWebhook: '请选择 Webhook。',
     delivery: '发送记录 {0}', lastAttempt: '最近尝试', nextAttempt: '下次尝试', progress: '接收人',
     served: '已送达', rejected: '平台拒收', noRequest: '尚未发送。', attemptsNote: '日志保留最近一次尝试的请求和响应。',
     quarantineTitle: '隔离区', quarantineIntro: '来自文件或数据库、无法导入的输入，最新的在前。',
@@ -230,6 +230,7 @@ function labelCells(root) {
 }
 let toastTimer;
 function toast(msg) {
+  if (!msg) return;
   const tEl = document.getElementById('toast');
   tEl.textContent = msg;
   tEl.classList.add('show');
@@ -288,6 +289,7 @@ function pretty(body) {
 }
 function errorBox(e) { return el('div', { class: 'error-box', role: 'alert' }, errorText(e)); }
 function errorText(e) {
+  if (e instanceof Stale) return '';
   if (e instanceof ApiError) return `${e.status}: ${(e.body && e.body.error) || e.message}`;
   return String(e && e.message ? e.message : e);
 }
@@ -328,7 +330,15 @@ function updateTokenButton() {
   document.getElementById('forget').hidden = !sessionStorage.getItem(TOKEN_KEY);
 }
 
-async function api(method, path, body, raw) {
+// A page is rendered by an async function that awaits API calls; when the route changes while
+// one is in flight (another page, a language switch), its answer must not paint the old page over
+// the new one: the call rejects with Stale, which nobody reports. `anyRoute`: a call whose answer
+// is wanted whatever page is shown (the catalog, shared by every page).
+class Stale extends Error {}
+let routeGen = 0;
+async function api(method, path, body, raw, anyRoute) {
+  const gen = routeGen;
+  const current = () => { if (!anyRoute && gen !== routeGen) throw new Stale('the page changed'); };
   for (;;) {
     const headers = { Accept: 'application/json' };
     const token = sessionStorage.getItem(TOKEN_KEY);
@@ -339,12 +349,14 @@ async function api(method, path, body, raw) {
       opts.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const r = await fetch(path, opts);
+    current();
     if (r.status === 401 && path.startsWith('/api/')) {
       sessionStorage.removeItem(TOKEN_KEY);
       updateTokenButton();
       if (await askToken(Boolean(token))) continue;
     }
     const text = await r.text();
+    current();
     if (raw && r.ok) return text;
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = { error: text }; }
@@ -356,7 +368,7 @@ async function api(method, path, body, raw) {
 // Object types and actions of Sanplex's settings page, with their names (GET /admin/catalog.json).
 let catalogP = null;
 function catalog() {
-  if (!catalogP) catalogP = api('GET', '/admin/catalog.json').catch((e) => { catalogP = null; throw e; });
+  if (!catalogP) catalogP = api('GET', '/admin/catalog.json', undefined, false, true).catch((e) => { catalogP = null; throw e; });
   return catalogP;
 }
 // Sanplex's English labels are mostly lower case ("opened") with a few capitalised ("Archived"):
@@ -794,6 +806,7 @@ function hashQuery() {
   const q = location.hash.split('?')[1] || '';
   return new URLSearchParams(q);
 }
+let recoverNote = null;
 async function pageDeliveries() {
   const q = hashQuery();
   show(el('h1', {}, t('deliveriesTitle')), el('p', { class: 'muted' }, t('loading')));
@@ -842,16 +855,22 @@ async function pageDeliveries() {
   const hourAgo = new Date(Date.now() - 3600e3);
   const local = new Date(hourAgo.getTime() - hourAgo.getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
   const recSince = el('input', { type: 'datetime-local', id: 'r-since', value: local });
-  const recOut = el('div', { role: 'status' });
+  // The outcome of a Recover survives the list's reload (the re-queued ones leave the dead filter).
+  const recOut = el('div', { role: 'status' }, recoverNote && recoverNote.node);
+  const wasRecovered = Boolean(recoverNote);
+  if (recoverNote) recWh.value = recoverNote.webhook;
+  recoverNote = null;
   const recBtn = el('button', {
     type: 'button', onclick: async () => {
       fill(recOut);
       if (!recWh.value) { recOut.append(el('div', { class: 'error-box' }, t('pickWebhook'))); return; }
       const since = new Date(recSince.value);
-      if (isNaN(since)) { recOut.append(el('div', { class: 'error-box' }, t('since'))); return; }
+      if (isNaN(since)) { recOut.append(el('div', { class: 'error-box' }, t('sinceNeeded'))); return; }
       try {
         const r = await api('POST', `/api/v1/webhooks/${recWh.value}/recover`, { since: since.toISOString() });
-        recOut.append(el('div', { class: 'verdict ok' }, t('requeued', r.requeued)));
+        const n = r.requeued;
+        recoverNote = { webhook: recWh.value, node: el('div', { class: 'verdict ' + (n ? 'ok' : 'none') }, n === 0 ? t('requeuedNone') : n === 1 ? t('requeuedOne') : t('requeued', n)) };
+        await route();
       } catch (e) { recOut.append(errorBox(e)); }
     },
   }, t('recover'));
@@ -860,7 +879,7 @@ async function pageDeliveries() {
     el('div', { class: 'panel row', role: 'search' }, el('span', { class: 'group' }, el('label', { for: 'd-webhook' }, t('webhook')), whSel),
       el('span', { class: 'group' }, el('label', { for: 'd-status' }, t('status')), stSel), el('span', { class: 'spacer' }),
       el('button', { type: 'button', onclick: () => go() }, t('newest')), newerBtn(), olderBtn()),
-    el('details', { class: 'panel recover', open: q.get('status') === 'dead' }, el('summary', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
+    el('details', { class: 'panel recover', open: q.get('status') === 'dead' || wasRecovered }, el('summary', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
       el('div', { class: 'row' }, el('span', { class: 'group' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh), el('span', { class: 'group' }, el('label', { for: 'r-since' }, t('since')), recSince), recBtn), recOut),
     table,
     rows.length === limit ? el('div', { class: 'row end' }, newerBtn(), olderBtn()) : null);
@@ -1052,8 +1071,9 @@ function renderNav() {
   document.querySelectorAll('[data-i18n]').forEach((x) => { x.textContent = t(x.dataset.i18n); });
   document.title = 'sanhook · ' + t((NAV.find(([p]) => p === cur) || [0, 'navWebhooks'])[1]);
 }
-function showFailure(e) { show(el('h1', {}, t('error')), errorBox(e)); }
+function showFailure(e) { if (!(e instanceof Stale)) show(el('h1', {}, t('error')), errorBox(e)); }
 async function route() {
+  routeGen++;
   clearTimeout(refreshTimer);
   renderNav();
   const path = location.hash.replace(/^#\/?/, '').split('?')[0].split('/');

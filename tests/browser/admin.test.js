@@ -507,6 +507,23 @@ async function main() {
   await page.locator('#lang').selectOption('en');
   await page.locator('#nav a', { hasText: 'Delivery log' }).waitFor();
 
+  step('Recover: the dead deliveries of a webhook since a time, re-queued and delivered');
+  receiver.state.mode = 200;
+  from = receiver.requests.length;
+  // Right after the language switch re-rendered the dashboard: its late answers must not paint
+  // the dashboard over the delivery log (they did, before api() learnt to drop stale answers).
+  await goto('#/deliveries?status=dead', 'main tbody .badge.dead');
+  expect(await page.locator('main h1').textContent() === 'Delivery log', 'another page painted over the delivery log');
+  expect(await page.locator('details.recover').evaluate((d) => d.open), 'the Recover panel is not open on the dead filter');
+  await page.locator('#r-webhook').selectOption(String(ciId));
+  await page.locator('details.recover button', { hasText: 'Recover' }).click();
+  await page.locator('details.recover .verdict.ok', { hasText: '1 delivery re-queued' }).waitFor();
+  await page.locator('main p.empty', { hasText: 'No delivery matches' }).waitFor();
+  expect(await page.locator('#r-webhook').inputValue() === String(ciId), 'the Recover webhook is not kept after the reload');
+  await shot('deliveries-recovered');
+  await receiver.waitFor((r) => r.json && r.json.objectID === '104' && r.status === 200, 'the recovered delivery', STEP_MS, from);
+  await until(async () => (await api('GET', `/api/v1/deliveries/${failed.id}`)).status === 'delivered', 'the recovered delivery to be delivered');
+
   step('Forget token: the next API call asks again');
   await page.locator('#forget').click();
   await page.locator('#forget').waitFor({ state: 'hidden' });
