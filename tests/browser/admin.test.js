@@ -361,6 +361,10 @@ async function main() {
   const bugResolved = page.locator('.matrix input[data-type="bug"][data-action="resolved"]');
   expect(await bugResolved.isChecked(), 'bug/resolved is not a default trigger');
   await shot('triggers');
+  await page.locator('.matrix input[data-type="todo"][data-action="edited"]').uncheck();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await until(async () => !((await api('GET', '/api/v1/settings/triggers')).todo || []).includes('edited'), 'todo/edited to leave the saved triggers');
+  expect((await api('GET', '/api/v1/settings/triggers')).bug.includes('resolved'), 'saving the matrix dropped bug/resolved');
 
   // ---- an event, its deliveries in the log ----------------------------------------------------
   step('An event: its deliveries in the log');
