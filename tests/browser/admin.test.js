@@ -190,11 +190,11 @@ async function main() {
 
   const shots = [];
   async function shot(name, full = true, settled = true) {
-    // Let fonts and the last render settle: the toast fades, nothing is loading.
-    // Nothing is loading any more; the toast (it fades by itself after 3 s) is taken away rather
-    // than waited for, and the page is scrolled to its top (the header is sticky).
+    // Nothing is loading any more (unless `settled` is false: a dialog in front of a page that
+    // waits for it); the toast (it fades by itself after 3 s) is taken away rather than waited
+    // for, and the page is scrolled to its top (the header is sticky).
     if (settled) await page.waitForFunction(() => ![...document.querySelectorAll('main p.muted')].some((p) => /Loading|加载中/.test(p.textContent)));
-    await page.evaluate(() => { document.getElementById("toast").classList.remove("show"); window.scrollTo(0, 0); });
+    await page.evaluate(() => { document.getElementById('toast').classList.remove('show'); window.scrollTo(0, 0); });
     const file = path.join(SHOTS, `${String(shots.length + 1).padStart(2, '0')}-${name}.png`);
     await page.screenshot({ path: file, fullPage: full, animations: 'disabled' });
     shots.push(file);
@@ -209,7 +209,7 @@ async function main() {
       const w = document.documentElement.clientWidth;
       const wide = [...document.querySelectorAll('main *')].filter((e) => {
         const r = e.getBoundingClientRect();
-        return r.width > 0 && r.right > w + 1 && !e.closest('.table-wrap pre, pre');
+        return r.width > 0 && r.right > w + 1 && !e.closest('pre');
       }).slice(0, 5).map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className} (right ${Math.round(e.getBoundingClientRect().right)})`);
       return { scroll: document.documentElement.scrollWidth, w, wide };
     });
@@ -240,7 +240,7 @@ async function main() {
   }
   const fieldError = (field) => page.locator(`.field[data-field="${field}"] .ferr`);
 
-  // ---- Webhooks: empty list -------------------------------------------------------------------
+  // ---- the token dialog -----------------------------------------------------------------------
   step('The token dialog (server.token is set), answered with the keyboard');
   await goto('#/webhooks', '#token-dialog[open]');
   expect(await page.evaluate(() => document.activeElement.id) === 'token-input', 'the token dialog does not focus its input');
@@ -256,6 +256,7 @@ async function main() {
   await until(async () => !(await page.locator('#token-dialog').evaluate((d) => d.open)), 'the token dialog to close');
   await page.locator('#forget').waitFor();
 
+  // ---- Webhooks: empty list -------------------------------------------------------------------
   step('Webhooks: the empty list');
   await goto('#/webhooks', 'main h1');
   await page.getByRole('link', { name: 'New webhook' }).first().waitFor();
