@@ -78,6 +78,7 @@ const I18N = {
     following: 'Not finished yet: this page follows it.', eventId: 'event', noResponse: 'No response (the platform was not reached).',
     bindThem: 'Bind accounts…',
     errorBefore: 'A later delivery succeeded.', showRaw: 'Show',
+    f_ownHint: 'This webhook fires for the actions ticked here, whatever the global settings say (a new list starts as a copy of them; nothing ticked: it never fires).',
     f_secretBotHint: 'Optional: the bot\'s signing secret (its security setting “sign”); the message is signed with it.',
     noWebhooks: 'No webhooks yet.', noWebhooksHint: 'Create one with “New webhook”: a generic JSON endpoint, or a DingTalk, WeCom or Feishu / Lark bot or app.',
     f_enabledHint: 'Events fire this webhook', f_sendHint: 'async: queued and sent at the next flush (delivery.async_interval).',
@@ -155,6 +156,7 @@ const I18N = {
     following: '尚未完成：本页会自动跟进。', eventId: '事件', noResponse: '无响应（未能连接到平台）。',
     bindThem: '去绑定账号…',
     errorBefore: '之后已有发送成功。', showRaw: '展开',
+    f_ownHint: '此 Webhook 只在这里勾选的动作发生时发送，不受全局设置影响（新列表从全局设置复制；全部不勾选则永不发送）。',
     f_secretBotHint: '可选：机器人安全设置中的“加签”密钥，用于为消息签名。',
     noWebhooks: '还没有 Webhook。', noWebhooksHint: '点击“新建 Webhook”创建：通用 JSON 接口，或钉钉、企业微信、飞书 / Lark 的机器人或应用。',
     f_enabledHint: '事件触发此 Webhook', f_sendHint: '异步：先排队，在下次定时发送时发出（delivery.async_interval）。',
@@ -533,7 +535,8 @@ function words(s) { return s.split(/[\s,，]+/).filter(Boolean); }
 async function pageWebhook(id) {
   const isNew = id === 'new';
   show(el('h1', {}, isNew ? t('newWebhook') : t('editWebhook', id)), el('p', { class: 'muted' }, t('loading')));
-  const [cat, w] = await Promise.all([catalog(), isNew ? Promise.resolve({ type: 'default', enabled: true, sendType: 'sync' }) : api('GET', '/api/v1/webhooks/' + id)]);
+  const [cat, w, globalTriggers] = await Promise.all([catalog(), isNew ? Promise.resolve({ type: 'default', enabled: true, sendType: 'sync' }) : api('GET', '/api/v1/webhooks/' + id),
+    api('GET', '/api/v1/settings/triggers').catch(() => ({}))]);
   const inputs = {};
   const text = (k, type) => (inputs[k] = el('input', { type: type || 'text', value: w[k] || '', autocomplete: 'off', spellcheck: 'false' }));
   const typeSel = el('select', {}, TYPES.map((ty) => el('option', { value: ty, selected: ty === w.type }, ty + ' — ' + t('t_' + ty))));
@@ -550,8 +553,9 @@ async function pageWebhook(id) {
   const own = w.actions !== undefined && w.actions !== null;
   const trigGlobal = el('input', { type: 'radio', name: 'trig', value: 'global', checked: !own });
   const trigOwn = el('input', { type: 'radio', name: 'trig', value: 'own', checked: own });
-  const matrix = triggerMatrix(cat, own ? w.actions : {});
-  const matrixWrap = el('div', {}, matrix.node);
+  // An own list starts as a copy of the global settings (an empty one would never fire).
+  const matrix = triggerMatrix(cat, own ? w.actions : globalTriggers);
+  const matrixWrap = el('div', {}, el('p', { class: 'hint muted' }, t('f_ownHint')), matrix.node);
 
   const formErr = el('div', { role: 'alert' });
   const specRow = (k, required) => {

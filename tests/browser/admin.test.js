@@ -346,7 +346,12 @@ async function main() {
   await page.locator('#f-wechatCorpId').fill('ww-test-corp');
   await page.locator('#f-wechatCorpSecret').fill('wecom-corp-secret');
   await page.locator('#f-wechatAgentId').fill('1000002');
-  await shot('webhook-new-wechatuser');
+  // Its own trigger list: the matrix opens in the form (then back to the global settings).
+  await page.getByLabel('Own list for this webhook').check();
+  await page.locator('form .matrix input[data-type="bug"]').first().waitFor();
+  await shot('webhook-new-wechatuser-own-triggers');
+  await page.getByLabel('Global trigger settings').check();
+  expect(await page.locator('form .matrix').isHidden(), 'the matrix stays after choosing the global settings');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.waitForURL(/#\/webhooks\/\d+$/);
   const wcId = Number(/#\/webhooks\/(\d+)$/.exec(page.url())[1]);
