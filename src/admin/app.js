@@ -78,6 +78,7 @@ const I18N = {
     following: 'Not finished yet: this page follows it.', eventId: 'event', noResponse: 'No response (the platform was not reached).',
     bindThem: 'Bind accounts…',
     errorBefore: 'A later delivery succeeded.', showRaw: 'Show',
+    testTo: 'Send to', testToNobody: '— nobody (give an event with a toList) —', testToHint: 'the sample event, to this bound account; accounts are bound on',
     f_ownHint: 'This webhook fires for the actions ticked here, whatever the global settings say (a new list starts as a copy of them; nothing ticked: it never fires).',
     f_secretBotHint: 'Optional: the bot\'s signing secret (its security setting “sign”); the message is signed with it.',
     noWebhooks: 'No webhooks yet.', noWebhooksHint: 'Create one with “New webhook”: a generic JSON endpoint, or a DingTalk, WeCom or Feishu / Lark bot or app.',
@@ -156,6 +157,7 @@ const I18N = {
     following: '尚未完成：本页会自动跟进。', eventId: '事件', noResponse: '无响应（未能连接到平台）。',
     bindThem: '去绑定账号…',
     errorBefore: '之后已有发送成功。', showRaw: '展开',
+    testTo: '发送给', testToNobody: '— 无（请填写带 toList 的事件）—', testToHint: '示例事件发给此已绑定账号；账号在此绑定：',
     f_ownHint: '此 Webhook 只在这里勾选的动作发生时发送，不受全局设置影响（新列表从全局设置复制；全部不勾选则永不发送）。',
     f_secretBotHint: '可选：机器人安全设置中的“加签”密钥，用于为消息签名。',
     noWebhooks: '还没有 Webhook。', noWebhooksHint: '点击“新建 Webhook”创建：通用 JSON 接口，或钉钉、企业微信、飞书 / Lark 的机器人或应用。',
@@ -397,6 +399,8 @@ const TYPE_FIELDS = {
 const SECRET_FIELDS = ['secret', 'appSecret', 'wechatCorpSecret', 'feishuAppSecret'];
 const DEFAULT_PARAMS = ['objectType', 'objectID', 'product', 'project', 'execution', 'action', 'actor', 'date', 'comment', 'text'];
 const STATUSES = ['pending', 'retrying', 'delivered', 'dead', 'skipped'];
+// The API's sample event (Alice resolving bug 12), for a test of an app type with a recipient.
+const SAMPLE_EVENT = { objectType: 'bug', objectID: 12, product: ',1,', actor: 'alice', actorName: 'Alice', action: 'resolved', objectName: 'Login fails' };
 
 function target(w) {
   if (w.url) return w.url; // the API masks credentials in URLs already
@@ -676,9 +680,18 @@ async function pageWebhook(id) {
   const eventBox = el('textarea', { rows: 4, spellcheck: 'false', id: 'f-event', placeholder: '{"objectType": "bug", "objectID": 12, "action": "resolved", "actor": "alice", "toList": ["bob"]}' });
   const previewOut = el('div', { 'aria-live': 'polite' });
   const testOut = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, t('notSentYet')));
+  // App types send to bound accounts only: "Send to" picks one of them for the sample event.
+  const isApp = !isNew && APP_TYPES.includes(w.type);
+  const toSel = el('select', { id: 'f-testTo', onchange: () => refreshPreview() }, el('option', { value: '' }, t('testToNobody')));
+  if (isApp) {
+    api('GET', `/api/v1/webhooks/${id}/bindings`).then((bs) => {
+      toSel.append(...bs.map((b) => el('option', { value: b.account }, `${b.account} → ${b.userid}`)));
+      if (bs.length) { toSel.value = bs[0].account; refreshPreview(); }
+    }).catch(() => { /* the page changed, or no bindings to offer */ });
+  }
   function eventBody() {
     const s = eventBox.value.trim();
-    if (!s) return undefined;
+    if (!s) return isApp && toSel.value ? JSON.stringify(Object.assign({}, SAMPLE_EVENT, { toList: [toSel.value] })) : undefined;
     JSON.parse(s); // throws with a message
     return s;
   }
@@ -713,6 +726,8 @@ async function pageWebhook(id) {
   const tryPanel = el('section', { class: 'panel' }, el('h2', {}, t('preview'), ' / ', t('sendTest')),
     isNew ? el('p', { class: 'muted' }, t('previewNeedsSave')) : [
       el('p', { class: 'muted' }, t('previewSaved')),
+      isApp ? el('div', { class: 'row spaced' }, el('label', { for: 'f-testTo' }, t('testTo')), toSel,
+        el('span', { class: 'hint muted' }, t('testToHint'), ' ', el('a', { href: '#/bindings/' + id }, t('bindingsTitle')))) : null,
       el('label', { for: 'f-event' }, t('eventJson')), eventBox, el('p', { class: 'hint muted' }, t('eventHint')),
       el('div', { class: 'row' }, el('button', { type: 'button', onclick: refreshPreview }, t('preview')), testBtn),
       el('div', { class: 'two' }, el('div', {}, el('h3', {}, t('request')), previewOut), el('div', {}, el('h3', {}, t('testResult')), testOut)),

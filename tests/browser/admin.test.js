@@ -448,6 +448,18 @@ async function main() {
   await page.locator('main h2', { hasText: 'Recipients' }).waitFor();
   await shot('delivery-detail-recipients');
 
+  step('Send test of the app webhook to a bound account');
+  await goto(`#/webhooks/${wcId}`, '#f-testTo');
+  await page.locator('#f-testTo option[value="bob"]').waitFor({ state: 'attached' });
+  expect(await page.locator('#f-testTo').inputValue() === 'bob', 'the test is not offered to the bound account');
+  from = wecom.requests.length;
+  await page.getByRole('button', { name: 'Send test' }).click();
+  await page.locator('.verdict.ok').waitFor();
+  const appTest = await wecom.waitFor((r) => r.path === '/cgi-bin/message/send', 'the test app message', STEP_MS, from);
+  expect(appTest.json.touser === 'zhangsan', `the test went to ${appTest.json.touser}`);
+  await page.locator('main pre', { hasText: '"touser": "zhangsan"' }).first().waitFor();
+  await shot('webhook-wechatuser-test-sent');
+
   // ---- quarantine and dashboard ---------------------------------------------------------------
   step('Quarantine');
   await until(async () => (await api('GET', '/api/v1/quarantine')).length === 2, 'the two bad tailed lines in the quarantine', 15000);
