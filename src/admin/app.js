@@ -15,6 +15,7 @@ const I18N = {
     language: 'Language', forgetToken: 'Forget token', tokenTitle: 'API token',
     tokenAsk: 'This server needs its API token (server.token in config.toml).', token: 'Token',
     tokenKept: 'Kept for this browser tab only.', ok: 'OK', tokenForgotten: 'Token forgotten',
+    tokenRefused: 'The server refused that token: check server.token and type it again.',
     navDashboard: 'Dashboard', navWebhooks: 'Webhooks', navTriggers: 'Trigger settings',
     navBindings: 'Binding', navDeliveries: 'Delivery log', navQuarantine: 'Quarantine',
     loading: 'Loading…', none: 'Nothing here yet.', save: 'Save', saved: 'Saved', cancel: 'Cancel',
@@ -46,7 +47,7 @@ const I18N = {
     preview: 'Preview', previewSaved: 'Preview of the saved webhook (sample event unless you give one)',
     previewNeedsSave: 'Save the webhook first: the preview and the test use the saved version.',
     eventJson: 'Event (JSON, optional)', eventHint: 'Empty: the sample event (Alice resolving bug 12). App types need a toList of bound accounts.',
-    sendTest: 'Send test', testing: 'Sending…', testOk: 'Delivered: the platform accepted the message.',
+    sendTest: 'Send test', testing: 'Sending…', testOk: 'Delivered: the receiver accepted the message.',
     testFail: 'Not delivered ({0}).', response: 'Response', request: 'Request', rateLimited: 'Rate-limited: try again in {0} s.',
     invalidJson: 'Not valid JSON: {0}', fieldErrors: 'The API refused it:',
     triggersTitle: 'Trigger settings', triggersIntro: 'Which actions of which objects fire webhooks that have no trigger list of their own (Sanplex: Admin > Notification Settings > Settings).',
@@ -62,7 +63,7 @@ const I18N = {
     created: 'Created', event: 'Event', attempts: 'Attempts', lastStatus: 'HTTP', newer: '← Newer', older: 'Older →',
     newest: 'Newest', retry: 'Retry', retried: 'Re-queued', recover: 'Recover',
     recoverIntro: 'Re-queue every dead delivery of a webhook created since a time, in their original order.',
-    since: 'Dead since', requeued: '{0} deliveries re-queued.', pickWebhook: 'Pick a webhook.',
+    since: 'Dead since', requeued: '{0} deliveries re-queued.', requeuedOne: '1 delivery re-queued.', sinceNeeded: 'Pick the time from which dead deliveries are re-queued.', requeuedNone: 'No dead delivery of that webhook since then: nothing re-queued.', pickWebhook: 'Pick a webhook.',
     delivery: 'Delivery {0}', lastAttempt: 'Last attempt', nextAttempt: 'Next attempt', progress: 'Recipients',
     served: 'Served', rejected: 'Refused by the platform', noRequest: 'Not sent yet.', attemptsNote: 'The log keeps the last attempt\'s request and response.',
     quarantineTitle: 'Quarantine', quarantineIntro: 'Input from files or the database that could not be ingested, newest first.',
@@ -73,11 +74,27 @@ const I18N = {
     noneFailing: 'None: every webhook\'s latest outcome is a success.', sampled: 'Counted from the newest {0} deliveries.',
     s_pending: 'pending', s_retrying: 'retrying', s_delivered: 'delivered', s_dead: 'dead', s_skipped: 'skipped',
     minutesAgo: '{0} min ago', now: 'now', error: 'Error', notFound: 'Not found',
+    retryHint: 'Send it again now (the receiver gets the same webhook-id).', sendAgain: 'Send again',
+    following: 'Not finished yet: this page follows it.', eventId: 'event', noResponse: 'No response (the platform was not reached).',
+    bindThem: 'Bind accounts…',
+    errorBefore: 'A later delivery succeeded.', showRaw: 'Show',
+    testTo: 'Send to', testToNobody: '— nobody (give an event with a toList) —', testToHint: 'the sample event, to this bound account; accounts are bound on',
+    f_ownHint: 'This webhook fires for the actions ticked here, whatever the global settings say (a new list starts as a copy of them; nothing ticked: it never fires).',
+    f_secretBotHint: 'Optional: the bot\'s signing secret (its security setting “sign”); the message is signed with it.',
+    noWebhooks: 'No webhooks yet.', noWebhooksHint: 'Create one with “New webhook”: a generic JSON endpoint, or a DingTalk, WeCom or Feishu / Lark bot or app.',
+    f_enabledHint: 'Events fire this webhook', f_sendHint: 'async: queued and sent at the next flush (delivery.async_interval).',
+    notSaved: 'Not saved: correct the field “{0}” above.', notSentYet: 'Nothing sent yet.', testResult: 'Test result',
+    noneBound: 'No account is bound yet: type a Sanplex account beside a platform user below, then Bind.',
+    noneFound: 'Nobody in the directory matches “{0}”.', noneUnbound: 'Everyone in the directory is bound.',
+    noneInDirectory: 'The platform\'s directory lists nobody (check the app\'s visible range).', departmentIds: 'Department IDs',
+    noDeliveries: 'No deliveries yet: they appear here once an event fires a webhook.', noDeliveriesFiltered: 'No delivery matches these filters.',
+    noQuarantine: 'Nothing quarantined: every line and row was ingested.', src_tail: 'file (tail)', src_db: 'database',
   },
   'zh-cn': {
     language: '语言', forgetToken: '清除令牌', tokenTitle: 'API 令牌',
     tokenAsk: '此服务器需要 API 令牌（config.toml 中的 server.token）。', token: '令牌',
     tokenKept: '仅保存在当前浏览器标签页。', ok: '确定', tokenForgotten: '已清除令牌',
+    tokenRefused: '服务器拒绝了该令牌：请核对 server.token 后重新输入。',
     navDashboard: '概览', navWebhooks: 'Webhook', navTriggers: '触发设置',
     navBindings: '用户绑定', navDeliveries: '发送日志', navQuarantine: '隔离区',
     loading: '加载中…', none: '暂无数据。', save: '保存', saved: '已保存', cancel: '取消',
@@ -109,7 +126,7 @@ const I18N = {
     preview: '预览', previewSaved: '已保存版本的预览（未填写事件时使用示例事件）',
     previewNeedsSave: '请先保存：预览和测试使用已保存的版本。',
     eventJson: '事件（JSON，可选）', eventHint: '留空：示例事件（Alice 解决了 Bug 12）。应用消息类型需要包含已绑定账号的 toList。',
-    sendTest: '发送测试', testing: '发送中…', testOk: '发送成功：平台已接收消息。',
+    sendTest: '发送测试', testing: '发送中…', testOk: '发送成功：接收方已接收消息。',
     testFail: '发送失败（{0}）。', response: '响应', request: '请求', rateLimited: '已达发送频率上限：请 {0} 秒后再试。',
     invalidJson: 'JSON 格式错误：{0}', fieldErrors: 'API 拒绝了请求：',
     triggersTitle: '触发设置', triggersIntro: '没有单独设置触发动作的 Webhook，在这些对象的这些动作发生时发送（对应禅道：后台 > 通知设置 > 设置）。',
@@ -125,7 +142,7 @@ const I18N = {
     created: '创建时间', event: '事件', attempts: '尝试次数', lastStatus: 'HTTP', newer: '← 较新', older: '较早 →',
     newest: '最新', retry: '重发', retried: '已重新排队', recover: '恢复',
     recoverIntro: '将某个 Webhook 自某时间以来创建的所有失败消息按原顺序重新排队。',
-    since: '失败起始时间', requeued: '已重新排队 {0} 条。', pickWebhook: '请选择 Webhook。',
+    since: '失败起始时间', requeued: '已重新排队 {0} 条。', requeuedOne: '已重新排队 1 条。', sinceNeeded: '请选择从哪个时间起重新排队失败的发送记录。', requeuedNone: '该 Webhook 在此时间之后没有失败的发送记录：未重新排队。', pickWebhook: '请选择 Webhook。',
     delivery: '发送记录 {0}', lastAttempt: '最近尝试', nextAttempt: '下次尝试', progress: '接收人',
     served: '已送达', rejected: '平台拒收', noRequest: '尚未发送。', attemptsNote: '日志保留最近一次尝试的请求和响应。',
     quarantineTitle: '隔离区', quarantineIntro: '来自文件或数据库、无法导入的输入，最新的在前。',
@@ -136,6 +153,21 @@ const I18N = {
     noneFailing: '无：每个 Webhook 最近一次结果都是成功。', sampled: '统计自最新的 {0} 条发送记录。',
     s_pending: '待发送', s_retrying: '重试中', s_delivered: '已送达', s_dead: '失败', s_skipped: '已跳过',
     minutesAgo: '{0} 分钟前', now: '现在', error: '错误', notFound: '未找到',
+    retryHint: '立即重新发送（接收方收到相同的 webhook-id）。', sendAgain: '再次发送',
+    following: '尚未完成：本页会自动跟进。', eventId: '事件', noResponse: '无响应（未能连接到平台）。',
+    bindThem: '去绑定账号…',
+    errorBefore: '之后已有发送成功。', showRaw: '展开',
+    testTo: '发送给', testToNobody: '— 无（请填写带 toList 的事件）—', testToHint: '示例事件发给此已绑定账号；账号在此绑定：',
+    f_ownHint: '此 Webhook 只在这里勾选的动作发生时发送，不受全局设置影响（新列表从全局设置复制；全部不勾选则永不发送）。',
+    f_secretBotHint: '可选：机器人安全设置中的“加签”密钥，用于为消息签名。',
+    noWebhooks: '还没有 Webhook。', noWebhooksHint: '点击“新建 Webhook”创建：通用 JSON 接口，或钉钉、企业微信、飞书 / Lark 的机器人或应用。',
+    f_enabledHint: '事件触发此 Webhook', f_sendHint: '异步：先排队，在下次定时发送时发出（delivery.async_interval）。',
+    notSaved: '未保存：请修改上方的“{0}”。', notSentYet: '尚未发送。', testResult: '测试结果',
+    noneBound: '还没有绑定账号：在下方平台用户旁填写禅道账号，再点击绑定。',
+    noneFound: '通讯录中没有匹配“{0}”的用户。', noneUnbound: '通讯录中的用户都已绑定。',
+    noneInDirectory: '平台通讯录中没有用户（请检查应用的可见范围）。', departmentIds: '部门 ID',
+    noDeliveries: '还没有发送记录：事件触发 Webhook 后会显示在这里。', noDeliveriesFiltered: '没有符合筛选条件的发送记录。',
+    noQuarantine: '隔离区为空：所有行都已导入。', src_tail: '文件（tail）', src_db: '数据库',
   },
 };
 
@@ -166,7 +198,7 @@ function el(tag, attrs, ...kids) {
     else e.setAttribute(k, v === true ? '' : v);
   }
   for (const kid of kids.flat(Infinity)) {
-    if (kid === undefined || kid === null || kid === false) continue;
+    if (kid === undefined || kid === null || kid === false || kid === '') continue;
     e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
   return e;
@@ -190,14 +222,19 @@ function show(...nodes) {
   fill(m, nodes);
 }
 // Each cell names its column (data-label), for the stacked layout of tables on a phone.
+// A column whose cells are all numbers (td.num) has its heading aligned with them, on the right.
 function labelCells(root) {
   root.querySelectorAll('table').forEach((tb) => {
-    const heads = [...tb.querySelectorAll('thead th')].map((th) => th.textContent);
-    tb.querySelectorAll('tbody tr').forEach((tr) => [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ''; }));
+    const ths = [...tb.querySelectorAll('thead th')];
+    const heads = ths.map((th) => th.textContent);
+    const rows = [...tb.querySelectorAll('tbody tr')];
+    rows.forEach((tr) => [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ''; }));
+    ths.forEach((th, i) => { if (rows.length && rows.every((tr) => tr.children[i] && tr.children[i].classList.contains('num'))) th.classList.add('num'); });
   });
 }
 let toastTimer;
 function toast(msg) {
+  if (!msg) return;
   const tEl = document.getElementById('toast');
   tEl.textContent = msg;
   tEl.classList.add('show');
@@ -210,6 +247,10 @@ function fmtTime(s) {
   if (isNaN(d)) return s;
   const p = (n) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+function fmtClock(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 function clamp(text) { return el('div', { class: 'clamp', title: text }, text); }
 // The platform's verdict in Chinese for the codes admins meet most; the API's own words (English)
@@ -234,6 +275,12 @@ const VERDICT_ZH = {
 };
 function verdictWords(error) {
   if (lang !== 'zh-cn' || !error) return null;
+  if (/^no bound recipients: the event has no toList/.test(error)) return el('div', { class: 'verdict-zh' }, '没有接收人：事件没有 toList。');
+  const nb = /^no bound recipients: (.+?) not bound/.exec(error);
+  if (nb) return el('div', { class: 'verdict-zh' }, `没有已绑定的接收人：${nb[1]} 未绑定到平台用户。`);
+  if (/^HTTP 410\b/.test(error)) return el('div', { class: 'verdict-zh' }, '接收方返回 410：该地址已不存在，不再重试。');
+  const gu = /^gave up after (\d+) attempts/.exec(error);
+  if (gu) return el('div', { class: 'verdict-zh' }, `重试 ${gu[1]} 次后仍失败，已放弃。`);
   const m = /\b(DingTalk|WeCom|Feishu|Lark)\b\D{0,20}?(-?\d{3,})/.exec(error);
   const zh = m && VERDICT_ZH[(m[1] === 'Lark' ? 'Feishu' : m[1]) + ' ' + m[2]];
   return zh ? el('div', { class: 'verdict-zh' }, zh) : null;
@@ -246,6 +293,7 @@ function pretty(body) {
 }
 function errorBox(e) { return el('div', { class: 'error-box', role: 'alert' }, errorText(e)); }
 function errorText(e) {
+  if (e instanceof Stale) return '';
   if (e instanceof ApiError) return `${e.status}: ${(e.body && e.body.error) || e.message}`;
   return String(e && e.message ? e.message : e);
 }
@@ -260,11 +308,13 @@ class ApiError extends Error {
 }
 const TOKEN_KEY = 'sanhook.token';
 let tokenPrompt = null;
-function askToken() {
+// `refused`: a token was sent and the API answered 401 all the same: the dialog says so.
+function askToken(refused) {
   if (tokenPrompt) return tokenPrompt;
   tokenPrompt = new Promise((resolve) => {
     const dlg = document.getElementById('token-dialog');
     const input = document.getElementById('token-input');
+    document.getElementById('token-refused').hidden = !refused;
     input.value = '';
     const done = () => {
       const v = input.value.trim();
@@ -284,7 +334,15 @@ function updateTokenButton() {
   document.getElementById('forget').hidden = !sessionStorage.getItem(TOKEN_KEY);
 }
 
-async function api(method, path, body, raw) {
+// A page is rendered by an async function that awaits API calls; when the route changes while
+// one is in flight (another page, a language switch), its answer must not paint the old page over
+// the new one: the call rejects with Stale, which nobody reports. `anyRoute`: a call whose answer
+// is wanted whatever page is shown (the catalog, shared by every page).
+class Stale extends Error {}
+let routeGen = 0;
+async function api(method, path, body, raw, anyRoute) {
+  const gen = routeGen;
+  const current = () => { if (!anyRoute && gen !== routeGen) throw new Stale('the page changed'); };
   for (;;) {
     const headers = { Accept: 'application/json' };
     const token = sessionStorage.getItem(TOKEN_KEY);
@@ -295,11 +353,14 @@ async function api(method, path, body, raw) {
       opts.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const r = await fetch(path, opts);
+    current();
     if (r.status === 401 && path.startsWith('/api/')) {
       sessionStorage.removeItem(TOKEN_KEY);
-      if (await askToken()) continue;
+      updateTokenButton();
+      if (await askToken(Boolean(token))) continue;
     }
     const text = await r.text();
+    current();
     if (raw && r.ok) return text;
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = { error: text }; }
@@ -311,9 +372,12 @@ async function api(method, path, body, raw) {
 // Object types and actions of Sanplex's settings page, with their names (GET /admin/catalog.json).
 let catalogP = null;
 function catalog() {
-  if (!catalogP) catalogP = api('GET', '/admin/catalog.json').catch((e) => { catalogP = null; throw e; });
+  if (!catalogP) catalogP = api('GET', '/admin/catalog.json', undefined, false, true).catch((e) => { catalogP = null; throw e; });
   return catalogP;
 }
+// Sanplex's English labels are mostly lower case ("opened") with a few capitalised ("Archived"):
+// in a list of checkboxes they all start with a capital.
+function capital(s) { return lang === 'en' && s ? s[0].toUpperCase() + s.slice(1) : s; }
 function label(cat, kind, code) {
   const l = cat && cat.labels && cat.labels[kind] && cat.labels[kind][code];
   return l ? (l[lang] || l.en || code) : code;
@@ -335,6 +399,8 @@ const TYPE_FIELDS = {
 const SECRET_FIELDS = ['secret', 'appSecret', 'wechatCorpSecret', 'feishuAppSecret'];
 const DEFAULT_PARAMS = ['objectType', 'objectID', 'product', 'project', 'execution', 'action', 'actor', 'date', 'comment', 'text'];
 const STATUSES = ['pending', 'retrying', 'delivered', 'dead', 'skipped'];
+// The API's sample event (Alice resolving bug 12), for a test of an app type with a recipient.
+const SAMPLE_EVENT = { objectType: 'bug', objectID: 12, product: ',1,', actor: 'alice', actorName: 'Alice', action: 'resolved', objectName: 'Login fails' };
 
 function target(w) {
   if (w.url) return w.url; // the API masks credentials in URLs already
@@ -354,6 +420,8 @@ async function pageWebhooks() {
   const byId = new Map(stats.map((s) => [s.webhookId, s]));
   const rows = hooks.map((w) => {
     const s = byId.get(w.id) || {};
+    // The last error is red while it is the latest outcome; after a later success it is history.
+    const failingNow = s.lastFailureAt && (!s.lastSuccessAt || s.lastFailureAt > s.lastSuccessAt);
     const sw = el('input', {
       type: 'checkbox', checked: w.enabled, 'aria-label': t('enabled') + ': ' + w.name,
       onchange: async (ev) => {
@@ -369,25 +437,25 @@ async function pageWebhooks() {
       },
     });
     return el('tr', {},
-      el('td', {}, el('a', { href: '#/webhooks/' + w.id }, w.name), w.disabledReason ? el('div', { class: 'muted' }, t('disabledReason', w.disabledReason)) : null),
-      el('td', {}, el('span', { class: 'badge type', title: t('t_' + w.type) }, w.type)),
-      el('td', { class: 'mono' }, target(w)),
+      el('td', { class: 'name' }, el('a', { href: '#/webhooks/' + w.id, title: t('edit') }, w.name),
+        w.sendType === 'async' ? el('div', { class: 'muted small' }, t('f_sendAsync')) : null,
+        w.disabledReason ? el('div', { class: 'muted' }, t('disabledReason', w.disabledReason)) : null),
+      el('td', { class: 'typename', title: w.type }, t('t_' + w.type)),
+      el('td', { class: 'mono target' }, target(w)),
       el('td', {}, el('label', { class: 'switch' }, sw)),
-      el('td', {}, w.sendType || 'sync'),
       el('td', { class: 'num' }, `${(s.pending || 0) + (s.retrying || 0)} / `, el('span', { class: s.dead ? 'dead-count' : '' }, String(s.dead || 0))),
-      el('td', {}, fmtTime(s.lastSuccessAt)),
-      el('td', { class: 'err' }, s.lastError ? clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError) : ''),
+      el('td', { class: 'time' }, fmtTime(s.lastSuccessAt)),
+      el('td', { class: failingNow ? 'err' : 'muted', title: failingNow ? null : t('errorBefore') }, s.lastError ? [failingNow ? verdictWords(s.lastError) : null, clamp(fmtTime(s.lastFailureAt) + ': ' + s.lastError)] : ''),
       el('td', {}, el('div', { class: 'row tight' },
-        el('a', { class: 'button small', href: '#/webhooks/' + w.id, 'aria-label': t('edit') + ': ' + w.name }, t('edit')),
-        el('a', { class: 'button small', href: '#/deliveries?webhook=' + w.id }, t('deliveries')),
-        APP_TYPES.includes(w.type) ? el('a', { class: 'button small', href: '#/bindings/' + w.id }, t('bindings')) : null,
+        el('a', { class: 'button small', href: '#/deliveries?webhook=' + w.id, 'aria-label': t('deliveries') + ': ' + w.name }, t('deliveries')),
+        APP_TYPES.includes(w.type) ? el('a', { class: 'button small', href: '#/bindings/' + w.id, 'aria-label': t('bindings') + ': ' + w.name }, t('bindings')) : null,
         el('button', { type: 'button', class: 'danger small', onclick: () => deleteWebhook(w), 'aria-label': t('delete') + ': ' + w.name }, t('delete')))));
   });
   show(
     el('div', { class: 'row' }, el('h1', {}, t('navWebhooks')), el('span', { class: 'spacer' }),
       el('a', { class: 'button primary', href: '#/webhooks/new' }, t('create'))),
-    hooks.length === 0 ? el('p', { class: 'muted' }, t('none')) : el('div', { class: 'table-wrap' }, el('table', {},
-      el('thead', {}, el('tr', {}, ['name', 'type', 'target', 'enabled', 'sendType', 'pendingDead', 'lastSuccess', 'lastError', 'actions'].map((k) => el('th', { scope: 'col' }, t(k))))),
+    hooks.length === 0 ? el('div', { class: 'panel empty' }, el('p', {}, t('noWebhooks')), el('p', { class: 'muted' }, t('noWebhooksHint'))) : el('div', { class: 'table-wrap' }, el('table', {},
+      el('thead', {}, el('tr', {}, ['name', 'type', 'target', 'enabled', 'pendingDead', 'lastSuccess', 'lastError', 'actions'].map((k) => el('th', { scope: 'col' }, t(k))))),
       el('tbody', {}, rows))));
 }
 
@@ -411,14 +479,16 @@ function triggerMatrix(cat, selected) {
   }
   const boxes = [];
   const cells = [];
-  for (const ty of Object.keys(all).sort((a, b) => label(cat, 'object', a).localeCompare(label(cat, 'object', b)))) {
+  const collator = new Intl.Collator(lang === 'zh-cn' ? 'zh-Hans-CN' : 'en');
+  for (const ty of Object.keys(all).sort((a, b) => collator.compare(label(cat, 'object', a), label(cat, 'object', b)))) {
     const mine = new Set((selected && selected[ty]) || []);
     const known = new Set(cat.triggers[ty] || []);
     const row = all[ty].map((a) => {
       const box = el('input', { type: 'checkbox', checked: mine.has(a) });
       box.dataset.type = ty; box.dataset.action = a;
       boxes.push(box);
-      return el('label', { title: ty + '.' + a + (known.has(a) ? '' : ' (' + t('extra') + ')') }, box, ' ', label(cat, 'action', a).trim(), label(cat, 'action', a).trim() === a ? null : [' ', el('span', { class: 'code' }, a)]);
+      const words = label(cat, 'action', a).trim();
+      return el('label', { title: ty + '.' + a + (known.has(a) ? '' : ' (' + t('extra') + ')') }, box, ' ', capital(words), words.toLowerCase() === a ? null : [' ', el('span', { class: 'code' }, a)]);
     });
     const setAll = (v) => () => row.forEach((l) => { l.querySelector('input').checked = v; });
     cells.push(el('div', { class: 'otype' }, label(cat, 'object', ty), el('span', { class: 'code muted mono' }, ty),
@@ -469,7 +539,8 @@ function words(s) { return s.split(/[\s,，]+/).filter(Boolean); }
 async function pageWebhook(id) {
   const isNew = id === 'new';
   show(el('h1', {}, isNew ? t('newWebhook') : t('editWebhook', id)), el('p', { class: 'muted' }, t('loading')));
-  const [cat, w] = await Promise.all([catalog(), isNew ? Promise.resolve({ type: 'default', enabled: true, sendType: 'sync' }) : api('GET', '/api/v1/webhooks/' + id)]);
+  const [cat, w, globalTriggers] = await Promise.all([catalog(), isNew ? Promise.resolve({ type: 'default', enabled: true, sendType: 'sync' }) : api('GET', '/api/v1/webhooks/' + id),
+    api('GET', '/api/v1/settings/triggers').catch(() => ({}))]);
   const inputs = {};
   const text = (k, type) => (inputs[k] = el('input', { type: type || 'text', value: w[k] || '', autocomplete: 'off', spellcheck: 'false' }));
   const typeSel = el('select', {}, TYPES.map((ty) => el('option', { value: ty, selected: ty === w.type }, ty + ' — ' + t('t_' + ty))));
@@ -486,8 +557,9 @@ async function pageWebhook(id) {
   const own = w.actions !== undefined && w.actions !== null;
   const trigGlobal = el('input', { type: 'radio', name: 'trig', value: 'global', checked: !own });
   const trigOwn = el('input', { type: 'radio', name: 'trig', value: 'own', checked: own });
-  const matrix = triggerMatrix(cat, own ? w.actions : {});
-  const matrixWrap = el('div', {}, matrix.node);
+  // An own list starts as a copy of the global settings (an empty one would never fire).
+  const matrix = triggerMatrix(cat, own ? w.actions : globalTriggers);
+  const matrixWrap = el('div', {}, el('p', { class: 'hint muted' }, t('f_ownHint')), matrix.node);
 
   const formErr = el('div', { role: 'alert' });
   const specRow = (k, required) => {
@@ -497,6 +569,7 @@ async function pageWebhook(id) {
     let hint = null;
     if (secret && !isNew) hint = t('f_secretHint');
     if (k === 'secret' && typeSel.value === 'default') hint = t('f_secretDefaultHint') + (isNew ? '' : ' ' + t('f_secretHint'));
+    if (k === 'secret' && typeSel.value !== 'default') hint = t('f_secretBotHint') + (isNew ? '' : ' ' + t('f_secretHint'));
     if (k === 'apiBase') hint = t('f_apiBaseHint');
     if (k === 'contentType') input.placeholder = 'application/json';
     return fieldRow(k, t('f_' + k), input, { required, hint });
@@ -512,6 +585,7 @@ async function pageWebhook(id) {
     for (const [k, v] of Object.entries(kept)) if (inputs[k]) inputs[k].value = v;
     sendSel.disabled = ty === 'dinggroup';
     sendSel.title = ty === 'dinggroup' ? t('f_dingSync') : '';
+    sendHint.textContent = ty === 'dinggroup' ? t('f_dingSync') : t('f_sendHint');
     if (ty === 'dinggroup') sendSel.value = 'sync';
     const chat = ty !== 'default';
     fill(chatBox, ...(chat ? fieldRow('details', t('f_details'), el('label', { class: 'switch' }, details, t('f_detailsHint'))) : []));
@@ -520,20 +594,22 @@ async function pageWebhook(id) {
       : fieldRow('template.body', t('f_tplBody'), tplBody, { hint: t('f_tplHint') })));
   }
   typeSel.addEventListener('change', layout);
+  let sendHint = null;
   const syncTrig = () => { matrixWrap.hidden = !trigOwn.checked; };
   trigGlobal.addEventListener('change', syncTrig); trigOwn.addEventListener('change', syncTrig);
 
   const common = el('div', { class: 'form' },
     fieldRow('name', t('f_name'), text('name'), { required: true }),
     fieldRow('type', t('f_type'), typeSel),
-    fieldRow('enabled', t('f_enabled'), el('label', { class: 'switch' }, enabled, t('enabled'))));
+    fieldRow('enabled', t('f_enabled'), el('label', { class: 'switch' }, enabled, t('f_enabledHint'))));
   const scope = el('div', { class: 'form' },
-    fieldRow('sendType', t('f_sendType'), sendSel),
+    fieldRow('sendType', t('f_sendType'), sendSel, { hint: ' ' }),
     fieldRow('domain', t('f_domain'), text('domain'), { hint: t('f_domainHint') }),
     fieldRow('products', t('f_products'), el('input', { type: 'text', id: 'f-products', value: (w.products || []).join(', ') }), { hint: t('f_idsHint') }),
     fieldRow('executions', t('f_executions'), el('input', { type: 'text', id: 'f-executions', value: (w.executions || []).join(', ') }), { hint: t('f_idsHint') }),
     fieldRow('ignoreActors', t('f_ignoreActors'), el('input', { type: 'text', id: 'f-ignoreActors', value: (w.ignoreActors || []).join(', ') }), { hint: t('f_ignoreHint') }),
     fieldRow('desc', t('f_desc'), text('desc')));
+  sendHint = scope.querySelector('.field[data-field="sendType"] .hint');
   const trig = el('div', { class: 'form' }, fieldRow('actions', t('f_triggers'), el('div', { role: 'radiogroup', class: 'checks' },
     el('label', {}, trigGlobal, ' ', t('f_global')), el('label', {}, trigOwn, ' ', t('f_own')))));
 
@@ -572,7 +648,8 @@ async function pageWebhook(id) {
       box.querySelector('.ferr').textContent = e.body.error;
       const ctl = box.querySelector('input, select, textarea');
       if (ctl) { ctl.classList.add('invalid'); ctl.focus(); }
-      formErr.append(el('div', { class: 'error-box' }, t('fieldErrors'), ' ', field, ': ', e.body.error));
+      const name = main().querySelector(`label[for="${CSS.escape(ctl ? ctl.id : '')}"]`);
+      formErr.append(el('div', { class: 'error-box' }, t('notSaved', name ? name.textContent : field)));
     } else formErr.append(errorBox(e));
   }
   const saveBtn = el('button', { type: 'submit', class: 'primary' }, t('save'));
@@ -602,10 +679,19 @@ async function pageWebhook(id) {
   // Preview and test: both act on the saved webhook (the API previews a stored webhook by id).
   const eventBox = el('textarea', { rows: 4, spellcheck: 'false', id: 'f-event', placeholder: '{"objectType": "bug", "objectID": 12, "action": "resolved", "actor": "alice", "toList": ["bob"]}' });
   const previewOut = el('div', { 'aria-live': 'polite' });
-  const testOut = el('div', { 'aria-live': 'polite' });
+  const testOut = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, t('notSentYet')));
+  // App types send to bound accounts only: "Send to" picks one of them for the sample event.
+  const isApp = !isNew && APP_TYPES.includes(w.type);
+  const toSel = el('select', { id: 'f-testTo', onchange: () => refreshPreview() }, el('option', { value: '' }, t('testToNobody')));
+  if (isApp) {
+    api('GET', `/api/v1/webhooks/${id}/bindings`).then((bs) => {
+      toSel.append(...bs.map((b) => el('option', { value: b.account }, `${b.account} → ${b.userid}`)));
+      if (bs.length) { toSel.value = bs[0].account; refreshPreview(); }
+    }).catch(() => { /* the page changed, or no bindings to offer */ });
+  }
   function eventBody() {
     const s = eventBox.value.trim();
-    if (!s) return undefined;
+    if (!s) return isApp && toSel.value ? JSON.stringify(Object.assign({}, SAMPLE_EVENT, { toList: [toSel.value] })) : undefined;
     JSON.parse(s); // throws with a message
     return s;
   }
@@ -640,9 +726,11 @@ async function pageWebhook(id) {
   const tryPanel = el('section', { class: 'panel' }, el('h2', {}, t('preview'), ' / ', t('sendTest')),
     isNew ? el('p', { class: 'muted' }, t('previewNeedsSave')) : [
       el('p', { class: 'muted' }, t('previewSaved')),
+      isApp ? el('div', { class: 'row spaced' }, el('label', { for: 'f-testTo' }, t('testTo')), toSel,
+        el('span', { class: 'hint muted' }, t('testToHint'), ' ', el('a', { href: '#/bindings/' + id }, t('bindingsTitle')))) : null,
       el('label', { for: 'f-event' }, t('eventJson')), eventBox, el('p', { class: 'hint muted' }, t('eventHint')),
       el('div', { class: 'row' }, el('button', { type: 'button', onclick: refreshPreview }, t('preview')), testBtn),
-      el('div', { class: 'two' }, el('div', {}, el('h3', {}, t('request')), previewOut), el('div', {}, el('h3', {}, t('sendTest')), testOut)),
+      el('div', { class: 'two' }, el('div', {}, el('h3', {}, t('request')), previewOut), el('div', {}, el('h3', {}, t('testResult')), testOut)),
     ]);
 
   show(el('div', { class: 'row' }, el('h1', {}, isNew ? t('newWebhook') : t('editWebhook', id) + ' · ' + w.name), el('span', { class: 'spacer' }),
@@ -662,12 +750,12 @@ async function pageBindings(id) {
   if (hooks.length === 0) { show(el('h1', {}, t('bindingsTitle')), el('p', { class: 'muted' }, t('noAppWebhooks'))); return; }
   const current = hooks.find((w) => String(w.id) === String(id)) || hooks[0];
   const sel = el('select', { id: 'b-webhook', onchange: () => { location.hash = '#/bindings/' + sel.value; } },
-    hooks.map((w) => el('option', { value: w.id, selected: w.id === current.id }, `${w.name} (${w.type}, #${w.id})`)));
+    hooks.map((w) => el('option', { value: w.id, selected: w.id === current.id }, `${w.name} (${t('t_' + w.type)}, #${w.id})`)));
   const unbound = el('input', { type: 'checkbox', id: 'b-unbound', checked: sessionStorage.getItem('sanhook.unbound') === '1' });
   const searchBox = el('input', { type: 'search', id: 'b-search', placeholder: t('search') });
   const status = el('div', { role: 'status' });
-  const boundBox = el('div');
-  const dirBox = el('div', {}, el('p', { class: 'muted' }, t('loading')));
+  const boundBox = el('section', { id: 'b-bound' });
+  const dirBox = el('section', { id: 'b-directory' }, el('p', { class: 'muted' }, t('loading')));
   let bindings = [];
   let users = [];
 
@@ -691,7 +779,7 @@ async function pageBindings(id) {
     try { await api('DELETE', `/api/v1/webhooks/${current.id}/bindings/${encodeURIComponent(account)}`); toast(t('saved')); await reload(); } catch (e) { fill(status, errorBox(e)); }
   }
   function renderBound() {
-    fill(boundBox, el('h2', {}, t('bound'), ` (${bindings.length})`), bindings.length === 0 ? el('p', { class: 'muted' }, t('none')) :
+    fill(boundBox, el('h2', {}, t('bound'), ` (${bindings.length})`), bindings.length === 0 ? el('p', { class: 'muted' }, t('noneBound')) :
       el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, t('account')), el('th', {}, t('userid')), el('th', {}, t('actions')))),
         el('tbody', {}, bindings.map((b) => el('tr', {}, el('td', {}, b.account), el('td', { class: 'mono' }, b.userid),
           el('td', {}, el('button', { type: 'button', class: 'danger', onclick: () => unbind(b.account) }, t('unbind')))))))));
@@ -700,8 +788,8 @@ async function pageBindings(id) {
     const owner = new Map(bindings.map((b) => [b.userid, b.account]));
     const q = searchBox.value.trim().toLowerCase();
     const shown = users.filter((u) => !q || [u.userid, u.name, ...(u.departments || [])].join(' ').toLowerCase().includes(q));
-    fill(dirBox, el('h2', {}, t('directory'), ` (${shown.length})`), shown.length === 0 ? el('p', { class: 'muted' }, t('none')) :
-      el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['userid', 'name', 'departments', 'account', 'actions'].map((k) => el('th', {}, t(k))))),
+    fill(dirBox, el('h2', {}, t('directory'), ` (${shown.length})`), shown.length === 0 ? el('p', { class: 'muted' }, q ? t('noneFound', searchBox.value.trim()) : unbound.checked ? t('noneUnbound') : t('noneInDirectory')) :
+      el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['userid', 'name', 'departmentIds', 'account', 'actions'].map((k) => el('th', {}, t(k))))),
         el('tbody', {}, shown.map((u) => {
           const acc = owner.get(u.userid);
           const input = el('input', { type: 'text', value: acc || '', 'aria-label': t('account') + ' — ' + (u.name || u.userid), size: 14 });
@@ -725,8 +813,8 @@ async function pageBindings(id) {
   unbound.addEventListener('change', () => { sessionStorage.setItem('sanhook.unbound', unbound.checked ? '1' : '0'); reload(); });
   searchBox.addEventListener('input', renderDir);
   show(el('h1', {}, t('bindingsTitle')), el('p', { class: 'muted' }, t('bindingsIntro')),
-    el('div', { class: 'panel row' }, el('label', { for: 'b-webhook' }, t('webhook')), sel,
-      el('label', {}, unbound, ' ', t('onlyUnbound')), searchBox,
+    el('div', { class: 'panel row' }, el('span', { class: 'group' }, el('label', { for: 'b-webhook' }, t('webhook')), sel),
+      el('label', {}, unbound, ' ', t('onlyUnbound')), el('label', { class: 'sr', for: 'b-search' }, t('search')), searchBox,
       el('button', { type: 'button', onclick: reload }, t('refresh'))),
     status, boundBox, dirBox);
   await reload();
@@ -737,10 +825,11 @@ function hashQuery() {
   const q = location.hash.split('?')[1] || '';
   return new URLSearchParams(q);
 }
+let recoverNote = null;
 async function pageDeliveries() {
   const q = hashQuery();
   show(el('h1', {}, t('deliveriesTitle')), el('p', { class: 'muted' }, t('loading')));
-  const hooks = await api('GET', '/api/v1/webhooks');
+  const [hooks, cat] = await Promise.all([api('GET', '/api/v1/webhooks'), catalog().catch(() => null)]);
   const names = new Map(hooks.map((w) => [w.id, w.name]));
   const params = new URLSearchParams();
   for (const k of ['webhook', 'status', 'before']) if (q.get(k)) params.set(k, q.get(k));
@@ -768,78 +857,112 @@ async function pageDeliveries() {
     },
   }, t('newer'));
 
-  const table = rows.length === 0 ? el('p', { class: 'muted' }, t('none')) : el('div', { class: 'table-wrap' }, el('table', {},
+  const table = rows.length === 0 ? el('p', { class: 'muted empty' }, q.get('webhook') || q.get('status') ? t('noDeliveriesFiltered') : t('noDeliveries')) : el('div', { class: 'table-wrap' }, el('table', {},
     el('thead', {}, el('tr', {}, ['#', t('created'), t('webhook'), t('event'), t('status'), t('attempts'), t('lastStatus'), t('lastError')].map((h) => el('th', {}, h)))),
     el('tbody', {}, rows.map((d) => el('tr', {},
       el('td', {}, el('a', { href: '#/deliveries/' + d.id }, String(d.id))),
-      el('td', {}, fmtTime(d.createdAt)),
+      el('td', { class: 'time' }, fmtTime(d.createdAt)),
       el('td', {}, names.get(d.webhookId) || '#' + d.webhookId),
-      el('td', { class: 'mono' }, `${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}`),
+      el('td', { title: `${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}` }, eventText(cat, d)),
       el('td', {}, statusBadge(d.status)),
       el('td', { class: 'num' }, String(d.attempts)),
       el('td', { class: 'num' }, d.lastStatus ? String(d.lastStatus) : ''),
-      el('td', { class: 'err' }, d.lastError ? clamp(d.lastError) : ''))))));
+      el('td', { class: 'err' }, d.lastError ? el('div', {}, verdictWords(d.lastError), clamp(d.lastError), bindingLink(d)) : ''))))));
 
   // Recover: dead since a time.
   const recWh = el('select', { id: 'r-webhook' }, el('option', { value: '' }, '—'), hooks.map((w) => el('option', { value: w.id, selected: String(w.id) === q.get('webhook') }, `${w.name} (#${w.id})`)));
   const hourAgo = new Date(Date.now() - 3600e3);
   const local = new Date(hourAgo.getTime() - hourAgo.getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
   const recSince = el('input', { type: 'datetime-local', id: 'r-since', value: local });
-  const recOut = el('div', { role: 'status' });
+  // The outcome of a Recover survives the list's reload (the re-queued ones leave the dead filter).
+  const recOut = el('div', { role: 'status' }, recoverNote && recoverNote.node);
+  const wasRecovered = Boolean(recoverNote);
+  if (recoverNote) recWh.value = recoverNote.webhook;
+  recoverNote = null;
   const recBtn = el('button', {
     type: 'button', onclick: async () => {
       fill(recOut);
       if (!recWh.value) { recOut.append(el('div', { class: 'error-box' }, t('pickWebhook'))); return; }
       const since = new Date(recSince.value);
-      if (isNaN(since)) { recOut.append(el('div', { class: 'error-box' }, t('since'))); return; }
+      if (isNaN(since)) { recOut.append(el('div', { class: 'error-box' }, t('sinceNeeded'))); return; }
       try {
         const r = await api('POST', `/api/v1/webhooks/${recWh.value}/recover`, { since: since.toISOString() });
-        recOut.append(el('div', { class: 'verdict ok' }, t('requeued', r.requeued)));
+        const n = r.requeued;
+        recoverNote = { webhook: recWh.value, node: el('div', { class: 'verdict ' + (n ? 'ok' : 'none') }, n === 0 ? t('requeuedNone') : n === 1 ? t('requeuedOne') : t('requeued', n)) };
+        await route();
       } catch (e) { recOut.append(errorBox(e)); }
     },
   }, t('recover'));
 
   show(el('h1', {}, t('deliveriesTitle')),
-    el('div', { class: 'panel row', role: 'search' }, el('label', { for: 'd-webhook' }, t('webhook')), whSel,
-      el('label', { for: 'd-status' }, t('status')), stSel, el('span', { class: 'spacer' }),
+    el('div', { class: 'panel row', role: 'search' }, el('span', { class: 'group' }, el('label', { for: 'd-webhook' }, t('webhook')), whSel),
+      el('span', { class: 'group' }, el('label', { for: 'd-status' }, t('status')), stSel), el('span', { class: 'spacer' }),
       el('button', { type: 'button', onclick: () => go() }, t('newest')), newerBtn(), olderBtn()),
-    el('details', { class: 'panel recover', open: q.get('status') === 'dead' }, el('summary', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
-      el('div', { class: 'row' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh, el('label', { for: 'r-since' }, t('since')), recSince, recBtn), recOut),
+    el('details', { class: 'panel recover', open: q.get('status') === 'dead' || wasRecovered }, el('summary', {}, t('recover')), el('p', { class: 'muted' }, t('recoverIntro')),
+      el('div', { class: 'row' }, el('span', { class: 'group' }, el('label', { for: 'r-webhook' }, t('webhook')), recWh), el('span', { class: 'group' }, el('label', { for: 'r-since' }, t('since')), recSince), recBtn), recOut),
     table,
     rows.length === limit ? el('div', { class: 'row end' }, newerBtn(), olderBtn()) : null);
 }
 
-async function pageDelivery(id) {
-  show(el('h1', {}, t('delivery', id)), el('p', { class: 'muted' }, t('loading')));
-  const d = await api('GET', '/api/v1/deliveries/' + id);
+// While a delivery is pending or retrying its page follows it (every DETAIL_REFRESH_S seconds)
+// until it is delivered, dead or skipped, so a Retry shows its outcome without a reload.
+const DETAIL_REFRESH_S = 2;
+async function pageDelivery(id, again) {
+  if (!again) show(el('h1', {}, t('delivery', id)), el('p', { class: 'muted' }, t('loading')));
+  const [d, cat] = await Promise.all([api('GET', '/api/v1/deliveries/' + id), catalog().catch(() => null)]);
   let hookName = '#' + d.webhookId;
   try { hookName = (await api('GET', '/api/v1/webhooks/' + d.webhookId)).name + ' (#' + d.webhookId + ')'; } catch (_) { /* deleted */ }
   const out = el('div', { role: 'status' });
-  const retryBtn = el('button', {
-    type: 'button', class: 'primary', disabled: !['dead', 'skipped', 'delivered'].includes(d.status), onclick: async () => {
+  // Dead or skipped: Retry is the point of the page. Delivered: it can be sent again, but that is
+  // a second message to the receiver, so it is not the primary button.
+  const finished = ['dead', 'skipped', 'delivered'].includes(d.status);
+  const retryBtn = finished ? el('button', {
+    type: 'button', class: d.status === 'delivered' ? '' : 'primary', title: t('retryHint'), onclick: async () => {
       try { await api('POST', `/api/v1/deliveries/${id}/retry`); toast(t('retried')); route(); } catch (e) { fill(out, errorBox(e)); }
     },
-  }, t('retry'));
+  }, d.status === 'delivered' ? t('sendAgain') : t('retry')) : el('span', { class: 'muted' }, t('following'));
   const kv = (pairs) => el('dl', { class: 'kv' }, pairs.filter(Boolean).map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
   const p = d.progress || {};
-  show(el('div', { class: 'row' }, el('a', { class: 'button', href: '#/deliveries?webhook=' + d.webhookId }, t('back')), el('h1', {}, t('delivery', id)),
+  // Served / refused platform users, each with the account bound to it (when still bound).
+  let accountOf = new Map();
+  if (p.served || p.rejected) {
+    try { accountOf = new Map((await api('GET', `/api/v1/webhooks/${d.webhookId}/bindings`)).map((b) => [b.userid, b.account])); } catch (_) { /* deleted */ }
+  }
+  const who = (u) => (accountOf.has(u) ? `${u} (${accountOf.get(u)})` : u);
+  show(el('div', { class: 'row head' }, el('a', { class: 'button', href: '#/deliveries?webhook=' + d.webhookId }, t('back')), el('h1', {}, t('delivery', id)),
     el('span', { class: 'spacer' }), retryBtn),
   out,
   el('section', { class: 'panel' }, kv([
     [t('status'), statusBadge(d.status)], [t('webhook'), el('a', { href: '#/webhooks/' + d.webhookId }, hookName)],
-    [t('event'), el('span', { class: 'mono' }, `#${d.eventId} ${d.objectType || ''} ${d.objectID || ''} ${d.action || ''}`)],
+    [t('event'), [eventText(cat, d), ' ', el('span', { class: 'muted mono' }, `(${t('eventId')} ${d.eventId})`)]],
     [t('created'), fmtTime(d.createdAt)], [t('attempts'), String(d.attempts)],
     [t('lastAttempt'), d.lastAttemptAt ? fmtTime(d.lastAttemptAt) : '—'], [t('nextAttempt'), d.nextAttemptAt ? fmtTime(d.nextAttemptAt) : '—'],
-    [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError)] : null,
+    [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError, bindingLink(d))] : null,
   ]), el('p', { class: 'muted' }, t('attemptsNote'))),
   (p.served || p.rejected) ? el('section', { class: 'panel' }, el('h2', {}, t('progress')), kv([
-    [t('served'), (p.served || []).join(', ') || '—'],
-    [t('rejected'), (p.rejected || []).map((r) => `${r.userid} (${r.code}: ${r.error})`).join('; ') || '—'],
+    [t('served'), (p.served || []).map(who).join(', ') || '—'],
+    [t('rejected'), (p.rejected || []).map((r) => `${who(r.userid)}: ${r.code} ${r.error}`).join('; ') || '—'],
   ])) : null,
   el('div', { class: 'two' },
-    el('section', { class: 'panel' }, el('h2', {}, t('request')), d.request ? [el('div', { class: 'mono' }, d.request.url),
+    el('section', { class: 'panel' }, el('h2', {}, t('request')), d.request ? [el('div', { class: 'mono' }, (d.request.method || 'POST') + ' ' + d.request.url),
       el('pre', {}, Object.entries(d.request.headers || {}).map(([k, v]) => k + ': ' + v).join('\n')), el('pre', {}, pretty(d.request.body))] : el('p', { class: 'muted' }, t('noRequest'))),
-    el('section', { class: 'panel' }, el('h2', {}, t('response')), d.response ? [el('div', {}, 'HTTP ', String(d.response.status)), el('pre', {}, pretty(d.response.body))] : el('p', { class: 'muted' }, '—'))));
+    el('section', { class: 'panel' }, el('h2', {}, t('response')), d.response ? [el('div', {}, 'HTTP ', String(d.response.status)), el('pre', {}, pretty(d.response.body))] : el('p', { class: 'muted' }, d.request ? t('noResponse') : '—'))));
+  if (!finished) {
+    refreshTimer = setTimeout(() => {
+      if (location.hash.replace(/^#\/?/, '') === 'deliveries/' + id) pageDelivery(id, true).catch(showFailure);
+    }, DETAIL_REFRESH_S * 1000);
+  }
+}
+// "Bug #12 resolved" in the page's language (the catalog's labels; the codes when it has none).
+function eventText(cat, d) {
+  const ty = label(cat, 'object', d.objectType || '');
+  const act = label(cat, 'action', d.action || '').trim();
+  return `${ty} #${d.objectID === undefined ? '' : d.objectID} ${act}`.trim();
+}
+// "no bound recipients" (an app webhook without bindings for the event's toList): where to fix it.
+function bindingLink(d) {
+  if (!/^no bound recipients: .* not bound/.test(d.lastError || '')) return null;
+  return el('div', {}, el('a', { href: '#/bindings/' + d.webhookId }, t('bindThem')));
 }
 
 // --- quarantine ---
@@ -847,11 +970,11 @@ async function pageQuarantine() {
   show(el('h1', {}, t('quarantineTitle')), el('p', { class: 'muted' }, t('loading')));
   const items = await api('GET', '/api/v1/quarantine?limit=200');
   show(el('h1', {}, t('quarantineTitle')), el('p', { class: 'muted' }, t('quarantineIntro')),
-    items.length === 0 ? el('p', { class: 'muted' }, t('none')) : el('div', { class: 'table-wrap' }, el('table', {},
+    items.length === 0 ? el('p', { class: 'muted empty' }, t('noQuarantine')) : el('div', { class: 'table-wrap' }, el('table', {},
       el('thead', {}, el('tr', {}, ['#', t('source'), t('file'), t('offset'), t('reason'), t('raw')].map((h) => el('th', {}, h)))),
-      el('tbody', {}, items.map((q) => el('tr', {}, el('td', {}, String(q.id)), el('td', {}, q.source || ''), el('td', { class: 'mono' }, q.file || ''),
+      el('tbody', {}, items.map((q) => el('tr', {}, el('td', {}, String(q.id)), el('td', { title: q.source }, t('src_' + q.source) === 'src_' + q.source ? q.source : t('src_' + q.source)), el('td', { class: 'mono' }, q.file || ''),
         el('td', { class: 'num' }, q.offset === undefined || q.offset === null ? '' : String(q.offset)), el('td', { class: 'err' }, q.reason || ''),
-        el('td', {}, el('details', {}, el('summary', {}, t('raw')), el('pre', {}, q.raw || '')))))))));
+        el('td', {}, el('details', {}, el('summary', {}, t('showRaw')), el('pre', {}, q.raw || '')))))))));
 }
 
 // --- dashboard ---
@@ -871,7 +994,8 @@ function parseMetrics(text) {
 }
 function fmtSecs(s) {
   if (!isFinite(s)) return '—';
-  return s < 1 ? Math.round(s * 1000) + ' ms' : s.toFixed(2) + ' s';
+  if (s < 1) return Math.round(s * 1000) + ' ms';
+  return (Number.isInteger(s) ? String(s) : s.toFixed(2)) + ' s';
 }
 function histQuantile(m, name, q) {
   const buckets = Object.entries(m).filter(([k]) => k.startsWith(name + '_bucket{'))
@@ -881,8 +1005,9 @@ function histQuantile(m, name, q) {
   for (const [le, c] of buckets) if (c >= q * total) return le;
   return NaN;
 }
-function chart(buckets) {
-  const W = 960, H = 240, L = 40, R = 10, T = 10, B = 28;
+function chart(buckets, width) {
+  const W = Math.max(320, Math.min(960, Math.round(width || 960))), H = W < 600 ? 200 : 240, L = 32, R = 10, T = 10, B = 28;
+  const every = W < 600 ? 20 : 10;
   const max = Math.max(1, ...buckets.map((b) => STATUSES.reduce((s, k) => s + b[k], 0)));
   const nice = max <= 5 ? max : Math.ceil(max / 5) * 5;
   const bw = (W - L - R) / buckets.length;
@@ -897,12 +1022,12 @@ function chart(buckets) {
     for (const s of STATUSES) {
       if (!b[s]) continue;
       const r = svg('rect', { class: s, x: L + i * bw + 1, width: Math.max(1, bw - 2), y: y(acc + b[s]), height: y(acc) - y(acc + b[s]) });
-      r.append(svg('title', {}, `${new Date(b.t).toLocaleTimeString()} ${t('s_' + s)}: ${b[s]}`));
+      r.append(svg('title', {}, `${fmtClock(new Date(b.t)).slice(0, 5)} ${t('s_' + s)}: ${b[s]}`));
       g.append(r);
       acc += b[s];
     }
     const ago = buckets.length - 1 - i;
-    if (ago % 10 === 0) g.append(svg('text', { x: L + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, ago === 0 ? t('now') : t('minutesAgo', ago)));
+    if (ago % every === 0) g.append(svg('text', { x: L + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, ago === 0 ? t('now') : t('minutesAgo', ago)));
   });
   g.append(svg('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
   return g;
@@ -937,19 +1062,19 @@ async function pageDashboard() {
   const failing = stats.filter((s) => s.lastFailureAt && (!s.lastSuccessAt || s.lastFailureAt > s.lastSuccessAt) && names.get(s.webhookId) && names.get(s.webhookId).enabled !== false);
   const depth = m.sanhook_queue_depth || 0;
   show(el('div', { class: 'row' }, el('h1', {}, t('dashTitle')), el('span', { class: 'spacer' }),
-    el('span', { class: 'muted' }, t('autoRefresh', DASH_REFRESH_S), ' · ', t('updated', new Date(now).toLocaleTimeString()))),
+    el('span', { class: 'muted' }, t('autoRefresh', DASH_REFRESH_S), ' · ', t('updated', fmtClock(new Date(now))))),
   el('div', { class: 'cards' },
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('health')), el('div', { class: 'big ' + (health.status === 'ok' ? 'ok' : 'bad') }, health.status === 'ok' ? t('healthOk') : String(health.status)), health.reason ? el('div', { class: 'err' }, health.reason) : null),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('queueDepth')), el('div', { class: 'big' }, String(depth))),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('latency')), el('div', { class: 'big' }, 'p95 ≤ ' + fmtSecs(p95)), el('div', { class: 'muted' }, t('latencyMean', fmtSecs(mean)))),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('failingNow')), el('div', { class: 'big ' + (failing.length ? 'bad' : 'ok') }, String(failing.length)))),
-  el('section', { class: 'panel chart' }, el('h2', {}, t('perMinute')), chart(buckets),
+  el('section', { class: 'panel chart' }, el('h2', {}, t('perMinute')), chart(buckets, main().clientWidth - 60),
     el('div', { class: 'legend' }, STATUSES.map((s) => el('span', {}, el('i', { class: s }), t('s_' + s)))),
     el('p', { class: 'muted' }, t('sampled', rows.length))),
   el('section', {}, el('h2', {}, t('failingNow')), failing.length === 0 ? el('p', { class: 'muted' }, t('noneFailing')) :
     el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, [t('name'), t('pendingDead'), t('lastSuccess'), t('lastError')].map((h) => el('th', {}, h)))),
       el('tbody', {}, failing.map((s) => el('tr', {}, el('td', {}, el('a', { href: '#/deliveries?webhook=' + s.webhookId }, s.name)),
-        el('td', { class: 'num' }, `${s.pending + s.retrying} / ${s.dead}`), el('td', {}, fmtTime(s.lastSuccessAt)),
+        el('td', { class: 'num' }, `${s.pending + s.retrying} / ${s.dead}`), el('td', { class: 'time' }, fmtTime(s.lastSuccessAt)),
         el('td', { class: 'err' }, fmtTime(s.lastFailureAt), ': ', s.lastError || ''))))))));
   refreshTimer = setTimeout(() => { if (currentPage() === 'dashboard') pageDashboard().catch(showFailure); }, DASH_REFRESH_S * 1000);
 }
@@ -965,8 +1090,9 @@ function renderNav() {
   document.querySelectorAll('[data-i18n]').forEach((x) => { x.textContent = t(x.dataset.i18n); });
   document.title = 'sanhook · ' + t((NAV.find(([p]) => p === cur) || [0, 'navWebhooks'])[1]);
 }
-function showFailure(e) { show(el('h1', {}, t('error')), errorBox(e)); }
+function showFailure(e) { if (!(e instanceof Stale)) show(el('h1', {}, t('error')), errorBox(e)); }
 async function route() {
+  routeGen++;
   clearTimeout(refreshTimer);
   renderNav();
   const path = location.hash.replace(/^#\/?/, '').split('?')[0].split('/');
