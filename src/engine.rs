@@ -510,9 +510,11 @@ impl Engine {
         for (account, userid) in &changes {
             if let Some(other) = owner.get(userid) {
                 if other != account {
-                    return Err(Error::Conflict(format!(
-                        "platform user {userid} is already bound to account {other}; cannot also bind it to {account} (unbind {other} first)"
-                    )));
+                    return Err(Error::BindingConflict {
+                        userid: userid.clone(),
+                        bound_to: other.clone(),
+                        account: account.clone(),
+                    });
                 }
             }
             owner.insert(userid.clone(), account.clone());

@@ -24,6 +24,18 @@ pub enum Error {
     /// The request conflicts with what is stored (the message names both sides).
     #[error("{0}")]
     Conflict(String),
+    /// A platform user is already bound to another account of the same webhook.
+    #[error(
+        "platform user {userid} is already bound to account {bound_to}; cannot also bind it to \
+         {account} (unbind {bound_to} first)"
+    )]
+    BindingConflict {
+        userid: String,
+        /// The account it is bound to.
+        bound_to: String,
+        /// The account the request wanted to bind it to.
+        account: String,
+    },
     /// The engine is shutting down or an actor is gone.
     #[error("the engine is shutting down")]
     Unavailable,

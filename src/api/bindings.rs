@@ -66,7 +66,7 @@ async fn list(state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResp
     responses(
         (status = 200, description = "Every binding after the change", body = Vec<Binding>),
         (status = 400, description = "Not an app type, or a user id that is not a non-empty string (`field`: the account)", body = ErrorBody),
-        (status = 409, description = "The platform user is bound to another account: the message names both", body = ErrorBody),
+        (status = 409, description = "The platform user is bound to another account: the message names both, and `userid`, `boundTo` and `account` give them", body = ErrorBody),
     )
 )]
 #[put("/webhooks/{id}/bindings")]

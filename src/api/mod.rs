@@ -133,6 +133,17 @@ impl From<Error> for ApiError {
                 e.retry_after = Some(STORE_RETRY_AFTER);
                 return e;
             }
+            Error::BindingConflict {
+                userid,
+                bound_to,
+                account,
+            } => {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    e.to_string(),
+                    json!({"userid": userid, "boundTo": bound_to, "account": account}),
+                )
+            }
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,

@@ -877,6 +877,11 @@ async fn bind_rebind_unbind_and_conflicts() {
     assert_eq!(status, 409, "{v}");
     let e = v["error"].as_str().unwrap_or("");
     assert!(e.contains("bob") && e.contains("dave"), "{e}");
+    assert_eq!(
+        (&v["userid"], &v["boundTo"], &v["account"]),
+        (&json!("u1"), &json!("bob"), &json!("dave")),
+        "{v}"
+    );
     // Re-bind bob: u1 is free for dave now.
     bind(&s, wh, json!({"bob": "u3"})).await;
     bind(&s, wh, json!({"dave": "u1"})).await;
