@@ -73,7 +73,7 @@ const I18N = {
     quarantineTitle: 'Quarantine', quarantineIntro: 'Input from files or the database that could not be ingested, newest first.',
     source: 'Source', file: 'File', offset: 'Offset', reason: 'Reason', raw: 'Raw',
     dashTitle: 'Dashboard', perMinute: 'Deliveries per minute by status, last hour',
-    chartNote: 'Each bar counts the deliveries that reached a status in that minute: created (pending), a failed attempt to be tried again (retrying), delivered, dead or skipped; one delivery can count in several. Counted in memory since the server started.',
+    chartNote: 'Each bar counts the deliveries that reached a status in that minute: pending (created or re-queued), retrying (a first failed attempt, tried again later), delivered, dead or skipped; a delivery counts once in each status it reaches. Counted in memory since the server started.',
     chartQuiet: 'No delivery changed status in the last hour.',
     queueDepth: 'Queue depth', latency: 'Latency (event → 2xx)', latencyMean: 'mean {0}', failingNow: 'Webhooks failing now',
     health: 'Health', healthOk: 'ok', autoRefresh: 'Refreshes every {0} s', updated: 'Updated {0}',
@@ -158,7 +158,7 @@ const I18N = {
     quarantineTitle: '隔离区', quarantineIntro: '来自文件或数据库、无法导入的输入，最新的在前。',
     source: '来源', file: '文件', offset: '偏移', reason: '原因', raw: '原始内容',
     dashTitle: '概览', perMinute: '最近一小时每分钟各状态的发送量',
-    chartNote: '每根柱子统计该分钟内进入各状态的发送记录：创建（待发送）、失败后等待重试（重试中）、已送达、失败或已跳过；同一条记录可计入多个状态。自服务器启动起在内存中统计。',
+    chartNote: '每根柱子统计该分钟内进入各状态的发送记录：待发送（新建或重新排队）、重试中（首次尝试失败，稍后重试）、已送达、失败或已跳过；同一条记录在每个到达的状态各计一次。自服务器启动起在内存中统计。',
     chartQuiet: '最近一小时没有发送记录改变状态。',
     queueDepth: '队列深度', latency: '延迟（事件 → 2xx）', latencyMean: '平均 {0}', failingNow: '正在失败的 Webhook',
     health: '健康状态', healthOk: '正常', autoRefresh: '每 {0} 秒自动刷新', updated: '更新于 {0}',
@@ -1035,7 +1035,7 @@ function historyTable(d) {
       el('thead', {}, el('tr', {}, [t('h_time'), t('h_status'), t('h_error')].map((x) => el('th', { scope: 'col' }, x)))),
       el('tbody', {}, h.map((a) => el('tr', {},
         el('td', { class: 'time' }, fmtTime(a.at)),
-        el('td', { class: 'num' }, a.status ? String(a.status) : el('span', { class: 'muted' }, t('h_noAnswer'))),
+        el('td', { class: 'code' }, a.status ? String(a.status) : el('span', { class: 'muted' }, t('h_noAnswer'))),
         el('td', { class: a.error ? 'err' : 'muted' }, a.error ? el('div', {}, verdictWords(a.error), clamp(a.error)) : t('h_ok'))))))));
 }
 // "Bug #12 resolved" in the page's language (the catalog's labels; the codes when it has none).
@@ -1144,7 +1144,8 @@ async function pageDashboard() {
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('latency')), el('div', { class: 'big' }, 'p95 ≤ ' + fmtSecs(p95)), el('div', { class: 'muted' }, t('latencyMean', fmtSecs(mean)))),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('failingNow')), el('div', { class: 'big ' + (failing.length ? 'bad' : 'ok') }, String(failing.length)))),
   el('section', { class: 'panel chart' }, el('h2', {}, t('perMinute')), chart(buckets, main().clientWidth - 60),
-    el('div', { class: 'legend' }, STATUSES.map((s) => el('span', {}, el('i', { class: s }), t('s_' + s)))),
+    el('div', { class: 'legend' }, STATUSES.map((s) => el('span', {}, el('i', { class: s }), t('s_' + s), ' ',
+      el('b', { class: 'n' }, String(buckets.reduce((n, b) => n + (b[s] || 0), 0)))))),
     el('p', { class: 'muted' }, t('chartNote'))),
   el('section', {}, el('h2', {}, t('failingNow')), failing.length === 0 ? el('p', { class: 'muted' }, t('noneFailing')) :
     el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, [t('name'), t('pendingDead'), t('lastSuccess'), t('lastError')].map((h) => el('th', {}, h)))),
