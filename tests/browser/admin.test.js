@@ -510,6 +510,10 @@ async function main() {
   await api('POST', '/api/v1/events', event(1004, 104));
   const failed = await until(async () => (await api('GET', `/api/v1/deliveries?webhook=${ciId}&status=dead`))[0], 'the 500s to end dead (retry_schedule 1s, 1s)', 15000);
   expect(failed.attempts === 3 && /500/.test(failed.lastError), `the failing delivery: ${JSON.stringify(failed)}`);
+  // Its three attempts in its history: two retrying, the last one giving up.
+  await goto(`#/deliveries/${failed.id}`, '#history tbody tr');
+  expect(await page.locator('#history tbody tr', { hasText: '500' }).count() === 3, `the history of the 500s: ${await page.locator('#history').textContent()}`);
+  await shot('delivery-detail-dead-after-retries');
   await goto('#/dashboard', '.cards');
   await page.locator('.chart svg rect.delivered').first().waitFor();
   // GET /stats/minutes: bars for the deliveries of this run, the totals in the chart's label.
@@ -555,6 +559,7 @@ async function main() {
   for (const [hash, ready, name] of [
     ['#/webhooks', 'main tbody tr', 'zh-webhooks'],
     [`#/webhooks/${dingId}`, '#f-url', 'zh-webhook-edit'],
+    ['#/webhooks/new', '#preview-out .preview-error', 'zh-webhook-new'],
     ['#/triggers', '.matrix', 'zh-triggers'],
     [`#/bindings/${wcId}`, 'main td.mono', 'zh-bindings'],
     ['#/deliveries', 'main tbody tr', 'zh-deliveries'],
