@@ -723,7 +723,6 @@ async function pageWebhook(id) {
   // Fields the user has edited: a preview's field error marks only those (a new, empty form is not
   // painted red before anything was typed); the sentence beside the preview names it anyway.
   const touched = new Set();
-  let previewMark = null;
   let previewSeq = 0;
   let lastPreview = null;
   async function refreshPreview() {
@@ -740,8 +739,9 @@ async function pageWebhook(id) {
     try {
       const p = await api('POST', '/api/v1/preview', req);
       if (seq !== previewSeq) return;
-      unmarkPreview();
-      if (formErr.textContent && !main().querySelector('.field .invalid')) fill(formErr);
+      // The draft passes the checks a save makes: no field is wrong any more.
+      unmarkFields();
+      fill(formErr);
       const r = p.request;
       fill(previewOut, el('div', { class: 'mono' }, (r.method || 'POST') + ' ' + r.url),
         el('pre', { class: 'headers' }, Object.entries(r.headers || {}).map(([k, v]) => k + ': ' + v).join('\n')),
@@ -749,23 +749,21 @@ async function pageWebhook(id) {
     } catch (e) {
       if (e instanceof Stale || seq !== previewSeq) return;
       lastPreview = null;
-      unmarkPreview();
+      unmarkFields();
       // A template that parses but does not render names no field: its message starts with it.
       const msg = (e instanceof ApiError && e.body && e.body.error) || '';
       const field = e instanceof ApiError && e.status === 400 && ((e.body && e.body.field) || (/^(template\.(?:title|text|body))\b/.exec(msg) || [])[1]);
       if (field) {
         const box = main().querySelector(`.field[data-field="${CSS.escape(field)}"]`);
-        if (box && (touched.has(field) || !isNew)) { markField(box, e.body.error, false); previewMark = box; }
+        if (box && (touched.has(field) || !isNew)) markField(box, e.body.error, false);
         fill(previewOut, el('div', { class: 'verdict none preview-error' }, t('previewField', fieldName(box, field), e.body.error)));
       } else if (e instanceof ApiError && e.status === 400) fill(previewOut, el('div', { class: 'verdict none preview-error' }, t('previewFail', msg)));
       else fill(previewOut, errorBox(e));
     } finally { if (seq === previewSeq) previewOut.classList.remove('busy'); }
   }
-  function unmarkPreview() {
-    if (!previewMark) return;
-    previewMark.querySelector('.ferr').textContent = '';
-    previewMark.querySelectorAll('.invalid').forEach((x) => x.classList.remove('invalid'));
-    previewMark = null;
+  function unmarkFields() {
+    form.querySelectorAll('.ferr').forEach((x) => { x.textContent = ''; });
+    form.querySelectorAll('.invalid').forEach((x) => x.classList.remove('invalid'));
   }
   let debounce;
   const schedule = () => { clearTimeout(debounce); debounce = setTimeout(() => { if (previewOut.isConnected) refreshPreview(); }, PREVIEW_DEBOUNCE_MS); };
