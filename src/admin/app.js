@@ -13,6 +13,7 @@
 const I18N = {
   en: {
     language: 'Language', forgetToken: 'Forget token', tokenTitle: 'API token',
+    openapi: 'API description (OpenAPI)',
     tokenAsk: 'This server needs its API token (server.token in config.toml).', token: 'Token',
     tokenKept: 'Kept for this browser tab only.', ok: 'OK', tokenForgotten: 'Token forgotten',
     tokenRefused: 'The server refused that token: check server.token and type it again.',
@@ -44,8 +45,9 @@ const I18N = {
     f_triggers: 'Triggers', f_global: 'Global trigger settings', f_own: 'Own list for this webhook',
     f_template: 'Template', f_tplTitle: 'Title template', f_tplText: 'Text template', f_tplBody: 'Body template (JSON)',
     f_tplHint: 'MiniJinja; empty = the built-in message. Variables: objectType, objectID, objectName, actor, actorName, action, label, typeLabel, url, changes, text, lang…',
-    preview: 'Preview', previewSaved: 'Preview of the saved webhook (sample event unless you give one)',
-    previewNeedsSave: 'Save the webhook first: the preview and the test use the saved version.',
+    preview: 'Preview', previewLive: 'Live preview of the form as it is now, saved or not (the sample event unless you give one). Nothing is sent.',
+    previewNeedsSave: 'Send test sends the saved webhook: save it first.', testSaved: 'Send test sends the saved webhook: save your changes first.',
+    previewField: 'No preview yet: the field “{0}” is not accepted: {1}', previewFail: 'No preview: {0}',
     eventJson: 'Event (JSON, optional)', eventHint: 'Empty: the sample event (Alice resolving bug 12). App types need a toList of bound accounts.',
     sendTest: 'Send test', testing: 'Sending…', testOk: 'Delivered: the receiver accepted the message.',
     testFail: 'Not delivered ({0}).', response: 'Response', request: 'Request', rateLimited: 'Rate-limited: try again in {0} s.',
@@ -65,13 +67,17 @@ const I18N = {
     recoverIntro: 'Re-queue every dead delivery of a webhook created since a time, in their original order.',
     since: 'Dead since', requeued: '{0} deliveries re-queued.', requeuedOne: '1 delivery re-queued.', sinceNeeded: 'Pick the time from which dead deliveries are re-queued.', requeuedNone: 'No dead delivery of that webhook since then: nothing re-queued.', pickWebhook: 'Pick a webhook.',
     delivery: 'Delivery {0}', lastAttempt: 'Last attempt', nextAttempt: 'Next attempt', progress: 'Recipients',
-    served: 'Served', rejected: 'Refused by the platform', noRequest: 'Not sent yet.', attemptsNote: 'The log keeps the last attempt\'s request and response.',
+    served: 'Served', rejected: 'Refused by the platform', noRequest: 'Not sent yet.', attemptsNote: 'The request and response below are the last attempt\'s.',
+    history: 'Attempts', historyNote: 'The last five, oldest first.', h_time: 'Time', h_status: 'HTTP status', h_error: 'Error',
+    h_ok: 'accepted', h_noAnswer: 'no answer', noHistory: 'No attempt yet.',
     quarantineTitle: 'Quarantine', quarantineIntro: 'Input from files or the database that could not be ingested, newest first.',
     source: 'Source', file: 'File', offset: 'Offset', reason: 'Reason', raw: 'Raw',
-    dashTitle: 'Dashboard', perMinute: 'Deliveries per minute, last hour (by creation time, current status)',
+    dashTitle: 'Dashboard', perMinute: 'Deliveries per minute by status, last hour',
+    chartNote: 'Each bar counts the deliveries that reached a status in that minute: pending (created or re-queued), retrying (a first failed attempt, tried again later), delivered, dead or skipped; a delivery counts once in each status it reaches. Counted in memory since the server started.',
+    chartQuiet: 'No delivery changed status in the last hour.',
     queueDepth: 'Queue depth', latency: 'Latency (event → 2xx)', latencyMean: 'mean {0}', failingNow: 'Webhooks failing now',
     health: 'Health', healthOk: 'ok', autoRefresh: 'Refreshes every {0} s', updated: 'Updated {0}',
-    noneFailing: 'None: every webhook\'s latest outcome is a success.', sampled: 'Counted from the newest {0} deliveries.',
+    noneFailing: 'None: every webhook\'s latest outcome is a success.',
     s_pending: 'pending', s_retrying: 'retrying', s_delivered: 'delivered', s_dead: 'dead', s_skipped: 'skipped',
     minutesAgo: '{0} min ago', now: 'now', error: 'Error', notFound: 'Not found',
     retryHint: 'Send it again now (the receiver gets the same webhook-id).', sendAgain: 'Send again',
@@ -86,12 +92,13 @@ const I18N = {
     notSaved: 'Not saved: correct the field “{0}” above.', notSentYet: 'Nothing sent yet.', testResult: 'Test result',
     noneBound: 'No account is bound yet: type a Sanplex account beside a platform user below, then Bind.',
     noneFound: 'Nobody in the directory matches “{0}”.', noneUnbound: 'Everyone in the directory is bound.',
-    noneInDirectory: 'The platform\'s directory lists nobody (check the app\'s visible range).', departmentIds: 'Department IDs',
+    noneInDirectory: 'The platform\'s directory lists nobody (check the app\'s visible range).',
     noDeliveries: 'No deliveries yet: they appear here once an event fires a webhook.', noDeliveriesFiltered: 'No delivery matches these filters.',
     noQuarantine: 'Nothing quarantined: every line and row was ingested.', src_tail: 'file (tail)', src_db: 'database',
   },
   'zh-cn': {
     language: '语言', forgetToken: '清除令牌', tokenTitle: 'API 令牌',
+    openapi: 'API 说明（OpenAPI）',
     tokenAsk: '此服务器需要 API 令牌（config.toml 中的 server.token）。', token: '令牌',
     tokenKept: '仅保存在当前浏览器标签页。', ok: '确定', tokenForgotten: '已清除令牌',
     tokenRefused: '服务器拒绝了该令牌：请核对 server.token 后重新输入。',
@@ -123,8 +130,9 @@ const I18N = {
     f_triggers: '触发动作', f_global: '使用全局触发设置', f_own: '此 Webhook 单独设置',
     f_template: '模板', f_tplTitle: '标题模板', f_tplText: '正文模板', f_tplBody: '请求体模板（JSON）',
     f_tplHint: 'MiniJinja 语法；留空使用内置消息。变量：objectType、objectID、objectName、actor、actorName、action、label、typeLabel、url、changes、text、lang…',
-    preview: '预览', previewSaved: '已保存版本的预览（未填写事件时使用示例事件）',
-    previewNeedsSave: '请先保存：预览和测试使用已保存的版本。',
+    preview: '预览', previewLive: '表单当前内容的实时预览（无论是否已保存；未填写事件时使用示例事件）。不会发送任何消息。',
+    previewNeedsSave: '发送测试使用已保存的 Webhook：请先保存。', testSaved: '发送测试使用已保存的版本：请先保存修改。',
+    previewField: '暂无预览：字段“{0}”未通过检查：{1}', previewFail: '无法预览：{0}',
     eventJson: '事件（JSON，可选）', eventHint: '留空：示例事件（Alice 解决了 Bug 12）。应用消息类型需要包含已绑定账号的 toList。',
     sendTest: '发送测试', testing: '发送中…', testOk: '发送成功：接收方已接收消息。',
     testFail: '发送失败（{0}）。', response: '响应', request: '请求', rateLimited: '已达发送频率上限：请 {0} 秒后再试。',
@@ -144,13 +152,17 @@ const I18N = {
     recoverIntro: '将某个 Webhook 自某时间以来创建的所有失败消息按原顺序重新排队。',
     since: '失败起始时间', requeued: '已重新排队 {0} 条。', requeuedOne: '已重新排队 1 条。', sinceNeeded: '请选择从哪个时间起重新排队失败的发送记录。', requeuedNone: '该 Webhook 在此时间之后没有失败的发送记录：未重新排队。', pickWebhook: '请选择 Webhook。',
     delivery: '发送记录 {0}', lastAttempt: '最近尝试', nextAttempt: '下次尝试', progress: '接收人',
-    served: '已送达', rejected: '平台拒收', noRequest: '尚未发送。', attemptsNote: '日志保留最近一次尝试的请求和响应。',
+    served: '已送达', rejected: '平台拒收', noRequest: '尚未发送。', attemptsNote: '下方的请求和响应为最近一次尝试的内容。',
+    history: '尝试记录', historyNote: '最近五次，最早的在前。', h_time: '时间', h_status: 'HTTP 状态码', h_error: '错误',
+    h_ok: '已接收', h_noAnswer: '无响应', noHistory: '尚未尝试。',
     quarantineTitle: '隔离区', quarantineIntro: '来自文件或数据库、无法导入的输入，最新的在前。',
     source: '来源', file: '文件', offset: '偏移', reason: '原因', raw: '原始内容',
-    dashTitle: '概览', perMinute: '最近一小时每分钟的发送量（按创建时间，当前状态）',
+    dashTitle: '概览', perMinute: '最近一小时每分钟各状态的发送量',
+    chartNote: '每根柱子统计该分钟内进入各状态的发送记录：待发送（新建或重新排队）、重试中（首次尝试失败，稍后重试）、已送达、失败或已跳过；同一条记录在每个到达的状态各计一次。自服务器启动起在内存中统计。',
+    chartQuiet: '最近一小时没有发送记录改变状态。',
     queueDepth: '队列深度', latency: '延迟（事件 → 2xx）', latencyMean: '平均 {0}', failingNow: '正在失败的 Webhook',
     health: '健康状态', healthOk: '正常', autoRefresh: '每 {0} 秒自动刷新', updated: '更新于 {0}',
-    noneFailing: '无：每个 Webhook 最近一次结果都是成功。', sampled: '统计自最新的 {0} 条发送记录。',
+    noneFailing: '无：每个 Webhook 最近一次结果都是成功。',
     s_pending: '待发送', s_retrying: '重试中', s_delivered: '已送达', s_dead: '失败', s_skipped: '已跳过',
     minutesAgo: '{0} 分钟前', now: '现在', error: '错误', notFound: '未找到',
     retryHint: '立即重新发送（接收方收到相同的 webhook-id）。', sendAgain: '再次发送',
@@ -165,7 +177,7 @@ const I18N = {
     notSaved: '未保存：请修改上方的“{0}”。', notSentYet: '尚未发送。', testResult: '测试结果',
     noneBound: '还没有绑定账号：在下方平台用户旁填写禅道账号，再点击绑定。',
     noneFound: '通讯录中没有匹配“{0}”的用户。', noneUnbound: '通讯录中的用户都已绑定。',
-    noneInDirectory: '平台通讯录中没有用户（请检查应用的可见范围）。', departmentIds: '部门 ID',
+    noneInDirectory: '平台通讯录中没有用户（请检查应用的可见范围）。',
     noDeliveries: '还没有发送记录：事件触发 Webhook 后会显示在这里。', noDeliveriesFiltered: '没有符合筛选条件的发送记录。',
     noQuarantine: '隔离区为空：所有行都已导入。', src_tail: '文件（tail）', src_db: '数据库',
   },
@@ -523,6 +535,19 @@ async function pageTriggers() {
 }
 
 // --- the webhook form ---
+const PREVIEW_DEBOUNCE_MS = 400;
+// A field's message beside it (.ferr) and its control marked; `focus` after a refused save only.
+function markField(box, msg, focus) {
+  box.querySelector('.ferr').textContent = msg;
+  const ctl = box.querySelector('input, select, textarea');
+  if (ctl) { ctl.classList.add('invalid'); if (focus) ctl.focus(); }
+}
+// The label of a .field box as the page shows it (the API's field name when it has none).
+function fieldName(box, field) {
+  const ctl = box && box.querySelector('input, select, textarea');
+  const name = ctl && main().querySelector(`label[for="${CSS.escape(ctl.id)}"]`);
+  return name ? name.textContent : field;
+}
 function fieldRow(key, labelText, control, opts) {
   opts = opts || {};
   const id = 'f-' + key.replace(/\W/g, '-');
@@ -645,13 +670,11 @@ async function pageWebhook(id) {
     const field = e instanceof ApiError && e.body && e.body.field;
     const box = field && main().querySelector(`.field[data-field="${CSS.escape(field)}"]`);
     if (box) {
-      box.querySelector('.ferr').textContent = e.body.error;
-      const ctl = box.querySelector('input, select, textarea');
-      if (ctl) { ctl.classList.add('invalid'); ctl.focus(); }
-      const name = main().querySelector(`label[for="${CSS.escape(ctl ? ctl.id : '')}"]`);
-      formErr.append(el('div', { class: 'error-box' }, t('notSaved', name ? name.textContent : field)));
+      markField(box, e.body.error, true);
+      formErr.append(el('div', { class: 'error-box' }, t('notSaved', fieldName(box, field))));
     } else formErr.append(errorBox(e));
   }
+  let savedBody = null;
   const saveBtn = el('button', { type: 'submit', class: 'primary' }, t('save'));
   const form = el('form', {
     novalidate: true,
@@ -663,7 +686,7 @@ async function pageWebhook(id) {
         const saved = isNew ? await api('POST', '/api/v1/webhooks', body()) : await api('PUT', '/api/v1/webhooks/' + id, body());
         toast(t('saved'));
         if (isNew) location.hash = '#/webhooks/' + saved.id;
-        else { Object.assign(w, saved); refreshPreview(); }
+        else { Object.assign(w, saved); savedBody = JSON.stringify(body()); refreshPreview(); }
       } catch (e) { showError(e); }
       saveBtn.disabled = false;
     },
@@ -676,10 +699,12 @@ async function pageWebhook(id) {
   el('div', { class: 'row end' }, el('a', { class: 'button', href: '#/webhooks' }, t('cancel')),
     isNew ? null : el('button', { type: 'button', class: 'danger', onclick: () => deleteWebhook(w) }, t('delete')), saveBtn));
 
-  // Preview and test: both act on the saved webhook (the API previews a stored webhook by id).
+  // Preview: live, of the form as it is (POST /api/v1/preview, nothing stored or sent), refreshed
+  // PREVIEW_DEBOUNCE_MS after the last edit. Send test: the saved webhook (it is a real send).
   const eventBox = el('textarea', { rows: 4, spellcheck: 'false', id: 'f-event', placeholder: '{"objectType": "bug", "objectID": 12, "action": "resolved", "actor": "alice", "toList": ["bob"]}' });
-  const previewOut = el('div', { 'aria-live': 'polite' });
+  const previewOut = el('div', { id: 'preview-out', 'aria-live': 'polite' });
   const testOut = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, t('notSentYet')));
+  const dirtyNote = el('p', { class: 'hint warn', hidden: true }, t('testSaved'));
   // App types send to bound accounts only: "Send to" picks one of them for the sample event.
   const isApp = !isNew && APP_TYPES.includes(w.type);
   const toSel = el('select', { id: 'f-testTo', onchange: () => refreshPreview() }, el('option', { value: '' }, t('testToNobody')));
@@ -695,17 +720,61 @@ async function pageWebhook(id) {
     JSON.parse(s); // throws with a message
     return s;
   }
+  // Fields the user has edited: a preview's field error marks only those (a new, empty form is not
+  // painted red before anything was typed); the sentence beside the preview names it anyway.
+  const touched = new Set();
+  let previewSeq = 0;
+  let lastPreview = null;
   async function refreshPreview() {
-    if (isNew) return;
-    fill(previewOut, el('p', { class: 'muted' }, t('loading')));
+    let req;
     try {
-      const p = await api('POST', `/api/v1/webhooks/${id}/preview`, eventBody());
+      const ev = eventBody();
+      req = JSON.stringify(Object.assign({ webhook: body() }, isNew ? {} : { id: Number(id) }, ev === undefined ? {} : { event: JSON.parse(ev) }));
+    } catch (e) { lastPreview = null; fill(previewOut, errorBox(t('invalidJson', e.message))); return; }
+    dirtyNote.hidden = isNew || JSON.stringify(body()) === savedBody;
+    if (req === lastPreview) return;
+    lastPreview = req;
+    const seq = ++previewSeq;
+    previewOut.classList.add('busy');
+    try {
+      const p = await api('POST', '/api/v1/preview', req);
+      if (seq !== previewSeq) return;
+      // The draft passes the checks a save makes: no field is wrong any more.
+      unmarkFields();
+      fill(formErr);
       const r = p.request;
       fill(previewOut, el('div', { class: 'mono' }, (r.method || 'POST') + ' ' + r.url),
-        el('pre', {}, Object.entries(r.headers || {}).map(([k, v]) => k + ': ' + v).join('\n')),
-        el('pre', {}, pretty(r.body)));
-    } catch (e) { fill(previewOut, errorBox(e instanceof SyntaxError ? t('invalidJson', e.message) : e)); }
+        el('pre', { class: 'headers' }, Object.entries(r.headers || {}).map(([k, v]) => k + ': ' + v).join('\n')),
+        el('pre', { class: 'body' }, pretty(r.body)));
+    } catch (e) {
+      if (e instanceof Stale || seq !== previewSeq) return;
+      lastPreview = null;
+      unmarkFields();
+      // A template that parses but does not render names no field: its message starts with it.
+      const msg = (e instanceof ApiError && e.body && e.body.error) || '';
+      const field = e instanceof ApiError && e.status === 400 && ((e.body && e.body.field) || (/^(template\.(?:title|text|body))\b/.exec(msg) || [])[1]);
+      if (field) {
+        const box = main().querySelector(`.field[data-field="${CSS.escape(field)}"]`);
+        if (box && (touched.has(field) || !isNew)) markField(box, e.body.error, false);
+        fill(previewOut, el('div', { class: 'verdict none preview-error' }, t('previewField', fieldName(box, field), e.body.error)));
+      } else if (e instanceof ApiError && e.status === 400) fill(previewOut, el('div', { class: 'verdict none preview-error' }, t('previewFail', msg)));
+      else fill(previewOut, errorBox(e));
+    } finally { if (seq === previewSeq) previewOut.classList.remove('busy'); }
   }
+  function unmarkFields() {
+    form.querySelectorAll('.ferr').forEach((x) => { x.textContent = ''; });
+    form.querySelectorAll('.invalid').forEach((x) => x.classList.remove('invalid'));
+  }
+  let debounce;
+  const schedule = () => { clearTimeout(debounce); debounce = setTimeout(() => { if (previewOut.isConnected) refreshPreview(); }, PREVIEW_DEBOUNCE_MS); };
+  const onEdit = (ev) => {
+    const f = ev.target.closest && ev.target.closest('.field');
+    if (f) touched.add(f.dataset.field);
+    schedule();
+  };
+  form.addEventListener('input', onEdit);
+  form.addEventListener('change', onEdit);
+  eventBox.addEventListener('input', schedule);
   async function sendTest(btn) {
     btn.disabled = true;
     fill(testOut, el('p', { class: 'muted' }, t('testing')));
@@ -720,18 +789,15 @@ async function pageWebhook(id) {
     }
     btn.disabled = false;
   }
-  let debounce;
-  eventBox.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(refreshPreview, 600); });
   const testBtn = el('button', { type: 'button', onclick: (ev) => sendTest(ev.currentTarget) }, t('sendTest'));
-  const tryPanel = el('section', { class: 'panel' }, el('h2', {}, t('preview'), ' / ', t('sendTest')),
-    isNew ? el('p', { class: 'muted' }, t('previewNeedsSave')) : [
-      el('p', { class: 'muted' }, t('previewSaved')),
-      isApp ? el('div', { class: 'row spaced' }, el('label', { for: 'f-testTo' }, t('testTo')), toSel,
-        el('span', { class: 'hint muted' }, t('testToHint'), ' ', el('a', { href: '#/bindings/' + id }, t('bindingsTitle')))) : null,
-      el('label', { for: 'f-event' }, t('eventJson')), eventBox, el('p', { class: 'hint muted' }, t('eventHint')),
-      el('div', { class: 'row' }, el('button', { type: 'button', onclick: refreshPreview }, t('preview')), testBtn),
-      el('div', { class: 'two' }, el('div', {}, el('h3', {}, t('request')), previewOut), el('div', {}, el('h3', {}, t('testResult')), testOut)),
-    ]);
+  const tryPanel = el('section', { class: 'panel', id: 'try' }, el('h2', {}, t('preview'), ' / ', t('sendTest')),
+    el('p', { class: 'muted' }, t('previewLive')),
+    isApp ? el('div', { class: 'row spaced' }, el('label', { for: 'f-testTo' }, t('testTo')), toSel,
+      el('span', { class: 'hint muted' }, t('testToHint'), ' ', el('a', { href: '#/bindings/' + id }, t('bindingsTitle')))) : null,
+    el('label', { for: 'f-event' }, t('eventJson')), eventBox, el('p', { class: 'hint muted' }, t('eventHint')),
+    el('div', { class: 'two' },
+      el('div', {}, el('h3', {}, t('request')), previewOut),
+      el('div', {}, el('h3', {}, t('testResult')), isNew ? el('p', { class: 'muted' }, t('previewNeedsSave')) : [el('div', { class: 'row' }, testBtn), dirtyNote, testOut])));
 
   show(el('div', { class: 'row' }, el('h1', {}, isNew ? t('newWebhook') : t('editWebhook', id) + ' · ' + w.name), el('span', { class: 'spacer' }),
     isNew ? null : el('a', { class: 'button', href: '#/deliveries?webhook=' + id }, t('deliveries')),
@@ -740,7 +806,9 @@ async function pageWebhook(id) {
   form, tryPanel);
   layout();
   syncTrig();
-  refreshPreview();
+  savedBody = JSON.stringify(body());
+  fill(previewOut, el('p', { class: 'muted' }, t('loading')));
+  await refreshPreview();
 }
 
 // --- binding ---
@@ -759,10 +827,13 @@ async function pageBindings(id) {
   let bindings = [];
   let users = [];
 
+  // A 409 {"error", "userid", "boundTo", "account"}: the sentence in the page's language.
   function conflictText(e) {
-    const m = /platform user (.+) is already bound to account (.+); cannot also bind it to (.+?) \(/.exec((e.body && e.body.error) || '');
-    return m ? t('conflict', m[1], m[2], m[3]) : errorText(e);
+    const b = e.body || {};
+    return b.userid && b.boundTo && b.account ? t('conflict', b.userid, b.boundTo, b.account) : errorText(e);
   }
+  // Department names (departmentNames, same order as departments), the id where a name is empty.
+  const deptNames = (u) => (u.departments || []).map((d, i) => ((u.departmentNames || [])[i] || String(d)));
   async function put(account, userid) {
     fill(status);
     try {
@@ -787,15 +858,15 @@ async function pageBindings(id) {
   function renderDir() {
     const owner = new Map(bindings.map((b) => [b.userid, b.account]));
     const q = searchBox.value.trim().toLowerCase();
-    const shown = users.filter((u) => !q || [u.userid, u.name, ...(u.departments || [])].join(' ').toLowerCase().includes(q));
+    const shown = users.filter((u) => !q || [u.userid, u.name, ...(u.departments || []), ...deptNames(u)].join(' ').toLowerCase().includes(q));
     fill(dirBox, el('h2', {}, t('directory'), ` (${shown.length})`), shown.length === 0 ? el('p', { class: 'muted' }, q ? t('noneFound', searchBox.value.trim()) : unbound.checked ? t('noneUnbound') : t('noneInDirectory')) :
-      el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['userid', 'name', 'departmentIds', 'account', 'actions'].map((k) => el('th', {}, t(k))))),
+      el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['userid', 'name', 'departments', 'account', 'actions'].map((k) => el('th', {}, t(k))))),
         el('tbody', {}, shown.map((u) => {
           const acc = owner.get(u.userid);
           const input = el('input', { type: 'text', value: acc || '', 'aria-label': t('account') + ' — ' + (u.name || u.userid), size: 14 });
           const go = () => { const a = input.value.trim(); if (!a) { toast(t('accountNeeded')); input.focus(); return; } put(a, u.userid); };
           input.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') go(); });
-          return el('tr', {}, el('td', { class: 'mono' }, u.userid), el('td', {}, u.name || ''), el('td', {}, (u.departments || []).join(', ')),
+          return el('tr', {}, el('td', { class: 'mono' }, u.userid), el('td', {}, u.name || ''), el('td', { title: (u.departments || []).join(', ') }, deptNames(u).join(', ')),
             el('td', {}, input, acc ? el('div', { class: 'muted' }, t('boundTo', acc)) : null),
             el('td', {}, el('div', { class: 'row' }, el('button', { type: 'button', class: 'primary', onclick: go }, acc ? t('rebind') : t('bind')),
               acc ? el('button', { type: 'button', class: 'danger', onclick: () => unbind(acc) }, t('unbind')) : null)));
@@ -939,6 +1010,7 @@ async function pageDelivery(id, again) {
     [t('lastAttempt'), d.lastAttemptAt ? fmtTime(d.lastAttemptAt) : '—'], [t('nextAttempt'), d.nextAttemptAt ? fmtTime(d.nextAttemptAt) : '—'],
     [t('lastStatus'), d.lastStatus ? String(d.lastStatus) : '—'], d.lastError ? [t('lastError'), el('span', { class: 'err' }, verdictWords(d.lastError), d.lastError, bindingLink(d))] : null,
   ]), el('p', { class: 'muted' }, t('attemptsNote'))),
+  historyTable(d),
   (p.served || p.rejected) ? el('section', { class: 'panel' }, el('h2', {}, t('progress')), kv([
     [t('served'), (p.served || []).map(who).join(', ') || '—'],
     [t('rejected'), (p.rejected || []).map((r) => `${who(r.userid)}: ${r.code} ${r.error}`).join('; ') || '—'],
@@ -952,6 +1024,17 @@ async function pageDelivery(id, again) {
       if (location.hash.replace(/^#\/?/, '') === 'deliveries/' + id) pageDelivery(id, true).catch(showFailure);
     }, DETAIL_REFRESH_S * 1000);
   }
+}
+// The delivery's last attempts (history: oldest first, at most five): time, HTTP status, error.
+function historyTable(d) {
+  const h = d.history || [];
+  return el('section', { id: 'history' }, el('div', { class: 'row' }, el('h2', {}, t('history'), ` (${d.attempts})`), el('span', { class: 'muted small' }, h.length ? t('historyNote') : '')),
+    h.length === 0 ? el('p', { class: 'muted' }, t('noHistory')) : el('div', { class: 'table-wrap' }, el('table', {},
+      el('thead', {}, el('tr', {}, [t('h_time'), t('h_status'), t('h_error')].map((x) => el('th', { scope: 'col' }, x)))),
+      el('tbody', {}, h.map((a) => el('tr', {},
+        el('td', { class: 'time' }, fmtTime(a.at)),
+        el('td', { class: 'code' }, a.status ? String(a.status) : el('span', { class: 'muted' }, t('h_noAnswer'))),
+        el('td', { class: a.error ? 'err' : 'muted' }, a.error ? el('div', {}, verdictWords(a.error), clamp(a.error)) : t('h_ok'))))))));
 }
 // "Bug #12 resolved" in the page's language (the catalog's labels; the codes when it has none).
 function eventText(cat, d) {
@@ -978,11 +1061,11 @@ async function pageQuarantine() {
 }
 
 // --- dashboard ---
-// Per-minute counts come from GET /api/v1/deliveries pages (newest first, up to DASH_PAGES pages of
-// 1000), bucketed by createdAt with each delivery's current status; queue depth and latency come
-// from GET /metrics (sanhook_queue_depth, sanhook_delivery_seconds); "failing now" from /api/v1/stats.
+// Per-minute counts come from GET /api/v1/stats/minutes (60 rows, oldest first: how many deliveries
+// reached each status in each minute, kept in memory since the server started); queue depth and
+// latency from GET /metrics (sanhook_queue_depth, sanhook_delivery_seconds); "failing now" from
+// /api/v1/stats.
 const DASH_REFRESH_S = 15;
-const DASH_PAGES = 5;
 function parseMetrics(text) {
   const out = {};
   for (const line of text.split('\n')) {
@@ -1008,11 +1091,13 @@ function histQuantile(m, name, q) {
 function chart(buckets, width) {
   const W = Math.max(320, Math.min(960, Math.round(width || 960))), H = W < 600 ? 200 : 240, L = 32, R = 10, T = 10, B = 28;
   const every = W < 600 ? 20 : 10;
-  const max = Math.max(1, ...buckets.map((b) => STATUSES.reduce((s, k) => s + b[k], 0)));
+  const max = Math.max(1, ...buckets.map((b) => STATUSES.reduce((s, k) => s + (b[k] || 0), 0)));
   const nice = max <= 5 ? max : Math.ceil(max / 5) * 5;
   const bw = (W - L - R) / buckets.length;
   const y = (v) => H - B - (v / nice) * (H - T - B);
-  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': t('perMinute') });
+  const totals = STATUSES.map((s) => [s, buckets.reduce((n, b) => n + (b[s] || 0), 0)]).filter(([, n]) => n);
+  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img',
+    'aria-label': t('perMinute') + ': ' + (totals.length ? totals.map(([s, n]) => `${t('s_' + s)} ${n}`).join(', ') : t('chartQuiet')) });
   for (let i = 0; i <= 5; i++) {
     const v = Math.round((nice * i) / 5);
     g.append(svg('line', { class: 'grid', x1: L, x2: W - R, y1: y(v), y2: y(v) }), svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(v)));
@@ -1023,6 +1108,7 @@ function chart(buckets, width) {
       if (!b[s]) continue;
       const r = svg('rect', { class: s, x: L + i * bw + 1, width: Math.max(1, bw - 2), y: y(acc + b[s]), height: y(acc) - y(acc + b[s]) });
       r.append(svg('title', {}, `${fmtClock(new Date(b.t)).slice(0, 5)} ${t('s_' + s)}: ${b[s]}`));
+      r.dataset.n = b[s];
       g.append(r);
       acc += b[s];
     }
@@ -1030,31 +1116,18 @@ function chart(buckets, width) {
     if (ago % every === 0) g.append(svg('text', { x: L + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, ago === 0 ? t('now') : t('minutesAgo', ago)));
   });
   g.append(svg('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
+  if (!totals.length) g.append(svg('text', { class: 'quiet', x: (L + W - R) / 2, y: (T + H - B) / 2, 'text-anchor': 'middle' }, t('chartQuiet')));
   return g;
 }
 async function pageDashboard() {
   if (!main().querySelector('.cards')) show(el('h1', {}, t('dashTitle')), el('p', { class: 'muted' }, t('loading')));
   const now = Date.now();
-  const since = now - 3600e3;
-  const [metricsText, stats, hooks, health] = await Promise.all([
+  const [metricsText, stats, hooks, health, minutes] = await Promise.all([
     api('GET', '/metrics', undefined, true), api('GET', '/api/v1/stats'), api('GET', '/api/v1/webhooks'),
     fetch('/healthz', { cache: 'no-store' }).then((r) => r.json()).catch(() => ({ status: '?' })),
+    api('GET', '/api/v1/stats/minutes'),
   ]);
-  let rows = [];
-  let before = '';
-  for (let page = 0; page < DASH_PAGES; page++) {
-    const batch = await api('GET', '/api/v1/deliveries?limit=1000' + (before ? '&before=' + before : ''));
-    rows = rows.concat(batch);
-    if (batch.length < 1000 || new Date(batch[batch.length - 1].createdAt).getTime() < since) break;
-    before = String(batch[batch.length - 1].id);
-  }
-  const start = Math.floor(since / 60e3) * 60e3 + 60e3;
-  const buckets = Array.from({ length: 60 }, (_, i) => Object.assign({ t: start + i * 60e3 }, Object.fromEntries(STATUSES.map((s) => [s, 0]))));
-  for (const d of rows) {
-    const ts = new Date(d.createdAt).getTime();
-    const i = Math.floor((ts - start) / 60e3);
-    if (i >= 0 && i < 60 && d.status in buckets[i]) buckets[i][d.status]++;
-  }
+  const buckets = minutes.map((m) => Object.assign({ t: Date.parse(m.at) }, m));
   const m = parseMetrics(metricsText);
   const mean = (m.sanhook_delivery_seconds_sum || 0) / (m.sanhook_delivery_seconds_count || NaN);
   const p95 = histQuantile(m, 'sanhook_delivery_seconds', 0.95);
@@ -1069,8 +1142,9 @@ async function pageDashboard() {
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('latency')), el('div', { class: 'big' }, 'p95 ≤ ' + fmtSecs(p95)), el('div', { class: 'muted' }, t('latencyMean', fmtSecs(mean)))),
     el('div', { class: 'card' }, el('div', { class: 'muted' }, t('failingNow')), el('div', { class: 'big ' + (failing.length ? 'bad' : 'ok') }, String(failing.length)))),
   el('section', { class: 'panel chart' }, el('h2', {}, t('perMinute')), chart(buckets, main().clientWidth - 60),
-    el('div', { class: 'legend' }, STATUSES.map((s) => el('span', {}, el('i', { class: s }), t('s_' + s)))),
-    el('p', { class: 'muted' }, t('sampled', rows.length))),
+    el('div', { class: 'legend' }, STATUSES.map((s) => el('span', {}, el('i', { class: s }), t('s_' + s), ' ',
+      el('b', { class: 'n' }, String(buckets.reduce((n, b) => n + (b[s] || 0), 0)))))),
+    el('p', { class: 'muted' }, t('chartNote'))),
   el('section', {}, el('h2', {}, t('failingNow')), failing.length === 0 ? el('p', { class: 'muted' }, t('noneFailing')) :
     el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, el('tr', {}, [t('name'), t('pendingDead'), t('lastSuccess'), t('lastError')].map((h) => el('th', {}, h)))),
       el('tbody', {}, failing.map((s) => el('tr', {}, el('td', {}, el('a', { href: '#/deliveries?webhook=' + s.webhookId }, s.name)),

@@ -259,6 +259,10 @@ async function main() {
   // ---- Webhooks: empty list -------------------------------------------------------------------
   step('Webhooks: the empty list');
   await goto('#/webhooks', 'main h1');
+  // The footer's link to the OpenAPI description (served without a token).
+  const oaHref = await page.locator('footer a', { hasText: 'API description (OpenAPI)' }).getAttribute('href');
+  const oa = await (await fetch(origin + oaHref)).json();
+  expect(/^3\.1/.test(oa.openapi || ''), `the footer's OpenAPI link gives ${JSON.stringify(oa).slice(0, 200)}`);
   await page.getByRole('link', { name: 'New webhook' }).first().waitFor();
   await page.locator('main .empty', { hasText: 'No webhooks yet' }).waitFor();
   await shot('webhooks-empty');
@@ -273,13 +277,26 @@ async function main() {
   const whsec = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
   await page.locator('#f-secret').fill(whsec);
   await page.locator('#f-products').fill('1');
+  // The live preview (POST /api/v1/preview, nothing saved): the refused URL as a sentence beside
+  // it, and the URL field (edited) marked, before Save is pressed.
+  await page.locator('#preview-out .preview-error', { hasText: 'URL' }).waitFor();
+  await fieldError('url').filter({ hasText: /http/ }).waitFor();
+  expect(await page.locator('#f-url').evaluate((e) => e.classList.contains('invalid')), 'the preview does not mark the refused URL');
+  await shot('webhook-new-preview-error');
   await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('main .error-box', { hasText: 'Not saved' }).waitFor();
   await fieldError('url').filter({ hasText: /http/ }).waitFor();
   expect(await page.locator('#f-url').evaluate((e) => e.classList.contains('invalid') && document.activeElement === e),
     'the refused URL field is neither marked nor focused');
   expect(await page.locator('.ferr:not(:empty)').count() === 1, 'more than one field shows an error');
   await shot('webhook-new-field-error');
   await page.locator('#f-url').fill(receiver.url);
+  // Corrected: the preview shows the request the form would send (not saved yet).
+  await page.locator('#preview-out .mono', { hasText: receiver.url }).waitFor();
+  await page.locator('#preview-out pre.body', { hasText: '"objectType": "bug"' }).waitFor();
+  expect(await page.locator('#f-url').evaluate((e) => !e.classList.contains('invalid')) && await fieldError('url').textContent() === '',
+    'the URL is still marked after the preview accepted it');
+  expect((await api('GET', '/api/v1/webhooks')).length === 0, 'the preview stored a webhook');
   receiver.state.secret = whsec;
   await page.getByRole('button', { name: 'Save' }).click();
   await page.waitForURL(/#\/webhooks\/\d+$/);
@@ -297,9 +314,22 @@ async function main() {
   const tested = await receiver.waitFor((r) => r.path === '/hook', 'test request', STEP_MS, from);
   expect(tested.status === 200, `the receiver refused the test (${tested.status}: ${JSON.stringify(tested.answer)}), signature headers ${tested.headers['webhook-signature']}`);
   expect(tested.json && tested.json.objectType === 'bug' && /Alice resolved/.test(tested.json.text), `test payload: ${tested.body}`);
-  await page.getByRole('button', { name: 'Preview' }).click();
-  await page.locator('main pre', { hasText: '"objectType"' }).first().waitFor();
-  await shot('webhook-edit-test-sent');
+  // An edited body template shows in the live preview before it is saved (the secret stays
+  // masked: with the id, ****** stands for the stored one).
+  await page.locator('#preview-out pre.body', { hasText: '"objectType"' }).waitFor();
+  await page.locator('#f-template-body').fill('{"said": "{{ actorName }} did {{ action }} on #{{ objectID }}"}');
+  await page.locator('#preview-out pre.body', { hasText: '"said": "Alice did resolved on #12"' }).waitFor();
+  await page.locator('#preview-out pre.headers', { hasText: 'webhook-signature' }).waitFor();
+  expect(await page.locator('main .hint.warn').isVisible(), 'no note that Send test sends the saved webhook');
+  expect(!(await api('GET', `/api/v1/webhooks/${ciId}`)).template, 'the preview saved the template');
+  await shot('webhook-edit-live-preview');
+  // A template that does not parse: the field is marked, the sentence names it.
+  await page.locator('#f-template-body').fill('{"said": "{{ actorName "}');
+  await page.locator('#preview-out .preview-error', { hasText: 'Body template' }).waitFor();
+  expect(await page.locator('#f-template-body').evaluate((e) => e.classList.contains('invalid')), 'the refused template is not marked');
+  await page.locator('#f-template-body').fill('');
+  await page.locator('#preview-out pre.body', { hasText: 'Alice resolved' }).waitFor();
+  expect(await page.locator('#f-template-body').evaluate((e) => !e.classList.contains('invalid')), 'the emptied template is still marked');
 
   // ---- a `dinggroup` webhook with the keyboard only -------------------------------------------
   step('New dinggroup webhook, keyboard only (Tab / typing / arrows / Enter)');
@@ -405,12 +435,18 @@ async function main() {
   await page.locator(`main a[href="#/deliveries/${dead.id}"]`).click();
   await page.locator('main .badge.dead').waitFor();
   await page.locator('main', { hasText: '410' }).waitFor();
+  // Its attempts: the 410 row in the history table.
+  await page.locator('#history tbody tr', { hasText: '410' }).first().waitFor();
+  expect(await page.locator('#history tbody tr').count() === dead.attempts, `the history does not list the ${dead.attempts} attempt(s)`);
   await shot('delivery-detail-dead');
   receiver.state.mode = 200;
   from = receiver.requests.length;
   await page.getByRole('button', { name: 'Retry' }).click();
   await receiver.waitFor((r) => r.json && r.json.objectID === '102' && r.status === 200, 'the retried delivery', STEP_MS, from);
   await page.locator('main .badge.delivered').waitFor({ timeout: 15000 });
+  await until(async () => (await page.locator('#history tbody tr').count()) === dead.attempts + 1, 'the retry in the history');
+  expect(/410/.test(await page.locator('#history tbody tr').first().textContent()) && /200/.test(await page.locator('#history tbody tr').last().textContent()),
+    `the history is not 410 then 200: ${await page.locator('#history tbody').textContent()}`);
   await shot('delivery-detail-retried');
 
   // ---- binding from the WeCom directory -------------------------------------------------------
@@ -418,8 +454,9 @@ async function main() {
   await goto(`#/bindings/${wcId}`, '#b-directory td.mono');
   const row = (userid) => page.locator('#b-directory tbody tr', { has: page.locator('td.mono', { hasText: new RegExp(`^${userid}$`) }) });
   await row('zhangsan').waitFor();
-  // The API lists department ids (names would be better: see the report); either is shown.
-  expect(/R&D|2, 3/.test(await row('lisi').textContent()), 'the directory shows no departments for lisi');
+  // Department names (departmentNames), not ids.
+  expect(/R&D, Sales/.test(await row('lisi').textContent()), `the directory shows no department names for lisi: ${await row('lisi').textContent()}`);
+  expect(await page.locator('#b-directory th', { hasText: /^Departments$/ }).count() === 1, 'the directory column is not "Departments"');
   await shot('bindings-directory');
   await row('zhangsan').locator('input').fill('bob');
   await row('zhangsan').getByRole('button', { name: 'Bind' }).click();
@@ -473,8 +510,17 @@ async function main() {
   await api('POST', '/api/v1/events', event(1004, 104));
   const failed = await until(async () => (await api('GET', `/api/v1/deliveries?webhook=${ciId}&status=dead`))[0], 'the 500s to end dead (retry_schedule 1s, 1s)', 15000);
   expect(failed.attempts === 3 && /500/.test(failed.lastError), `the failing delivery: ${JSON.stringify(failed)}`);
+  // Its three attempts in its history: two retrying, the last one giving up.
+  await goto(`#/deliveries/${failed.id}`, '#history tbody tr');
+  expect(await page.locator('#history tbody tr', { hasText: '500' }).count() === 3, `the history of the 500s: ${await page.locator('#history').textContent()}`);
+  await shot('delivery-detail-dead-after-retries');
   await goto('#/dashboard', '.cards');
   await page.locator('.chart svg rect.delivered').first().waitFor();
+  // GET /stats/minutes: bars for the deliveries of this run, the totals in the chart's label.
+  const label = await page.locator('.chart svg').getAttribute('aria-label');
+  expect(/delivered [1-9]/.test(label) && /dead [1-9]/.test(label) && /retrying [1-9]/.test(label), `the chart's label: ${label}`);
+  expect(await page.locator('.chart svg rect').count() >= 3, 'the chart has fewer than three bars');
+  await page.locator('.chart p', { hasText: 'since the server started' }).waitFor();
   await page.locator('main section table a', { hasText: 'CI receiver' }).waitFor();
   await shot('dashboard');
 
@@ -513,6 +559,7 @@ async function main() {
   for (const [hash, ready, name] of [
     ['#/webhooks', 'main tbody tr', 'zh-webhooks'],
     [`#/webhooks/${dingId}`, '#f-url', 'zh-webhook-edit'],
+    ['#/webhooks/new', '#preview-out .preview-error', 'zh-webhook-new'],
     ['#/triggers', '.matrix', 'zh-triggers'],
     [`#/bindings/${wcId}`, 'main td.mono', 'zh-bindings'],
     ['#/deliveries', 'main tbody tr', 'zh-deliveries'],

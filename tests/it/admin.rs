@@ -37,6 +37,8 @@ async fn the_page_and_its_assets_are_served_without_a_token() {
     // No inline script or style (the CSP would block them) and nothing from elsewhere.
     assert!(!body.contains("<script>") && !body.contains("<style") && !body.contains("style="));
     assert!(!body.contains("http://") && !body.contains("https://"));
+    // The footer links to the API's description.
+    assert!(body.contains(r#"href="/api/v1/openapi.json""#), "no OpenAPI link");
 
     for (path, kind) in [
         ("/admin/app.js", "text/javascript"),
@@ -73,6 +75,11 @@ async fn the_script_speaks_english_and_chinese() {
         "发送日志",
         "触发设置",
         "用户绑定",
+        // The API the pages build on (docs/reference.md §4).
+        "/api/v1/preview",
+        "/api/v1/stats/minutes",
+        "departmentNames",
+        "boundTo",
     ] {
         assert!(js.contains(needle), "app.js lacks {needle}");
     }
