@@ -638,11 +638,21 @@ impl Engine {
         let env = self
             .envelope_of(Arc::new(draft), base.unwrap_or(0), event)
             .await?;
-        self.inner
-            .deliverer
-            .preview(&env)
-            .await
-            .map_err(Error::BadRequest)
+        self.inner.deliverer.preview(&env).await.map_err(|e| {
+            // A template that parses but does not render for this event: name its field, as a
+            // refused save does, so that a form can mark it.
+            match ["template.body", "template.title", "template.text"]
+                .into_iter()
+                .filter_map(|f| e.find(f).map(|at| (at, f)))
+                .min()
+                .map(|(_, f)| f)
+            {
+                Some(field) => {
+                    Error::Invalid(crate::webhook::ValidationError { field, message: e })
+                }
+                None => Error::BadRequest(e),
+            }
+        })
     }
 
     /// Sends `event` (the sample event when `None`) to webhook `id` now, outside the queue and

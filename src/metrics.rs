@@ -61,6 +61,8 @@ pub struct Metrics {
     latency: Histogram,
     /// The last [`MINUTES`] minutes of [`Metrics::delivery`], oldest first: (Unix minute, counts).
     recent: Mutex<VecDeque<(i64, MinuteCounts)>>,
+    /// When these metrics started counting (Unix ms): the process's start.
+    started_at: i64,
 }
 
 impl Default for Metrics {
@@ -129,7 +131,13 @@ impl Metrics {
             queue_depth,
             latency,
             recent: Mutex::new(VecDeque::with_capacity(MINUTES + 1)),
+            started_at: crate::clock::now_ms(),
         }
+    }
+
+    /// When counting started (Unix ms): what "since the start" means for every counter here.
+    pub fn started_at(&self) -> i64 {
+        self.started_at
     }
 
     /// `n` events ingested from `source` (`http`, `tail`, `db`).

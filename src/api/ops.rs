@@ -18,6 +18,10 @@ pub struct Health {
     /// `{"status": "paused", "reason": ...}`.
     #[schema(value_type = Object)]
     pub sources: serde_json::Value,
+    /// When this process started (RFC 3339): the start of `/metrics` and `/api/v1/stats/minutes`.
+    #[serde(rename = "startedAt")]
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
 }
 
 /// 200 `ok`, or 503 `degraded` with the reason while the store cannot commit.
@@ -31,11 +35,13 @@ pub struct Health {
 #[get("/healthz")]
 pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let sources = state.engine.sources();
+    let started_at = super::deliveries::rfc3339(state.engine.metrics().started_at());
     match state.engine.store().outage() {
         None => HttpResponse::Ok().json(Health {
             status: "ok",
             reason: None,
             sources,
+            started_at,
         }),
         Some(o) => {
             let since = chrono::DateTime::from_timestamp_millis(o.since)
@@ -48,6 +54,7 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
                     o.reason
                 )),
                 sources,
+                started_at,
             })
         }
     }

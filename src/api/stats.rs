@@ -21,7 +21,7 @@ struct Minute {
     at: Option<String>,
     /// Created.
     pending: u64,
-    /// Failed attempts that will be tried again.
+    /// Began retrying (their first failed attempt that will be tried again).
     retrying: u64,
     delivered: u64,
     dead: u64,

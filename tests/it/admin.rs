@@ -38,7 +38,10 @@ async fn the_page_and_its_assets_are_served_without_a_token() {
     assert!(!body.contains("<script>") && !body.contains("<style") && !body.contains("style="));
     assert!(!body.contains("http://") && !body.contains("https://"));
     // The footer links to the API's description.
-    assert!(body.contains(r#"href="/api/v1/openapi.json""#), "no OpenAPI link");
+    assert!(
+        body.contains(r#"href="/api/v1/openapi.json""#),
+        "no OpenAPI link"
+    );
 
     for (path, kind) in [
         ("/admin/app.js", "text/javascript"),

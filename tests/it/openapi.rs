@@ -223,6 +223,21 @@ async fn a_draft_previews_as_it_will_be_sent() {
             .is_some_and(|f| f.starts_with("template")),
         "{v}"
     );
+    // One that saves (the sample event renders JSON) but not for this event: named too.
+    let mut picky = draft.clone();
+    picky["template"] =
+        json!({"body": "{% if comment == \"boom\" %}not json{% else %}{}{% endif %}"});
+    let mut boom = event.clone();
+    boom["comment"] = json!("boom");
+    let (status, v) = s
+        .call(
+            "POST",
+            "/api/v1/preview",
+            Some(json!({"webhook": picky, "event": boom})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["field"], "template.body", "{v}");
     let (status, v) = s
         .call(
             "POST",
