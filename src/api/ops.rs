@@ -1,6 +1,6 @@
 //! `/healthz` and `/metrics` (no auth; nothing secret).
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{route, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -32,7 +32,7 @@ pub struct Health {
         (status = 503, description = "The store cannot commit", body = Health),
     )
 )]
-#[get("/healthz")]
+#[route("/healthz", method = "GET", method = "HEAD")]
 pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let sources = state.engine.sources();
     let started_at = super::deliveries::rfc3339(state.engine.metrics().started_at());
@@ -65,7 +65,7 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     tag = "operations",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String))
 )]
-#[get("/metrics")]
+#[route("/metrics", method = "GET", method = "HEAD")]
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(crate::metrics::CONTENT_TYPE)

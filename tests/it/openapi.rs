@@ -35,7 +35,9 @@ const REFERENCE: &[(&str, &str)] = &[
     ("get", "/api/v1/quarantine"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
+    ("head", "/healthz"),
     ("get", "/metrics"),
+    ("head", "/metrics"),
 ];
 
 async fn with_token() -> TestServer {
@@ -143,6 +145,12 @@ async fn every_described_path_is_served() {
                 assert_eq!(anonymous.status, 401, "{m} {concrete} without the token");
             }
         }
+    }
+    // Uptime checks may use HEAD.
+    for path in ["/healthz", "/metrics"] {
+        let reply = s.send("HEAD", path, None).await;
+        assert_eq!(reply.status, 200, "HEAD {path}");
+        assert!(reply.text.is_empty(), "HEAD {path} has no body");
     }
     // A path segment that is not a number answers in the API's error shape.
     let (status, v) = s.call("GET", "/api/v1/webhooks/abc", None).await;
