@@ -646,8 +646,17 @@ impl Destination {
             if j.state.as_ref().map_or(Status::Pending, |s| s.status) != Status::Retrying {
                 metrics.delivery(Status::Retrying, 1);
             }
+            // Due when the record says (`nextAttemptAt`, from the attempt's time), not `delay`
+            // after this commit was applied: the two name the same moment whatever the commit
+            // took, also when a manual clock moved meanwhile.
+            let wait = match state.next_attempt_at {
+                Some(at) => Duration::from_millis(
+                    u64::try_from(at.saturating_sub(self.ctx.clock.wall_ms())).unwrap_or(0),
+                ),
+                None => delay.unwrap_or(Duration::ZERO),
+            };
             j.state = Some(Box::new(state));
-            j.set_due(Some(later(now, delay.unwrap_or(Duration::ZERO))));
+            j.set_due(Some(later(now, wait)));
         }
         self.classify(key, now);
     }
