@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiError, AppState, ErrorBody};
-use crate::store::{DeliveryQuery, DeliveryRecord, QuarantineItem, Status};
+use crate::store::{DeliveryQuery, DeliveryRecord, QuarantineItem, ResponseLog, Status};
 
 /// Default and largest page of the delivery log.
 const DEFAULT_LIMIT: usize = 50;
@@ -34,13 +34,6 @@ struct RequestView {
     url: String,
     headers: BTreeMap<String, String>,
     /// The request body as text.
-    body: String,
-}
-
-/// The last answer received (body cut).
-#[derive(Serialize, ToSchema)]
-struct ResponseView {
-    status: u16,
     body: String,
 }
 
@@ -72,7 +65,7 @@ pub struct Delivery {
     /// Why the last attempt failed; for `dead` and `skipped`, why it ended.
     last_error: Option<String>,
     request: Option<RequestView>,
-    response: Option<ResponseView>,
+    response: Option<ResponseLog>,
     /// Per-recipient progress of app types (recipients already served).
     progress: Option<serde_json::Value>,
     /// The last attempts (up to 5), oldest first.
@@ -113,10 +106,7 @@ impl Delivery {
                 headers: r.headers.iter().cloned().collect(),
                 body: r.body.clone(),
             }),
-            response: s.response.as_ref().map(|r| ResponseView {
-                status: r.status,
-                body: r.body.clone(),
-            }),
+            response: s.response.clone(),
             progress: s.progress.clone(),
             history: s
                 .history

@@ -15,7 +15,7 @@ use super::{parse_json, read_body, ApiError, AppState, ErrorBody};
 use crate::deliver::Outcome;
 use crate::event::local_now;
 use crate::event::ActionEvent;
-use crate::store::Status;
+use crate::store::{ResponseLog, Status};
 use crate::webhook::Webhook;
 
 pub(super) fn routes(cfg: &mut ServiceConfig) {
@@ -79,13 +79,7 @@ struct TestResult {
     /// Why it was not taken, in words (e.g. DingTalk 310000: the signature).
     last_error: Option<String>,
     /// The answer (body cut, credentials masked).
-    response: Option<TestResponse>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct TestResponse {
-    status: u16,
-    body: String,
+    response: Option<ResponseLog>,
 }
 
 /// The optional event of the body: none (or only whitespace) means the sample event.
@@ -205,9 +199,6 @@ async fn test(
         ok: status == Status::Delivered,
         status: status.as_str(),
         last_error: error,
-        response: attempt.response.as_ref().map(|r| TestResponse {
-            status: r.status,
-            body: r.body.clone(),
-        }),
+        response: attempt.response,
     }))
 }

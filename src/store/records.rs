@@ -63,8 +63,9 @@ pub struct RequestLog {
     pub body: String,
 }
 
-/// The last response as the log shows it (body cut).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The last response as the log shows it (body cut); the API shows it as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = Response)]
 pub struct ResponseLog {
     pub status: u16,
     pub body: String,
